@@ -1,0 +1,292 @@
+//! Typed snapshot ⇄ `flumewatch.v1` protobuf, both directions, for the sidecar and the aggregator.
+//! The only place that touches the generated snapshot types.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flumewatch_proto::v1 as pb;
+
+use crate::snapshot::{Component, ComponentKind, Counter, Flag, Gauge, ScrapeOutcome, Snapshot};
+
+/// A protobuf snapshot that cannot be a typed one. Not retryable: the same bytes fail again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConvertError {
+    #[error("snapshot {seq} has no scraped_at")]
+    MissingScrapeTime { seq: u64 },
+    #[error("snapshot {seq} has no outcome")]
+    MissingOutcome { seq: u64 },
+    #[error("snapshot {seq} has an unknown scrape status {status}")]
+    UnknownStatus { seq: u64, status: i32 },
+    #[error("snapshot has sequence number 0 (sequence numbers start at 1)")]
+    ZeroSeq,
+    #[error("snapshot {seq} names no agent")]
+    NoAgent { seq: u64 },
+    #[error("{what} is not a valid timestamp")]
+    BadTimestamp { what: &'static str },
+}
+
+pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    prost_types::Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn from_timestamp(
+    ts: &prost_types::Timestamp,
+    what: &'static str,
+) -> Result<SystemTime, ConvertError> {
+    let seconds = u64::try_from(ts.seconds).map_err(|_| ConvertError::BadTimestamp { what })?;
+    let nanos = u32::try_from(ts.nanos)
+        .ok()
+        .filter(|n| *n < 1_000_000_000)
+        .ok_or(ConvertError::BadTimestamp { what })?;
+    UNIX_EPOCH
+        .checked_add(Duration::new(seconds, nanos))
+        .ok_or(ConvertError::BadTimestamp { what })
+}
+
+fn millis_timestamp(ms: u64) -> prost_types::Timestamp {
+    timestamp(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+fn timestamp_millis(ts: &prost_types::Timestamp) -> Option<u64> {
+    let seconds = u64::try_from(ts.seconds).ok()?;
+    let nanos = u64::try_from(ts.nanos).ok()?;
+    seconds.checked_mul(1000)?.checked_add(nanos / 1_000_000)
+}
+
+pub fn duration(d: Duration) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+pub fn from_duration(d: &prost_types::Duration) -> Duration {
+    Duration::try_from(*d).unwrap_or_default()
+}
+
+impl From<&Snapshot> for pb::Snapshot {
+    fn from(s: &Snapshot) -> Self {
+        let (status, http_status) = match &s.outcome {
+            ScrapeOutcome::Ok => (pb::ScrapeStatus::Ok, 0),
+            ScrapeOutcome::ConnectionRefused(_) => (pb::ScrapeStatus::ConnectionRefused, 0),
+            ScrapeOutcome::Timeout(_) => (pb::ScrapeStatus::Timeout, 0),
+            ScrapeOutcome::HttpStatus { status, .. } => {
+                (pb::ScrapeStatus::HttpStatus, u32::from(*status))
+            }
+            ScrapeOutcome::BadPayload(_) => (pb::ScrapeStatus::BadPayload, 0),
+            ScrapeOutcome::ConnectionFailed(_) => (pb::ScrapeStatus::ConnectionFailed, 0),
+        };
+        pb::Snapshot {
+            seq: s.seq,
+            agent: s.agent.clone(),
+            scraped_at: Some(timestamp(s.scraped_at)),
+            scrape_duration_ms: u32::try_from(s.scrape_duration.as_millis()).unwrap_or(u32::MAX),
+            outcome: Some(pb::ScrapeOutcome {
+                status: status as i32,
+                http_status,
+                error: s.outcome.error().to_owned(),
+            }),
+            components: s.components.iter().map(pb::Component::from).collect(),
+        }
+    }
+}
+
+impl From<&Component> for pb::Component {
+    fn from(c: &Component) -> Self {
+        pb::Component {
+            kind: c.kind as i32,
+            kind_name: c.kind_name.clone(),
+            name: c.name.clone(),
+            start_time: c.start_time_ms.map(millis_timestamp),
+            stop_time: c.stop_time_ms.map(millis_timestamp),
+            counters: c
+                .counters
+                .iter()
+                .map(|(counter, value)| pb::CounterValue {
+                    counter: *counter as i32,
+                    value: *value,
+                })
+                .collect(),
+            gauges: c
+                .gauges
+                .iter()
+                .map(|(gauge, value)| pb::GaugeValue {
+                    gauge: *gauge as i32,
+                    value: *value,
+                })
+                .collect(),
+            flags: c
+                .flags
+                .iter()
+                .map(|(flag, value)| pb::FlagValue {
+                    flag: *flag as i32,
+                    value: *value,
+                })
+                .collect(),
+            unknown: c.unknown.clone().into_iter().collect(),
+            problems: c.problems.clone(),
+        }
+    }
+}
+
+impl TryFrom<pb::Snapshot> for Snapshot {
+    type Error = ConvertError;
+
+    fn try_from(s: pb::Snapshot) -> Result<Self, ConvertError> {
+        let seq = s.seq;
+        if seq == 0 {
+            return Err(ConvertError::ZeroSeq);
+        }
+        if s.agent.is_empty() {
+            return Err(ConvertError::NoAgent { seq });
+        }
+        let scraped_at = from_timestamp(
+            s.scraped_at
+                .as_ref()
+                .ok_or(ConvertError::MissingScrapeTime { seq })?,
+            "scraped_at",
+        )?;
+        let outcome = s.outcome.ok_or(ConvertError::MissingOutcome { seq })?;
+        let error = outcome.error;
+        let outcome = match pb::ScrapeStatus::try_from(outcome.status) {
+            Ok(pb::ScrapeStatus::Ok) => ScrapeOutcome::Ok,
+            Ok(pb::ScrapeStatus::ConnectionRefused) => ScrapeOutcome::ConnectionRefused(error),
+            Ok(pb::ScrapeStatus::Timeout) => ScrapeOutcome::Timeout(error),
+            Ok(pb::ScrapeStatus::HttpStatus) => ScrapeOutcome::HttpStatus {
+                status: u16::try_from(outcome.http_status).unwrap_or(0),
+                error,
+            },
+            Ok(pb::ScrapeStatus::BadPayload) => ScrapeOutcome::BadPayload(error),
+            Ok(pb::ScrapeStatus::ConnectionFailed) => ScrapeOutcome::ConnectionFailed(error),
+            Ok(pb::ScrapeStatus::Unspecified) | Err(_) => {
+                return Err(ConvertError::UnknownStatus {
+                    seq,
+                    status: outcome.status,
+                })
+            }
+        };
+        Ok(Snapshot {
+            seq,
+            agent: s.agent,
+            scraped_at,
+            scrape_duration: Duration::from_millis(u64::from(s.scrape_duration_ms)),
+            outcome,
+            components: s.components.into_iter().map(Component::from).collect(),
+        })
+    }
+}
+
+impl From<pb::Component> for Component {
+    /// Values from a newer sidecar that this build does not know are kept in `unknown`.
+    fn from(c: pb::Component) -> Self {
+        let mut component = Component {
+            kind: ComponentKind::try_from(c.kind).unwrap_or(ComponentKind::Unspecified),
+            kind_name: c.kind_name,
+            name: c.name,
+            start_time_ms: c.start_time.as_ref().and_then(timestamp_millis),
+            stop_time_ms: c.stop_time.as_ref().and_then(timestamp_millis),
+            unknown: c.unknown.into_iter().collect(),
+            problems: c.problems,
+            ..Component::default()
+        };
+        for v in c.counters {
+            match Counter::try_from(v.counter) {
+                Ok(counter) if counter != Counter::Unspecified => {
+                    component.counters.push((counter, v.value))
+                }
+                _ => drop(
+                    component
+                        .unknown
+                        .insert(format!("counter#{}", v.counter), v.value.to_string()),
+                ),
+            }
+        }
+        for v in c.gauges {
+            match Gauge::try_from(v.gauge) {
+                Ok(gauge) if gauge != Gauge::Unspecified => component.gauges.push((gauge, v.value)),
+                _ => drop(
+                    component
+                        .unknown
+                        .insert(format!("gauge#{}", v.gauge), v.value.to_string()),
+                ),
+            }
+        }
+        for v in c.flags {
+            match Flag::try_from(v.flag) {
+                Ok(flag) if flag != Flag::Unspecified => component.flags.push((flag, v.value)),
+                _ => drop(
+                    component
+                        .unknown
+                        .insert(format!("flag#{}", v.flag), v.value.to_string()),
+                ),
+            }
+        }
+        component
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_round_trips_through_protobuf() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/flume/samples");
+        for name in [
+            "multi-component-agent.json",
+            "file-channel-failed-to-start.json",
+            "config-reload-in-progress-some-stopped.json",
+        ] {
+            let body = std::fs::read(dir.join(name)).expect("sample");
+            let snapshot = Snapshot {
+                seq: 7,
+                agent: "a1".into(),
+                scraped_at: UNIX_EPOCH + Duration::from_millis(1_795_593_979_123),
+                scrape_duration: Duration::from_millis(3),
+                outcome: ScrapeOutcome::Ok,
+                components: crate::flume::parse_metrics(&body).expect("parses"),
+            };
+            let back = Snapshot::try_from(pb::Snapshot::from(&snapshot)).expect("converts");
+            assert_eq!(back, snapshot, "{name}");
+        }
+    }
+
+    #[test]
+    fn failures_keep_their_reason() {
+        let snapshot = Snapshot {
+            seq: 1,
+            agent: "a1".into(),
+            scraped_at: SystemTime::now(),
+            scrape_duration: Duration::ZERO,
+            outcome: ScrapeOutcome::HttpStatus {
+                status: 404,
+                error: "HTTP 404".into(),
+            },
+            components: vec![],
+        };
+        let mut wire = pb::Snapshot::from(&snapshot);
+        let back = Snapshot::try_from(wire.clone()).expect("converts");
+        assert_eq!(back.outcome, snapshot.outcome);
+        wire.outcome = None;
+        assert_eq!(
+            Snapshot::try_from(wire),
+            Err(ConvertError::MissingOutcome { seq: 1 })
+        );
+    }
+
+    #[test]
+    fn unknown_enum_values_from_newer_sidecars_are_kept() {
+        let component = Component::from(pb::Component {
+            counters: vec![pb::CounterValue {
+                counter: 999,
+                value: 5,
+            }],
+            ..Default::default()
+        });
+        assert_eq!(component.unknown["counter#999"], "5");
+    }
+}

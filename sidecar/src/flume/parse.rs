@@ -1,0 +1,198 @@
+//! Flume's all-string metrics JSON → typed components. The only place Flume's strings are read.
+//!
+//! A payload that is not an object of objects is rejected whole (`PayloadError`); a single value
+//! that cannot be read is kept verbatim in the component's `unknown` map with a problem noted,
+//! so one odd vendor attribute never hides the rest of the agent.
+
+use serde_json::{Map, Value};
+
+use super::vocabulary::{self, Attribute};
+use crate::snapshot::{Component, Gauge};
+
+/// Java's `Double.MAX_VALUE` as `Double.toString` prints it: Flume's fill percentage when the
+/// capacity is 0 (Kafka channels, pseudo-transaction channels, a file channel that failed to start).
+const JAVA_DOUBLE_MAX: f64 = f64::MAX;
+
+/// Why a response body is not Flume metrics. Never retryable on the same body.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    #[error("empty body")]
+    Empty,
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("expected a JSON object of components, got {0}")]
+    NotAnObject(&'static str),
+    #[error("component {key:?} is {found}, not an object of attributes")]
+    ComponentNotAnObject { key: String, found: &'static str },
+}
+
+/// Reads one `/metrics` body.
+pub fn parse_metrics(body: &[u8]) -> Result<Vec<Component>, PayloadError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(PayloadError::Empty);
+    }
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let Value::Object(components) = value else {
+        return Err(PayloadError::NotAnObject(json_type(&value)));
+    };
+    let mut parsed = Vec::with_capacity(components.len());
+    for (key, attributes) in components {
+        let Value::Object(attributes) = attributes else {
+            return Err(PayloadError::ComponentNotAnObject {
+                found: json_type(&attributes),
+                key,
+            });
+        };
+        parsed.push(parse_component(&key, attributes));
+    }
+    // Flume prints components in HashMap order; a stable order makes snapshots comparable.
+    parsed.sort_by(|a, b| (a.kind_name.as_str(), &a.name).cmp(&(b.kind_name.as_str(), &b.name)));
+    Ok(parsed)
+}
+
+fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
+    let (kind_name, name) = match key.split_once('.') {
+        Some((kind, name)) => (kind.to_owned(), name.to_owned()),
+        // Not Flume's "TYPE.name" form: fall back to the Type attribute, keep the key as the name.
+        None => (
+            attributes
+                .get("Type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned(),
+            key.to_owned(),
+        ),
+    };
+    let mut component = Component {
+        kind: vocabulary::kind(&kind_name),
+        kind_name,
+        name,
+        ..Component::default()
+    };
+    for (attribute, value) in attributes {
+        let text = match value {
+            Value::String(s) => s,
+            // Flume prints strings only; third-party counters may not. Read scalars by their text.
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            other => {
+                component
+                    .problems
+                    .push(format!("{attribute}: {} value", json_type(&other)));
+                component.unknown.insert(attribute, other.to_string());
+                continue;
+            }
+        };
+        read_attribute(&mut component, attribute, text);
+    }
+    component.counters.sort_by_key(|(c, _)| *c as i32);
+    component.gauges.sort_by_key(|(g, _)| *g as i32);
+    component
+}
+
+fn read_attribute(component: &mut Component, attribute: String, text: String) {
+    let Some(known) = vocabulary::attribute(&attribute) else {
+        component.unknown.insert(attribute, text);
+        return;
+    };
+    let trimmed = text.trim();
+    let problem = match known {
+        Attribute::Type => {
+            if trimmed != component.kind_name {
+                component.unknown.insert(attribute, text);
+            }
+            return;
+        }
+        Attribute::StartTime => match read_u64(trimmed) {
+            Ok(ms) => {
+                component.start_time_ms = (ms != 0).then_some(ms);
+                return;
+            }
+            Err(why) => why,
+        },
+        Attribute::StopTime => match read_u64(trimmed) {
+            Ok(ms) => {
+                component.stop_time_ms = (ms != 0).then_some(ms);
+                return;
+            }
+            Err(why) => why,
+        },
+        Attribute::Counter(counter) => match read_u64(trimmed) {
+            Ok(v) => {
+                component.counters.push((counter, v));
+                return;
+            }
+            Err(why) => why,
+        },
+        Attribute::Gauge(gauge) => match trimmed.parse::<f64>() {
+            Ok(v) if gauge == Gauge::ChannelFillPercentage && v == JAVA_DOUBLE_MAX => {
+                // "unknown" (capacity 0), never "full": no gauge, raw text kept.
+                component.unknown.insert(attribute, text);
+                return;
+            }
+            Ok(v) if v.is_finite() => {
+                component.gauges.push((gauge, v));
+                return;
+            }
+            Ok(_) => "not a finite number",
+            Err(_) => "not a number",
+        },
+        Attribute::Flag(flag) => match trimmed.to_ascii_lowercase().as_str() {
+            "true" => {
+                component.flags.push((flag, true));
+                return;
+            }
+            "false" => {
+                component.flags.push((flag, false));
+                return;
+            }
+            _ => "not true or false",
+        },
+    };
+    component
+        .problems
+        .push(format!("{attribute}: {problem}: {:?}", shorten(&text)));
+    component.unknown.insert(attribute, text);
+}
+
+/// Reads a Java long that must not be negative. Accepts an integral double form (`"5.0"`)
+/// because some third-party counters are doubles.
+fn read_u64(text: &str) -> Result<u64, &'static str> {
+    if let Ok(v) = text.parse::<u64>() {
+        return Ok(v);
+    }
+    if text.starts_with('-') && text.parse::<i64>().is_ok() {
+        return Err("negative");
+    }
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 => Ok(v as u64),
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v >= 0.0 => Err("too large"),
+        Ok(_) => Err("not a whole non-negative number"),
+        Err(_) => Err("not a number"),
+    }
+}
+
+fn shorten(text: &str) -> &str {
+    const MAX: usize = 64;
+    match text.char_indices().nth(MAX) {
+        Some((cut, _)) => &text[..cut],
+        None => text,
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+#[path = "parse_tests.rs"]
+mod tests;
+

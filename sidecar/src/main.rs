@@ -1,0 +1,51 @@
+//! `flumewatch-sidecar`: parse flags, validate, run until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = flumewatch_sidecar::config::Cli::parse();
+    let config = match cli.load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("flumewatch-sidecar: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("flumewatch-sidecar: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            flumewatch_sidecar::shutdown_signal().await;
+            trigger.cancel();
+        });
+        flumewatch_sidecar::run(config, shutdown).await?;
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flumewatch-sidecar: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

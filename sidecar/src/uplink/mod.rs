@@ -1,0 +1,96 @@
+//! Keeps one gRPC stream to the aggregator alive and feeds it every snapshot in order.
+//!
+//! Reconnects with capped, jittered backoff; whatever the aggregator has not acknowledged stays
+//! in the [`ReplayBuffer`] and is sent again, in order, after the next connect.
+
+mod backoff;
+mod buffer;
+mod session;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flumewatch_proto::v1 as pb;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Endpoint;
+
+pub use backoff::Backoff;
+pub use buffer::ReplayBuffer;
+pub use session::SessionError;
+
+use crate::config::Config;
+use crate::stats::Stats;
+
+/// How long a stopping sidecar keeps trying to hand its buffered snapshots to the aggregator.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
+
+pub(crate) struct Uplink {
+    pub endpoint: Endpoint,
+    pub hello: pb::Hello,
+    pub buffer: ReplayBuffer,
+    pub stats: Arc<Stats>,
+    pub stats_every: Duration,
+    pub backoff: Backoff,
+}
+
+impl Uplink {
+    pub(crate) fn new(
+        config: &Config,
+        buffer: ReplayBuffer,
+        stats: Arc<Stats>,
+    ) -> Result<Self, tonic::transport::Error> {
+        let endpoint = Endpoint::from_shared(config.aggregator.clone())?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            // Notices a vanished aggregator (host down, network cut) without waiting for TCP.
+            .http2_keep_alive_interval(Duration::from_secs(20))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .keep_alive_while_idle(true);
+        let hello = pb::Hello {
+            host: config.host.clone(),
+            instance_id: instance_id(),
+            agents: config.agents.iter().map(|a| a.name.clone()).collect(),
+            labels: config.labels.clone().into_iter().collect(),
+            sidecar_version: env!("CARGO_PKG_VERSION").to_owned(),
+            poll_interval: Some(crate::convert::duration(config.interval)),
+        };
+        Ok(Self {
+            endpoint,
+            hello,
+            buffer,
+            stats,
+            stats_every: config.interval,
+            backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+        })
+    }
+
+    /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`].
+    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+        let mut was_connected = false;
+        loop {
+            match session::run(&self, &mut was_connected, &shutdown).await {
+                Ok(()) => return,
+                Err(e) if was_connected => {
+                    tracing::warn!(error = %e, "lost the aggregator; reconnecting");
+                    was_connected = false;
+                    self.backoff.reset();
+                }
+                Err(e) => tracing::debug!(error = %e, "aggregator not reachable"),
+            }
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let delay = self.backoff.next_delay(fastrand::f64());
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+}
+
+/// Random per process start, so a restarted sidecar's sequence 1 is not taken for a replay.
+fn instance_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}

@@ -1,0 +1,128 @@
+//! One connected stream: Hello, the aggregator's resume point, then snapshots in order and acks back.
+
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::ingest_client::IngestClient;
+use pb::report_request::Message as Outbound;
+use pb::report_response::Message as Inbound;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{Uplink, DRAIN_GRACE};
+
+/// Outbound messages in flight inside this process; the buffer holds the rest, so a small
+/// queue is enough and a stalled stream stops pulling from the buffer instead of copying it.
+const OUTBOUND_QUEUE: usize = 32;
+
+/// Why a stream ended. Every variant is retryable: the uplink reconnects after a backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot connect: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("aggregator refused the stream: {0}")]
+    Refused(tonic::Status),
+    #[error("stream failed: {0}")]
+    Stream(tonic::Status),
+    #[error("aggregator closed the stream")]
+    Closed,
+}
+
+/// Runs one stream until it breaks (error) or the sidecar stops and has drained (Ok).
+pub(super) async fn run(
+    uplink: &Uplink,
+    was_connected: &mut bool,
+    shutdown: &CancellationToken,
+) -> Result<(), SessionError> {
+    let channel = tokio::select! {
+        biased;
+        _ = shutdown.cancelled() => return Ok(()),
+        channel = uplink.endpoint.connect() => channel?,
+    };
+    let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let opening = [
+        Outbound::Hello(uplink.hello.clone()),
+        Outbound::Stats(uplink.stats.to_proto(&uplink.buffer)),
+    ];
+    for message in opening {
+        // Cannot fail: the receiver is alive and the queue has room for both.
+        let _ = tx.try_send(pb::ReportRequest {
+            message: Some(message),
+        });
+    }
+    let mut inbound = IngestClient::new(channel)
+        .report(ReceiverStream::new(rx))
+        .await
+        .map_err(SessionError::Refused)?
+        .into_inner();
+
+    // The aggregator answers the Hello with what it already holds of this instance.
+    let mut sent = match next_ack(&mut inbound).await? {
+        Some(resume) => resume,
+        None => return Err(SessionError::Closed),
+    };
+    uplink.buffer.ack(sent);
+    uplink.stats.record_connect();
+    *was_connected = true;
+    tracing::info!(resume_after = sent, buffered = uplink.buffer.len(), "connected to the aggregator");
+
+    let mut newest = uplink.buffer.subscribe();
+    let mut stats_tick = tokio::time::interval(uplink.stats_every);
+    stats_tick.tick().await;
+    let mut drain_deadline: Option<Instant> = None;
+    loop {
+        if drain_deadline.is_some() && uplink.buffer.is_empty() {
+            return Ok(());
+        }
+        let next = uplink.buffer.next_after(sent);
+        let has_next = next.is_some();
+        let deadline = drain_deadline.unwrap_or_else(far_future);
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled(), if drain_deadline.is_none() => {
+                drain_deadline = Some(Instant::now() + DRAIN_GRACE);
+            }
+            _ = sleep_until(deadline), if drain_deadline.is_some() => {
+                tracing::warn!(unsent = uplink.buffer.len(), "stopping before the aggregator acknowledged every snapshot");
+                return Ok(());
+            }
+            ack = next_ack(&mut inbound) => match ack? {
+                Some(seq) => uplink.buffer.ack(seq),
+                None => return Err(SessionError::Closed),
+            },
+            permit = tx.reserve(), if has_next => {
+                let Ok(permit) = permit else { return Err(SessionError::Closed) };
+                let snapshot = next.expect("guarded by has_next");
+                sent = snapshot.seq;
+                permit.send(pb::ReportRequest { message: Some(Outbound::Snapshot(snapshot)) });
+            }
+            _ = newest.changed(), if !has_next => {}
+            _ = stats_tick.tick() => {
+                // Stats are advisory: skip a beat rather than wait behind snapshots.
+                let _ = tx.try_send(pb::ReportRequest {
+                    message: Some(Outbound::Stats(uplink.stats.to_proto(&uplink.buffer))),
+                });
+            }
+        }
+    }
+}
+
+/// The next acknowledged sequence number; `None` when the aggregator ended the stream.
+async fn next_ack(
+    inbound: &mut tonic::Streaming<pb::ReportResponse>,
+) -> Result<Option<u64>, SessionError> {
+    loop {
+        match inbound.message().await.map_err(SessionError::Stream)? {
+            None => return Ok(None),
+            Some(pb::ReportResponse {
+                message: Some(Inbound::Ack(ack)),
+            }) => return Ok(Some(ack.acked_seq)),
+            // A newer aggregator may send messages this sidecar does not know: skip them.
+            Some(_) => continue,
+        }
+    }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
+}
