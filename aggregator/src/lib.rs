@@ -1,1 +1,23 @@
-//! placeholder
+//! flumewatch aggregator: receives typed snapshots from every sidecar, keeps the fleet's state
+//! and answers questions about it over gRPC (grpcurl-friendly: reflection and health).
+//!
+//! ```text
+//!  sidecars ──gRPC Ingest/Report──▶ ingest ──▶ fleet (per agent: latest, history, rates)
+//!                                                 ▲
+//!  grpcurl / tools ──gRPC Fleet/ListAgents, GetAgent── query ─┘
+//! ```
+//!
+//! Snapshots are the sidecar crate's typed [`flumewatch_sidecar::snapshot::Snapshot`];
+//! `convert` maps the aggregator's own views to protobuf.
+
+pub mod config;
+mod convert;
+pub mod demo;
+pub mod fleet;
+mod ingest;
+mod query;
+pub mod server;
+
+pub use config::{Config, Mode};
+pub use ingest::IngestCounters;
+pub use server::{run, Aggregator, RunError};

@@ -1,1 +1,53 @@
-fn main() {}
+//! `flumewatch-aggregator`: parse flags, validate, serve (or run the demo) until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use flumewatch_aggregator::{config::Cli, Mode};
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let mode = match Cli::parse().load() {
+        Ok(mode) => mode,
+        Err(e) => {
+            eprintln!("flumewatch-aggregator: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let default_level = if matches!(mode, Mode::Demo { .. }) { "warn" } else { "info" };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_level.into()),
+        )
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("flumewatch-aggregator: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: anyhow::Result<()> = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            flumewatch_sidecar::shutdown_signal().await;
+            trigger.cancel();
+        });
+        match mode {
+            Mode::Serve(config) => flumewatch_aggregator::run(config, shutdown).await?,
+            Mode::Demo { config, run_for } => {
+                flumewatch_aggregator::demo::run(config, run_for, shutdown).await?
+            }
+        }
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flumewatch-aggregator: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

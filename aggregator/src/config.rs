@@ -1,0 +1,221 @@
+//! Aggregator settings: command line and TOML file (flags win) → `validate()` → [`Config`].
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/flumewatch";
+
+/// A setting that cannot be used, named by its key. Not retryable: fix the config.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+    #[error("cannot read config file {path}: {reason}")]
+    File { path: PathBuf, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+/// Command line of `flumewatch-aggregator`. Every flag can also be set in the `--config` file
+/// (same name, with `_` for `-`); a flag given here wins.
+#[derive(Debug, Default, Parser)]
+#[command(
+    name = "flumewatch-aggregator",
+    version,
+    about = "Receives snapshots from flumewatch sidecars, keeps the fleet's state and answers grpcurl"
+)]
+pub struct Cli {
+    /// TOML file with any of the settings below.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address for the gRPC port (Ingest, Fleet, health, reflection) [default: 0.0.0.0:50051;
+    /// 127.0.0.1:50051 with --demo].
+    #[arg(long, value_name = "ADDR")]
+    pub grpc_listen: Option<String>,
+    /// Directory for the aggregator's durable state; created if missing
+    /// [default: /var/lib/flumewatch; a temporary directory with --demo].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Recent snapshots kept per agent for GetAgent's history [default: 10].
+    #[arg(long, value_name = "N")]
+    pub history: Option<usize>,
+    /// How long a stopping aggregator waits for streams to close [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub shutdown_grace: Option<String>,
+    /// Run a demo fleet on loopback: simulated Flume agents, sidecars and this aggregator,
+    /// printing what the aggregator sees. No Flume needed.
+    #[arg(long)]
+    pub demo: bool,
+    /// With --demo: stop after this long instead of running until Ctrl-C.
+    #[arg(long, value_name = "DURATION", requires = "demo")]
+    pub demo_for: Option<String>,
+}
+
+/// The `--config` file; unknown keys are rejected.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub grpc_listen: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub history: Option<usize>,
+    pub shutdown_grace: Option<String>,
+}
+
+/// Validated aggregator settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub grpc_listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub history: usize,
+    pub shutdown_grace: Duration,
+}
+
+/// What `main` should run.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    Serve(Config),
+    Demo {
+        config: Config,
+        run_for: Option<Duration>,
+    },
+}
+
+impl Cli {
+    pub fn load(self) -> Result<Mode, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let demo = self.demo;
+        let run_for = self
+            .demo_for
+            .as_deref()
+            .map(|d| parse_duration("demo_for", d))
+            .transpose()?;
+        let mut merged = FileConfig {
+            grpc_listen: self.grpc_listen.or(file.grpc_listen),
+            state_dir: self.state_dir.or(file.state_dir),
+            history: self.history.or(file.history),
+            shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+        };
+        if demo {
+            merged.grpc_listen.get_or_insert_with(|| "127.0.0.1:50051".into());
+            merged.state_dir.get_or_insert_with(|| {
+                std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
+            });
+        }
+        let config = merged.validate()?;
+        Ok(if demo {
+            Mode::Demo { config, run_for }
+        } else {
+            Mode::Serve(config)
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::File {
+        path: path.to_owned(),
+        reason: e.to_string().trim_end().replace('\n', " "),
+    })
+}
+
+impl FileConfig {
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen = self.grpc_listen.as_deref().unwrap_or(DEFAULT_GRPC_LISTEN);
+        let grpc_listen: SocketAddr = listen
+            .parse()
+            .map_err(|_| invalid("grpc_listen", format!("{listen:?} is not IP:PORT")))?;
+        let state_dir = self
+            .state_dir
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        check_state_dir(&state_dir)?;
+        let history = self.history.unwrap_or(10);
+        if history > 10_000 {
+            return Err(invalid("history", "at most 10000 snapshots per agent"));
+        }
+        let shutdown_grace = match self.shutdown_grace.as_deref() {
+            Some(text) => parse_duration("shutdown_grace", text)?,
+            None => Duration::from_secs(5),
+        };
+        Ok(Config {
+            grpc_listen,
+            state_dir,
+            history,
+            shutdown_grace,
+        })
+    }
+}
+
+/// Created if missing and proven writable now, not at the first write hours later.
+fn check_state_dir(dir: &Path) -> Result<(), ConfigError> {
+    let fail = |why: String| invalid("state_dir", format!("{}: {why}", dir.display()));
+    std::fs::create_dir_all(dir).map_err(|e| fail(format!("cannot create it: {e}")))?;
+    let probe = dir.join(".flumewatch-write-probe");
+    std::fs::write(&probe, b"ok").map_err(|e| fail(format!("not writable: {e}")))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn parse_duration(key: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| invalid(key, format!("{text:?}: {e} (e.g. 10s, 500ms, 1m)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<Mode, ConfigError> {
+        Cli::try_parse_from(std::iter::once("flumewatch-aggregator").chain(args.iter().copied()))
+            .expect("flags parse")
+            .load()
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("fw-agg-cfg-{}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn flags_and_file_merge_with_flags_winning() {
+        let dir = tmp("merge");
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("aggregator.toml");
+        std::fs::write(&file, format!("grpc_listen = \"127.0.0.1:6000\"\nhistory = 3\nstate_dir = {:?}\n", dir.join("state"))).unwrap();
+        let Mode::Serve(config) = load(&["--config", file.to_str().unwrap(), "--history", "7"]).unwrap() else {
+            panic!("not a demo")
+        };
+        assert_eq!(config.grpc_listen.port(), 6000);
+        assert_eq!(config.history, 7);
+        assert!(dir.join("state").is_dir());
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tmp("bad");
+        let state = dir.to_str().unwrap();
+        let err = |args: &[&str]| load(args).expect_err("rejected").to_string();
+        assert!(err(&["--grpc-listen", "nowhere", "--state-dir", state]).contains("`grpc_listen`"));
+        assert!(err(&["--state-dir", "/proc/flumewatch"]).contains("`state_dir`"));
+        assert!(err(&["--state-dir", state, "--shutdown-grace", "x"]).contains("`shutdown_grace`"));
+        let file = dir.join("typo.toml");
+        std::fs::write(&file, "grpc_lisen = \"x\"\n").unwrap();
+        assert!(err(&["--config", file.to_str().unwrap()]).contains("grpc_lisen"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,150 @@
+//! Aggregator types ⇄ `flumewatch.v1` protobuf (snapshots themselves convert in the sidecar
+//! crate's `convert`, shared by both ends).
+
+use std::time::Duration;
+
+use flumewatch_proto::v1 as pb;
+use flumewatch_sidecar::convert::{duration, from_duration, timestamp};
+use flumewatch_sidecar::snapshot::{ComponentKind, Gauge};
+
+use crate::fleet::rates::ComponentRates;
+use crate::fleet::{AgentView, Hello};
+
+/// Why a Hello cannot open a stream. Not retryable without fixing the sidecar's config.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HelloError {
+    #[error("hello has no host")]
+    NoHost,
+    #[error("hello has no instance_id")]
+    NoInstance,
+    #[error("hello field {field} is longer than {max} bytes")]
+    TooLong { field: &'static str, max: usize },
+    #[error("hello has more than {max} {field}")]
+    TooMany { field: &'static str, max: usize },
+}
+
+const MAX_TEXT: usize = 256;
+const MAX_AGENTS: usize = 64;
+const MAX_LABELS: usize = 32;
+
+impl TryFrom<pb::Hello> for Hello {
+    type Error = HelloError;
+
+    fn try_from(h: pb::Hello) -> Result<Self, HelloError> {
+        if h.host.is_empty() {
+            return Err(HelloError::NoHost);
+        }
+        if h.instance_id.is_empty() {
+            return Err(HelloError::NoInstance);
+        }
+        let too_long = |field, text: &str| {
+            (text.len() > MAX_TEXT).then_some(HelloError::TooLong {
+                field,
+                max: MAX_TEXT,
+            })
+        };
+        if let Some(e) = too_long("host", &h.host)
+            .or_else(|| too_long("instance_id", &h.instance_id))
+            .or_else(|| too_long("sidecar_version", &h.sidecar_version))
+            .or_else(|| h.agents.iter().find_map(|a| too_long("agents", a)))
+            .or_else(|| {
+                h.labels
+                    .iter()
+                    .find_map(|(k, v)| too_long("labels", k).or_else(|| too_long("labels", v)))
+            })
+        {
+            return Err(e);
+        }
+        if h.agents.len() > MAX_AGENTS {
+            return Err(HelloError::TooMany {
+                field: "agents",
+                max: MAX_AGENTS,
+            });
+        }
+        if h.labels.len() > MAX_LABELS {
+            return Err(HelloError::TooMany {
+                field: "labels",
+                max: MAX_LABELS,
+            });
+        }
+        Ok(Hello {
+            host: h.host,
+            instance_id: h.instance_id,
+            agents: h.agents,
+            labels: h.labels.into_iter().collect(),
+            version: h.sidecar_version,
+            poll_interval: h
+                .poll_interval
+                .as_ref()
+                .map(from_duration)
+                .unwrap_or(Duration::ZERO),
+        })
+    }
+}
+
+pub fn agent_summary(view: &AgentView) -> pb::AgentSummary {
+    let state = &view.state;
+    let latest = state.latest.as_deref();
+    let max_fill = latest
+        .into_iter()
+        .flat_map(|s| &s.components)
+        .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
+        .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
+        .fold(-1.0_f64, f64::max);
+    pb::AgentSummary {
+        host: state.host.clone(),
+        agent: state.agent.clone(),
+        labels: view.sidecar.hello.labels.clone().into_iter().collect(),
+        connection: if view.sidecar.connected {
+            pb::ConnectionState::Connected
+        } else {
+            pb::ConnectionState::Disconnected
+        } as i32,
+        connection_since: Some(timestamp(view.sidecar.since)),
+        last_seen: state.last_seen.map(timestamp),
+        last_outcome: latest.map(|s| pb::Snapshot::from(s).outcome.unwrap_or_default()),
+        consecutive_failures: state.consecutive_failures,
+        component_count: latest.map_or(0, |s| s.components.len() as u32),
+        sidecar_version: view.sidecar.hello.version.clone(),
+        poll_interval: Some(duration(view.sidecar.hello.poll_interval)),
+        max_channel_fill_percentage: max_fill,
+    }
+}
+
+pub fn component_rates(rates: &ComponentRates) -> pb::ComponentRates {
+    pb::ComponentRates {
+        kind: rates.kind as i32,
+        name: rates.name.clone(),
+        reset: rates.reset,
+        rates: rates
+            .rates
+            .iter()
+            .map(|r| pb::CounterRate {
+                counter: r.counter as i32,
+                per_second: r.per_second,
+                increase: r.increase,
+            })
+            .collect(),
+        interval: Some(duration(rates.interval)),
+    }
+}
+
+pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
+    let state = &view.state;
+    let skip = state.history.len().saturating_sub(history);
+    pb::GetAgentResponse {
+        summary: Some(agent_summary(view)),
+        latest: state.latest.as_deref().map(pb::Snapshot::from),
+        rates: state.rates.iter().map(component_rates).collect(),
+        history: state
+            .history
+            .iter()
+            .skip(skip)
+            .map(|s| pb::Snapshot::from(s.as_ref()))
+            .collect(),
+        snapshots_received: state.received,
+        duplicates_ignored: state.duplicates,
+        resets_seen: state.resets,
+        sidecar_stats: view.sidecar.stats,
+    }
+}

@@ -1,0 +1,79 @@
+//! What the aggregator keeps for one Flume agent: latest snapshot, bounded history, rates.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use flumewatch_sidecar::snapshot::Snapshot;
+
+use super::rates::{self, ComponentRates};
+
+#[derive(Debug, Clone)]
+pub struct AgentState {
+    pub host: String,
+    pub agent: String,
+    /// Newest snapshot by scrape time: what alerts are judged on.
+    pub latest: Option<Arc<Snapshot>>,
+    /// Newest successful snapshot, the base for the next rates.
+    last_ok: Option<Arc<Snapshot>>,
+    /// Recent snapshots oldest first, replays included, at most `history_len`.
+    pub history: VecDeque<Arc<Snapshot>>,
+    /// Between the two newest successful snapshots; empty while the newest poll failed.
+    pub rates: Vec<ComponentRates>,
+    pub last_seen: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    pub received: u64,
+    pub duplicates: u64,
+    pub resets: u64,
+}
+
+impl AgentState {
+    pub fn new(host: &str, agent: &str) -> Self {
+        Self {
+            host: host.to_owned(),
+            agent: agent.to_owned(),
+            latest: None,
+            last_ok: None,
+            history: VecDeque::new(),
+            rates: Vec::new(),
+            last_seen: None,
+            consecutive_failures: 0,
+            received: 0,
+            duplicates: 0,
+            resets: 0,
+        }
+    }
+
+    /// Takes one snapshot in sequence order. Replayed snapshots land in the history; only one
+    /// at least as new as the current latest becomes the latest.
+    pub fn apply(&mut self, snapshot: Snapshot, now: SystemTime, history_len: usize) {
+        let snapshot = Arc::new(snapshot);
+        self.received += 1;
+        self.last_seen = Some(now);
+        if history_len > 0 {
+            if self.history.len() >= history_len {
+                self.history.pop_front();
+            }
+            self.history.push_back(snapshot.clone());
+        }
+        let is_newest = self
+            .latest
+            .as_ref()
+            .is_none_or(|latest| snapshot.scraped_at >= latest.scraped_at);
+        if !is_newest {
+            return;
+        }
+        if snapshot.outcome.is_ok() {
+            self.consecutive_failures = 0;
+            if let Some(prev) = &self.last_ok {
+                self.rates = rates::compute(prev, &snapshot);
+                self.resets += self.rates.iter().any(|r| r.reset) as u64;
+            }
+            self.last_ok = Some(snapshot.clone());
+        } else {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            self.rates.clear();
+        }
+        self.latest = Some(snapshot);
+    }
+}

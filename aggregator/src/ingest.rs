@@ -1,0 +1,166 @@
+//! The `flumewatch.v1.Ingest` service: one stream per sidecar, Hello first, then snapshots
+//! stored in order and acknowledged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::ingest_server::Ingest;
+use flumewatch_sidecar::snapshot::Snapshot;
+use pb::report_request::Message as Inbound;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::fleet::{Fleet, Hello, Recorded, Registration};
+
+/// A sidecar that connects but says nothing is holding a slot for no one.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Acks waiting to be written to one stream. Acks are cumulative, but each is awaited so a
+/// sidecar that stops reading slows only its own stream.
+const ACK_QUEUE: usize = 16;
+
+/// Counters of what the ingest service did since start, for status and metrics.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub streams_opened: AtomicU64,
+    pub snapshots_stored: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    fleet: Fleet,
+    shutdown: CancellationToken,
+    counters: Arc<IngestCounters>,
+}
+
+impl IngestService {
+    pub fn new(fleet: Fleet, shutdown: CancellationToken, counters: Arc<IngestCounters>) -> Self {
+        Self {
+            fleet,
+            shutdown,
+            counters,
+        }
+    }
+}
+
+type AckSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
+
+fn ack(seq: u64) -> Result<pb::ReportResponse, Status> {
+    Ok(pb::ReportResponse {
+        message: Some(pb::report_response::Message::Ack(pb::Ack { acked_seq: seq })),
+    })
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type ReportStream = ReceiverStream<Result<pb::ReportResponse, Status>>;
+
+    async fn report(
+        &self,
+        request: Request<Streaming<pb::ReportRequest>>,
+    ) -> Result<Response<Self::ReportStream>, Status> {
+        let mut inbound = request.into_inner();
+        let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
+            .await
+            .map_err(|_| Status::deadline_exceeded("no Hello within 10s"))??;
+        let hello = match first.and_then(|m| m.message) {
+            Some(Inbound::Hello(hello)) => {
+                Hello::try_from(hello).map_err(|e| Status::invalid_argument(e.to_string()))?
+            }
+            _ => return Err(Status::invalid_argument("the first message must be a Hello")),
+        };
+        let host = hello.host.clone();
+        let registration = self.fleet.connect(hello, SystemTime::now());
+        self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(%host, resume_after = registration.resume_after, "sidecar connected");
+
+        let (tx, rx) = mpsc::channel(ACK_QUEUE);
+        // Cannot fail: the queue is empty and the receiver is held below.
+        let _ = tx.try_send(ack(registration.resume_after));
+        let stream = StreamTask {
+            host,
+            registration,
+            fleet: self.fleet.clone(),
+            counters: self.counters.clone(),
+        };
+        tokio::spawn(stream.run(inbound, tx, self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+struct StreamTask {
+    host: String,
+    registration: Registration,
+    fleet: Fleet,
+    counters: Arc<IngestCounters>,
+}
+
+impl StreamTask {
+    async fn run(self, mut inbound: Streaming<pb::ReportRequest>, tx: AckSender, shutdown: CancellationToken) {
+        let reason = loop {
+            let message = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                message = inbound.message() => message,
+            };
+            let message = match message {
+                Ok(Some(message)) => message,
+                Ok(None) => break "sidecar closed the stream".to_owned(),
+                Err(status) => break format!("stream error: {}", status.message()),
+            };
+            let acked = match message.message {
+                Some(Inbound::Snapshot(snapshot)) => self.store(snapshot),
+                Some(Inbound::Stats(stats)) => {
+                    self.fleet
+                        .record_stats(&self.host, self.registration.stream_id, stats);
+                    continue;
+                }
+                Some(Inbound::Hello(_)) | None => continue,
+            };
+            let sent = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                sent = tx.send(ack(acked)) => sent,
+            };
+            if sent.is_err() {
+                break "sidecar stopped reading".to_owned();
+            }
+        };
+        self.fleet
+            .disconnect(&self.host, self.registration.stream_id, SystemTime::now());
+        tracing::info!(host = %self.host, %reason, "sidecar disconnected");
+    }
+
+    /// Stores one snapshot and returns the sequence number to acknowledge.
+    fn store(&self, wire: pb::Snapshot) -> u64 {
+        let seq = wire.seq;
+        match Snapshot::try_from(wire) {
+            Ok(snapshot) => {
+                let recorded = self.fleet.record(
+                    &self.host,
+                    self.registration.stream_id,
+                    snapshot,
+                    SystemTime::now(),
+                );
+                let counter = match recorded {
+                    Recorded::Stored => &self.counters.snapshots_stored,
+                    Recorded::Duplicate => &self.counters.duplicates,
+                    Recorded::StaleStream => &self.counters.rejected,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Acknowledged anyway: the same bytes would fail again on every replay.
+                tracing::warn!(host = %self.host, seq, error = %e, "unreadable snapshot skipped");
+                self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                self.fleet.skip(&self.host, self.registration.stream_id, seq);
+            }
+        }
+        seq
+    }
+}

@@ -1,0 +1,138 @@
+//! The gRPC port: Ingest, Fleet, health and reflection (v1 and v1alpha, for grpcurl 1.8.6),
+//! with one shutdown story: health NOT_SERVING, streams closed, connections drained.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flumewatch_proto::v1::fleet_server::FleetServer;
+use flumewatch_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::fleet::Fleet;
+use crate::ingest::{IngestCounters, IngestService};
+use crate::query::QueryService;
+
+/// Largest message a sidecar may send; a snapshot of a large agent is a few tens of KiB.
+const MAX_MESSAGE_BYTES: usize = 4 << 20;
+
+/// Why the aggregator could not run. Not retryable without a config change.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot build the reflection service: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("gRPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A bound, not yet serving aggregator: tests read its address before it runs.
+pub struct Aggregator {
+    listener: TcpListener,
+    fleet: Fleet,
+    counters: Arc<IngestCounters>,
+    config: Config,
+}
+
+impl Aggregator {
+    pub async fn bind(config: Config) -> Result<Self, RunError> {
+        let listener = TcpListener::bind(config.grpc_listen)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: config.grpc_listen,
+                source,
+            })?;
+        Ok(Self {
+            listener,
+            fleet: Fleet::new(config.history),
+            counters: Arc::default(),
+            config,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or(self.config.grpc_listen)
+    }
+
+    pub fn fleet(&self) -> Fleet {
+        self.fleet.clone()
+    }
+
+    pub fn counters(&self) -> Arc<IngestCounters> {
+        self.counters.clone()
+    }
+
+    /// Serves until `shutdown`, then drains within the configured grace period.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health.set_serving::<IngestServer<IngestService>>().await;
+        health.set_serving::<FleetServer<QueryService>>().await;
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(flumewatch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(flumewatch_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+
+        // Streams stop only after health says NOT_SERVING, so load balancers look away first.
+        let streams_stop = CancellationToken::new();
+        let ingest = IngestService::new(self.fleet.clone(), streams_stop.clone(), self.counters.clone());
+        let query = QueryService::new(self.fleet.clone());
+        let addr = self.local_addr();
+        tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
+
+        let drain = {
+            let shutdown = shutdown.clone();
+            let streams_stop = streams_stop.clone();
+            async move {
+                shutdown.cancelled().await;
+                health.set_not_serving::<IngestServer<IngestService>>().await;
+                health.set_not_serving::<FleetServer<QueryService>>().await;
+                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                streams_stop.cancel();
+            }
+        };
+        let server = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(
+                IngestServer::new(ingest)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(FleetServer::new(query))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
+                drain.await;
+            });
+        let grace = self.config.shutdown_grace;
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            _ = deadline => tracing::warn!(grace = %humantime::format_duration(grace), "streams still open after the grace period; stopping anyway"),
+        }
+        tracing::info!("aggregator stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves until `shutdown`.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
+    Aggregator::bind(config).await?.run(shutdown).await
+}
