@@ -1,1 +1,238 @@
-//! placeholder
+//! Test harness: start the real aggregator and sidecars (library entry points) on loopback,
+//! serve the captured Flume samples over real HTTP, query over real gRPC, find grpcurl.
+//! Waiting is always "poll with a deadline", never a fixed sleep.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use flumewatch_aggregator::fleet::Fleet;
+use flumewatch_aggregator::{Aggregator, Config};
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::fleet_client::FleetClient;
+use flumewatch_sidecar::config::FileConfig as SidecarFile;
+use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Generous: CI machines have 2 cores and run tests in parallel.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+pub fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
+}
+
+pub fn sample(name: &str) -> Vec<u8> {
+    let path = shared_dir().join("flume/samples").join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Polls `check` every 20 ms until it yields `Some`, or panics naming `what` after [`DEADLINE`].
+pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {DEADLINE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A running aggregator.
+pub struct AggregatorHandle {
+    pub addr: SocketAddr,
+    pub fleet: Fleet,
+    pub counters: Arc<flumewatch_aggregator::IngestCounters>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    state_dir: PathBuf,
+}
+
+impl AggregatorHandle {
+    pub async fn start() -> Self {
+        Self::start_on("127.0.0.1:0".parse().expect("literal")).await
+    }
+
+    /// Binds `addr` (retrying while the port of a just-stopped aggregator is released).
+    pub async fn start_on(addr: SocketAddr) -> Self {
+        let state_dir = std::env::temp_dir().join(format!(
+            "flumewatch-e2e-{}-{}",
+            std::process::id(),
+            fastrand_u64()
+        ));
+        let config = Config {
+            grpc_listen: addr,
+            state_dir: state_dir.clone(),
+            history: 1000,
+            shutdown_grace: Duration::from_secs(5),
+        };
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let aggregator = wait_for("the aggregator port", || {
+            let config = config.clone();
+            async move { Aggregator::bind(config).await.ok() }
+        })
+        .await;
+        let addr = aggregator.local_addr();
+        let fleet = aggregator.fleet();
+        let counters = aggregator.counters();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { aggregator.run(stop).await.expect("aggregator runs") }
+        });
+        Self {
+            addr,
+            fleet,
+            counters,
+            stop,
+            task,
+            state_dir,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn client(&self) -> FleetClient<Channel> {
+        FleetClient::connect(self.url()).await.expect("fleet client connects")
+    }
+
+    /// Stops it and waits until it has let go of its port.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("aggregator stops within the deadline")
+            .expect("aggregator task did not panic");
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+fn fastrand_u64() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A running sidecar.
+pub struct SidecarHandle {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Sidecar settings for tests: fast polls, fast reconnects.
+pub fn sidecar_config(aggregator: &str, host: &str, flume: &[(&str, String)], labels: &[(&str, &str)]) -> SidecarFile {
+    SidecarFile {
+        aggregator: Some(aggregator.to_owned()),
+        flume: Some(flume.iter().map(|(name, url)| format!("{name}={url}")).collect()),
+        interval: Some("100ms".into()),
+        timeout: Some("80ms".into()),
+        host: Some(host.to_owned()),
+        labels: Some(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        reconnect_min: Some("20ms".into()),
+        reconnect_max: Some("200ms".into()),
+        ..SidecarFile::default()
+    }
+}
+
+impl SidecarHandle {
+    pub fn start(config: SidecarFile) -> Self {
+        let config = config.validate().expect("valid sidecar config");
+        let stop = CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { flumewatch_sidecar::run(config, stop).await.expect("sidecar runs") }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.cancel();
+        tokio::time::timeout(DEADLINE, self.task)
+            .await
+            .expect("sidecar stops within the deadline")
+            .expect("sidecar task did not panic");
+    }
+}
+
+/// A fake Flume agent whose reply can be changed while it runs, counting the polls it answered.
+pub struct ScriptedFlume {
+    pub server: FakeFlume,
+    reply: Arc<Mutex<Reply>>,
+    polls: Arc<AtomicU64>,
+}
+
+impl ScriptedFlume {
+    pub async fn start(reply: Reply) -> Self {
+        let reply = Arc::new(Mutex::new(reply));
+        let polls = Arc::new(AtomicU64::new(0));
+        let responder = {
+            let reply = reply.clone();
+            let polls = polls.clone();
+            Arc::new(move || {
+                polls.fetch_add(1, Ordering::SeqCst);
+                reply.lock().expect("reply lock").clone()
+            })
+        };
+        let server = FakeFlume::start(responder).await.expect("fake flume binds");
+        Self { server, reply, polls }
+    }
+
+    pub async fn serving_sample(name: &str) -> Self {
+        Self::start(Reply::Json(sample(name))).await
+    }
+
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().expect("reply lock") = reply;
+    }
+
+    pub fn polls(&self) -> u64 {
+        self.polls.load(Ordering::SeqCst)
+    }
+
+    pub fn url(&self) -> String {
+        self.server.url()
+    }
+}
+
+/// `GetAgent` for `host`'s only agent, once it exists.
+pub async fn get_agent(client: &mut FleetClient<Channel>, host: &str, history: u32) -> Option<pb::GetAgentResponse> {
+    client
+        .get_agent(pb::GetAgentRequest { host: host.into(), agent: String::new(), history })
+        .await
+        .ok()
+        .map(|r| r.into_inner())
+}
+
+pub fn status_of(summary: &pb::AgentSummary) -> pb::ScrapeStatus {
+    summary
+        .last_outcome
+        .as_ref()
+        .and_then(|o| pb::ScrapeStatus::try_from(o.status).ok())
+        .unwrap_or(pb::ScrapeStatus::Unspecified)
+}
+
+/// The grpcurl our users have: `$GRPCURL`, else the repo's `.venv/bin/grpcurl` that the test
+/// command installs. Missing grpcurl fails the test: it is part of what we promise.
+pub fn grpcurl() -> PathBuf {
+    if let Some(path) = std::env::var_os("GRPCURL") {
+        return PathBuf::from(path);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/grpcurl");
+    assert!(
+        venv.exists(),
+        "grpcurl not found: run the test command (tests/run.sh), which installs it into .venv, or set GRPCURL"
+    );
+    venv
+}

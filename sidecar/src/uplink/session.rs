@@ -39,6 +39,7 @@ pub(super) async fn run(
         _ = shutdown.cancelled() => return Ok(()),
         channel = uplink.endpoint.connect() => channel?,
     };
+    uplink.stats.record_connect();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let opening = [
         Outbound::Hello(uplink.hello.clone()),
@@ -62,7 +63,6 @@ pub(super) async fn run(
         None => return Err(SessionError::Closed),
     };
     uplink.buffer.ack(sent);
-    uplink.stats.record_connect();
     *was_connected = true;
     tracing::info!(resume_after = sent, buffered = uplink.buffer.len(), "connected to the aggregator");
 
