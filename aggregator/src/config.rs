@@ -109,7 +109,9 @@ impl Cli {
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
         };
         if demo {
-            merged.grpc_listen.get_or_insert_with(|| "127.0.0.1:50051".into());
+            merged
+                .grpc_listen
+                .get_or_insert_with(|| "127.0.0.1:50051".into());
             merged.state_dir.get_or_insert_with(|| {
                 std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
             });
@@ -195,8 +197,17 @@ mod tests {
         let dir = tmp("merge");
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("aggregator.toml");
-        std::fs::write(&file, format!("grpc_listen = \"127.0.0.1:6000\"\nhistory = 3\nstate_dir = {:?}\n", dir.join("state"))).unwrap();
-        let Mode::Serve(config) = load(&["--config", file.to_str().unwrap(), "--history", "7"]).unwrap() else {
+        std::fs::write(
+            &file,
+            format!(
+                "grpc_listen = \"127.0.0.1:6000\"\nhistory = 3\nstate_dir = {:?}\n",
+                dir.join("state")
+            ),
+        )
+        .unwrap();
+        let Mode::Serve(config) =
+            load(&["--config", file.to_str().unwrap(), "--history", "7"]).unwrap()
+        else {
             panic!("not a demo")
         };
         assert_eq!(config.grpc_listen.port(), 6000);

@@ -40,19 +40,47 @@ struct DemoAgent {
 
 fn fleet() -> [DemoAgent; 4] {
     [
-        DemoAgent { host: "bj-flume-01", cluster: "bj-log", profile: Profile::Healthy { events_per_sec: 120.0, file_channel: false } },
-        DemoAgent { host: "bj-flume-02", cluster: "bj-log", profile: Profile::Healthy { events_per_sec: 300.0, file_channel: true } },
+        DemoAgent {
+            host: "bj-flume-01",
+            cluster: "bj-log",
+            profile: Profile::Healthy {
+                events_per_sec: 120.0,
+                file_channel: false,
+            },
+        },
+        DemoAgent {
+            host: "bj-flume-02",
+            cluster: "bj-log",
+            profile: Profile::Healthy {
+                events_per_sec: 300.0,
+                file_channel: true,
+            },
+        },
         DemoAgent {
             host: "sh-flume-01",
             cluster: "sh-log",
-            profile: Profile::SlowSink { events_per_sec: 150.0, after: Duration::from_secs(25), drain_share: 0.25 },
+            profile: Profile::SlowSink {
+                events_per_sec: 150.0,
+                after: Duration::from_secs(25),
+                drain_share: 0.25,
+            },
         },
-        DemoAgent { host: "sh-flume-02", cluster: "sh-log", profile: Profile::DeadSink { events_per_sec: 5.0 } },
+        DemoAgent {
+            host: "sh-flume-02",
+            cluster: "sh-log",
+            profile: Profile::DeadSink {
+                events_per_sec: 5.0,
+            },
+        },
     ]
 }
 
 /// Runs the demo until `shutdown` or `run_for`.
-pub async fn run(config: Config, run_for: Option<Duration>, shutdown: CancellationToken) -> Result<(), DemoError> {
+pub async fn run(
+    config: Config,
+    run_for: Option<Duration>,
+    shutdown: CancellationToken,
+) -> Result<(), DemoError> {
     let aggregator = match Aggregator::bind(config.clone()).await {
         Ok(aggregator) => aggregator,
         // The usual port is taken (another aggregator?): any free one will do for a demo.
@@ -87,7 +115,13 @@ pub async fn run(config: Config, run_for: Option<Duration>, shutdown: Cancellati
             flume: Some(vec![format!("a1={}", flume.url())]),
             interval: Some(POLL.into()),
             host: Some(demo.host.into()),
-            labels: Some([("cluster".to_owned(), demo.cluster.to_owned()), ("env".to_owned(), "demo".to_owned())].into()),
+            labels: Some(
+                [
+                    ("cluster".to_owned(), demo.cluster.to_owned()),
+                    ("env".to_owned(), "demo".to_owned()),
+                ]
+                .into(),
+            ),
             reconnect_max: Some("2s".into()),
             ..SidecarFile::default()
         }
@@ -151,15 +185,35 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// The fleet as the aggregator reports it over gRPC.
-async fn table(addr: std::net::SocketAddr, elapsed: Duration) -> Result<String, Box<dyn std::error::Error>> {
+async fn table(
+    addr: std::net::SocketAddr,
+    elapsed: Duration,
+) -> Result<String, Box<dyn std::error::Error>> {
     let mut client = FleetClient::connect(format!("http://{addr}")).await?;
-    let agents = client.list_agents(pb::ListAgentsRequest::default()).await?.into_inner().agents;
+    let agents = client
+        .list_agents(pb::ListAgentsRequest::default())
+        .await?
+        .into_inner()
+        .agents;
     let mut out = String::new();
-    writeln!(out, "── t={:>3}s ── {} agents ──", elapsed.as_secs(), agents.len())?;
-    writeln!(out, "{:<12} {:<7} {:<10} {:<19} {:>6} {:>8} {:>8} {:>9}", "HOST", "CLUSTER", "SIDECAR", "LAST POLL", "FILL%", "IN/s", "OUT/s", "SINKERR/s")?;
+    writeln!(
+        out,
+        "── t={:>3}s ── {} agents ──",
+        elapsed.as_secs(),
+        agents.len()
+    )?;
+    writeln!(
+        out,
+        "{:<12} {:<7} {:<10} {:<19} {:>6} {:>8} {:>8} {:>9}",
+        "HOST", "CLUSTER", "SIDECAR", "LAST POLL", "FILL%", "IN/s", "OUT/s", "SINKERR/s"
+    )?;
     for agent in agents {
         let detail = client
-            .get_agent(pb::GetAgentRequest { host: agent.host.clone(), agent: agent.agent.clone(), history: 0 })
+            .get_agent(pb::GetAgentRequest {
+                host: agent.host.clone(),
+                agent: agent.agent.clone(),
+                history: 0,
+            })
             .await?
             .into_inner();
         // The detail's own summary, so every column describes the same moment.
@@ -184,18 +238,32 @@ async fn table(addr: std::net::SocketAddr, elapsed: Duration) -> Result<String, 
             Ok(pb::ConnectionState::Connected) => "connected",
             _ => "lost",
         };
-        let fill = if agent.max_channel_fill_percentage < 0.0 { "-".to_owned() } else { format!("{:.1}", agent.max_channel_fill_percentage) };
+        let fill = if agent.max_channel_fill_percentage < 0.0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", agent.max_channel_fill_percentage)
+        };
         let (rate_in, rate_out, sink_err) = if detail.rates.is_empty() {
             ("-".to_owned(), "-".to_owned(), "-".to_owned())
         } else {
             (
-                format!("{:.1}", rate(ComponentKind::Source, Counter::EventAcceptedCount)),
-                format!("{:.1}", rate(ComponentKind::Sink, Counter::EventDrainSuccessCount)),
+                format!(
+                    "{:.1}",
+                    rate(ComponentKind::Source, Counter::EventAcceptedCount)
+                ),
+                format!(
+                    "{:.1}",
+                    rate(ComponentKind::Sink, Counter::EventDrainSuccessCount)
+                ),
                 format!("{:.2}", rate(ComponentKind::Sink, Counter::EventWriteFail)),
             )
         };
         let cluster = agent.labels.get("cluster").map_or("-", String::as_str);
-        writeln!(out, "{:<12} {:<7} {:<10} {:<19} {:>6} {:>8} {:>8} {:>9}", agent.host, cluster, link, poll, fill, rate_in, rate_out, sink_err)?;
+        writeln!(
+            out,
+            "{:<12} {:<7} {:<10} {:<19} {:>6} {:>8} {:>8} {:>9}",
+            agent.host, cluster, link, poll, fill, rate_in, rate_out, sink_err
+        )?;
     }
     Ok(out)
 }

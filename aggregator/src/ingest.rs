@@ -52,7 +52,9 @@ type AckSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
 
 fn ack(seq: u64) -> Result<pb::ReportResponse, Status> {
     Ok(pb::ReportResponse {
-        message: Some(pb::report_response::Message::Ack(pb::Ack { acked_seq: seq })),
+        message: Some(pb::report_response::Message::Ack(pb::Ack {
+            acked_seq: seq,
+        })),
     })
 }
 
@@ -72,7 +74,11 @@ impl Ingest for IngestService {
             Some(Inbound::Hello(hello)) => {
                 Hello::try_from(hello).map_err(|e| Status::invalid_argument(e.to_string()))?
             }
-            _ => return Err(Status::invalid_argument("the first message must be a Hello")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first message must be a Hello",
+                ))
+            }
         };
         let host = hello.host.clone();
         let registration = self.fleet.connect(hello, SystemTime::now());
@@ -101,7 +107,12 @@ struct StreamTask {
 }
 
 impl StreamTask {
-    async fn run(self, mut inbound: Streaming<pb::ReportRequest>, tx: AckSender, shutdown: CancellationToken) {
+    async fn run(
+        self,
+        mut inbound: Streaming<pb::ReportRequest>,
+        tx: AckSender,
+        shutdown: CancellationToken,
+    ) {
         let reason = loop {
             let message = tokio::select! {
                 biased;
@@ -114,7 +125,12 @@ impl StreamTask {
                 Err(status) => break format!("stream error: {}", status.message()),
             };
             let acked = match message.message {
-                Some(Inbound::Snapshot(snapshot)) => self.store(snapshot),
+                Some(Inbound::Snapshot(snapshot)) => match self.store(snapshot) {
+                    Some(seq) => seq,
+                    // Superseded by a newer stream: acking would make the sidecar forget
+                    // snapshots nobody stored.
+                    None => continue,
+                },
                 Some(Inbound::Stats(stats)) => {
                     self.fleet
                         .record_stats(&self.host, self.registration.stream_id, stats);
@@ -136,8 +152,8 @@ impl StreamTask {
         tracing::info!(host = %self.host, %reason, "sidecar disconnected");
     }
 
-    /// Stores one snapshot and returns the sequence number to acknowledge.
-    fn store(&self, wire: pb::Snapshot) -> u64 {
+    /// Stores one snapshot and returns the sequence number to acknowledge, if any.
+    fn store(&self, wire: pb::Snapshot) -> Option<u64> {
         let seq = wire.seq;
         match Snapshot::try_from(wire) {
             Ok(snapshot) => {
@@ -150,7 +166,10 @@ impl StreamTask {
                 let counter = match recorded {
                     Recorded::Stored => &self.counters.snapshots_stored,
                     Recorded::Duplicate => &self.counters.duplicates,
-                    Recorded::StaleStream => &self.counters.rejected,
+                    Recorded::StaleStream => {
+                        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
             }
@@ -158,9 +177,10 @@ impl StreamTask {
                 // Acknowledged anyway: the same bytes would fail again on every replay.
                 tracing::warn!(host = %self.host, seq, error = %e, "unreadable snapshot skipped");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                self.fleet.skip(&self.host, self.registration.stream_id, seq);
+                self.fleet
+                    .skip(&self.host, self.registration.stream_id, seq);
             }
         }
-        seq
+        Some(seq)
     }
 }

@@ -14,14 +14,21 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let default_level = if matches!(mode, Mode::Demo { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(mode, Mode::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| default_level.into()),
         )
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("flumewatch-aggregator: cannot start the runtime: {e}");

@@ -43,12 +43,10 @@ pub struct Aggregator {
 
 impl Aggregator {
     pub async fn bind(config: Config) -> Result<Self, RunError> {
-        let listener = TcpListener::bind(config.grpc_listen)
-            .await
-            .map_err(|source| RunError::Bind {
-                addr: config.grpc_listen,
-                source,
-            })?;
+        let listener = listen(config.grpc_listen).map_err(|source| RunError::Bind {
+            addr: config.grpc_listen,
+            source,
+        })?;
         Ok(Self {
             listener,
             fleet: Fleet::new(config.history),
@@ -87,7 +85,11 @@ impl Aggregator {
 
         // Streams stop only after health says NOT_SERVING, so load balancers look away first.
         let streams_stop = CancellationToken::new();
-        let ingest = IngestService::new(self.fleet.clone(), streams_stop.clone(), self.counters.clone());
+        let ingest = IngestService::new(
+            self.fleet.clone(),
+            streams_stop.clone(),
+            self.counters.clone(),
+        );
         let query = QueryService::new(self.fleet.clone());
         let addr = self.local_addr();
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
@@ -97,9 +99,13 @@ impl Aggregator {
             let streams_stop = streams_stop.clone();
             async move {
                 shutdown.cancelled().await;
-                health.set_not_serving::<IngestServer<IngestService>>().await;
+                health
+                    .set_not_serving::<IngestServer<IngestService>>()
+                    .await;
                 health.set_not_serving::<FleetServer<QueryService>>().await;
-                health.set_service_status("", tonic_health::ServingStatus::NotServing).await;
+                health
+                    .set_service_status("", tonic_health::ServingStatus::NotServing)
+                    .await;
                 streams_stop.cancel();
             }
         };
@@ -107,10 +113,7 @@ impl Aggregator {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(
-                IngestServer::new(ingest)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES),
-            )
+            .add_service(IngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES))
             .add_service(FleetServer::new(query))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -130,6 +133,21 @@ impl Aggregator {
         tracing::info!("aggregator stopped");
         Ok(())
     }
+}
+
+/// A fleet reconnects all at once after an aggregator restart: a deep accept queue absorbs
+/// the burst instead of resetting connections (the kernel caps it at net.core.somaxconn).
+const ACCEPT_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_BACKLOG)
 }
 
 /// Binds and serves until `shutdown`.

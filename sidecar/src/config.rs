@@ -29,7 +29,11 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 /// Command line of `flumewatch-sidecar`. Every flag can also be set in the `--config` file
 /// (same name, with `_` for `-`); a flag given here wins.
 #[derive(Debug, Default, Parser)]
-#[command(name = "flumewatch-sidecar", version, about = "Polls the Flume agents on this host and streams typed snapshots to the flumewatch aggregator")]
+#[command(
+    name = "flumewatch-sidecar",
+    version,
+    about = "Polls the Flume agents on this host and streams typed snapshots to the flumewatch aggregator"
+)]
 pub struct Cli {
     /// TOML file with any of the settings below.
     #[arg(long, value_name = "FILE")]
@@ -164,7 +168,11 @@ impl FileConfig {
             self.flume
                 .unwrap_or_else(|| vec![DEFAULT_FLUME_URL.to_owned()]),
         )?;
-        let interval = parse_duration("interval", self.interval.as_deref(), Duration::from_secs(10))?;
+        let interval = parse_duration(
+            "interval",
+            self.interval.as_deref(),
+            Duration::from_secs(10),
+        )?;
         if interval < Duration::from_millis(100) {
             return Err(invalid("interval", "must be at least 100ms"));
         }
@@ -181,9 +189,8 @@ impl FileConfig {
         }
         let host = match self.host {
             Some(host) => host,
-            None => local_hostname().ok_or_else(|| {
-                invalid("host", "the hostname could not be read; set --host")
-            })?,
+            None => local_hostname()
+                .ok_or_else(|| invalid("host", "the hostname could not be read; set --host"))?,
         };
         check_name("host", &host)?;
         let labels = self.labels.unwrap_or_default();
@@ -288,7 +295,9 @@ fn check_label(key: &str, value: &str) -> Result<(), ConfigError> {
     if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') || key.len() > 64 {
         return Err(invalid(
             "label",
-            format!("{key:?}: a label key is a letter or '_' then letters, digits or '_' (at most 64)"),
+            format!(
+                "{key:?}: a label key is a letter or '_' then letters, digits or '_' (at most 64)"
+            ),
         ));
     }
     if value.is_empty() || value.len() > 256 || value.chars().any(char::is_control) {
@@ -300,7 +309,11 @@ fn check_label(key: &str, value: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn parse_duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+fn parse_duration(
+    key: &str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match text {
         None => Ok(default),
         Some(text) => humantime::parse_duration(text.trim())
@@ -326,7 +339,10 @@ mod tests {
     }
 
     fn error(args: &[&str]) -> String {
-        cli(args).load().expect_err("should be rejected").to_string()
+        cli(args)
+            .load()
+            .expect_err("should be rejected")
+            .to_string()
     }
 
     #[test]
@@ -342,11 +358,16 @@ mod tests {
     #[test]
     fn flags_name_agents_and_labels() {
         let config = cli(&[
-            "--host", "h1",
-            "--flume", "a1=http://127.0.0.1:34545/metrics",
-            "--flume", "http://127.0.0.1:41414/metrics?x=1",
-            "--label", "cluster=bj-log",
-            "--interval", "2s",
+            "--host",
+            "h1",
+            "--flume",
+            "a1=http://127.0.0.1:34545/metrics",
+            "--flume",
+            "http://127.0.0.1:41414/metrics?x=1",
+            "--label",
+            "cluster=bj-log",
+            "--interval",
+            "2s",
         ])
         .load()
         .expect("valid");
@@ -359,13 +380,23 @@ mod tests {
     #[test]
     fn bad_settings_name_their_key() {
         assert!(error(&["--interval", "soon"]).contains("`interval`"));
-        assert!(error(&["--host", "h", "--interval", "2s", "--timeout", "5s"]).contains("`timeout`"));
+        assert!(
+            error(&["--host", "h", "--interval", "2s", "--timeout", "5s"]).contains("`timeout`")
+        );
         assert!(error(&["--host", "h", "--flume", "ftp://x/metrics"]).contains("`flume`"));
         assert!(error(&["--host", "h", "--label", "nolabel"]).contains("`label`"));
         assert!(error(&["--host", "h", "--label", "1x=y"]).contains("`label`"));
         assert!(error(&["--host", "bad host"]).contains("`host`"));
         assert!(error(&["--host", "h", "--aggregator", "localhost:50051"]).contains("`aggregator`"));
-        assert!(error(&["--host", "h", "--flume", "a=http://x:1/metrics", "--flume", "a=http://x:2/metrics"]).contains("used twice"));
+        assert!(error(&[
+            "--host",
+            "h",
+            "--flume",
+            "a=http://x:1/metrics",
+            "--flume",
+            "a=http://x:2/metrics"
+        ])
+        .contains("used twice"));
     }
 
     #[test]
@@ -386,7 +417,9 @@ mod tests {
         assert_eq!(config.labels["cluster"], "c1");
 
         std::fs::write(&path, "hots = \"typo\"\n").expect("write");
-        let err = cli(&["--config", path.to_str().unwrap()]).load().expect_err("unknown key");
+        let err = cli(&["--config", path.to_str().unwrap()])
+            .load()
+            .expect_err("unknown key");
         assert!(err.to_string().contains("hots"), "{err}");
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -234,8 +234,8 @@ mod tests {
 
     #[test]
     fn every_sample_round_trips_through_protobuf() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/flume/samples");
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/flume/samples");
         for name in [
             "multi-component-agent.json",
             "file-channel-failed-to-start.json",

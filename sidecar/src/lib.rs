@@ -66,7 +66,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     tracker.spawn(uplink.run(shutdown.clone()));
     tracker.close();
     tracker.wait().await;
-    tracing::info!(unsent = buffer.len(), dropped = buffer.dropped(), "sidecar stopped");
+    tracing::info!(
+        unsent = buffer.len(),
+        dropped = buffer.dropped(),
+        "sidecar stopped"
+    );
     Ok(())
 }
 
@@ -75,13 +79,14 @@ pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -106,7 +106,9 @@ impl AggregatorHandle {
     }
 
     pub async fn client(&self) -> FleetClient<Channel> {
-        FleetClient::connect(self.url()).await.expect("fleet client connects")
+        FleetClient::connect(self.url())
+            .await
+            .expect("fleet client connects")
     }
 
     /// Stops it and waits until it has let go of its port.
@@ -132,14 +134,29 @@ pub struct SidecarHandle {
 }
 
 /// Sidecar settings for tests: fast polls, fast reconnects.
-pub fn sidecar_config(aggregator: &str, host: &str, flume: &[(&str, String)], labels: &[(&str, &str)]) -> SidecarFile {
+pub fn sidecar_config(
+    aggregator: &str,
+    host: &str,
+    flume: &[(&str, String)],
+    labels: &[(&str, &str)],
+) -> SidecarFile {
     SidecarFile {
         aggregator: Some(aggregator.to_owned()),
-        flume: Some(flume.iter().map(|(name, url)| format!("{name}={url}")).collect()),
+        flume: Some(
+            flume
+                .iter()
+                .map(|(name, url)| format!("{name}={url}"))
+                .collect(),
+        ),
         interval: Some("100ms".into()),
         timeout: Some("80ms".into()),
         host: Some(host.to_owned()),
-        labels: Some(labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()),
+        labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ),
         reconnect_min: Some("20ms".into()),
         reconnect_max: Some("200ms".into()),
         ..SidecarFile::default()
@@ -152,7 +169,11 @@ impl SidecarHandle {
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
-            async move { flumewatch_sidecar::run(config, stop).await.expect("sidecar runs") }
+            async move {
+                flumewatch_sidecar::run(config, stop)
+                    .await
+                    .expect("sidecar runs")
+            }
         });
         Self { stop, task }
     }
@@ -186,7 +207,11 @@ impl ScriptedFlume {
             })
         };
         let server = FakeFlume::start(responder).await.expect("fake flume binds");
-        Self { server, reply, polls }
+        Self {
+            server,
+            reply,
+            polls,
+        }
     }
 
     pub async fn serving_sample(name: &str) -> Self {
@@ -207,9 +232,17 @@ impl ScriptedFlume {
 }
 
 /// `GetAgent` for `host`'s only agent, once it exists.
-pub async fn get_agent(client: &mut FleetClient<Channel>, host: &str, history: u32) -> Option<pb::GetAgentResponse> {
+pub async fn get_agent(
+    client: &mut FleetClient<Channel>,
+    host: &str,
+    history: u32,
+) -> Option<pb::GetAgentResponse> {
     client
-        .get_agent(pb::GetAgentRequest { host: host.into(), agent: String::new(), history })
+        .get_agent(pb::GetAgentRequest {
+            host: host.into(),
+            agent: String::new(),
+            history,
+        })
         .await
         .ok()
         .map(|r| r.into_inner())

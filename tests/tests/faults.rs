@@ -11,7 +11,12 @@ use flumewatch_sidecar::sim::Reply;
 async fn flume_failures_show_as_outcomes_while_the_sidecar_stays_connected() {
     let aggregator = AggregatorHandle::start().await;
     let flume = ScriptedFlume::serving_sample("steady-load-t15s.json").await;
-    let sidecar = SidecarHandle::start(sidecar_config(&aggregator.url(), "h1", &[("a1", flume.url())], &[]));
+    let sidecar = SidecarHandle::start(sidecar_config(
+        &aggregator.url(),
+        "h1",
+        &[("a1", flume.url())],
+        &[],
+    ));
     let client = aggregator.client().await;
     let summary_when = |what: &'static str, status: pb::ScrapeStatus, min_failures: u32| {
         let client = client.clone();
@@ -20,7 +25,8 @@ async fn flume_failures_show_as_outcomes_while_the_sidecar_stays_connected() {
                 let mut client = client.clone();
                 async move {
                     let summary = get_agent(&mut client, "h1", 0).await?.summary?;
-                    (status_of(&summary) == status && summary.consecutive_failures >= min_failures).then_some(summary)
+                    (status_of(&summary) == status && summary.consecutive_failures >= min_failures)
+                        .then_some(summary)
                 }
             })
             .await
@@ -29,8 +35,17 @@ async fn flume_failures_show_as_outcomes_while_the_sidecar_stays_connected() {
     summary_when("a successful poll", pb::ScrapeStatus::Ok, 0).await;
 
     flume.server.go_down();
-    let down = summary_when("connection refused, 3 polls in a row", pb::ScrapeStatus::ConnectionRefused, 3).await;
-    assert_eq!(down.connection, pb::ConnectionState::Connected as i32, "the sidecar itself is fine");
+    let down = summary_when(
+        "connection refused, 3 polls in a row",
+        pb::ScrapeStatus::ConnectionRefused,
+        3,
+    )
+    .await;
+    assert_eq!(
+        down.connection,
+        pb::ConnectionState::Connected as i32,
+        "the sidecar itself is fine"
+    );
     assert!(down.last_outcome.unwrap().error.contains("refused"));
     flume.server.come_back();
     summary_when("recovery", pb::ScrapeStatus::Ok, 0).await;
@@ -67,13 +82,31 @@ async fn aggregator_restart_replays_what_was_taken_meanwhile_once_in_order() {
     let first = AggregatorHandle::start().await;
     let addr = first.addr;
     let flume = ScriptedFlume::serving_sample("steady-load-t15s.json").await;
-    let sidecar = SidecarHandle::start(sidecar_config(&first.url(), "h1", &[("a1", flume.url())], &[]));
-    wait_for("five snapshots stored", || async { (first.fleet.agents(&Default::default(), None).first()?.state.received >= 5).then_some(()) }).await;
+    let sidecar = SidecarHandle::start(sidecar_config(
+        &first.url(),
+        "h1",
+        &[("a1", flume.url())],
+        &[],
+    ));
+    wait_for("five snapshots stored", || async {
+        (first
+            .fleet
+            .agents(&Default::default(), None)
+            .first()?
+            .state
+            .received
+            >= 5)
+            .then_some(())
+    })
+    .await;
     let before = held_seqs(&first).await;
     first.stop().await;
 
     let polls = flume.polls();
-    wait_for("ten polls while the aggregator is down", || async { (flume.polls() >= polls + 10).then_some(()) }).await;
+    wait_for("ten polls while the aggregator is down", || async {
+        (flume.polls() >= polls + 10).then_some(())
+    })
+    .await;
 
     let second = AggregatorHandle::start_on(addr).await;
     let last_before = *before.last().expect("some stored before");
@@ -86,11 +119,21 @@ async fn aggregator_restart_replays_what_was_taken_meanwhile_once_in_order() {
     })
     .await;
 
-    assert!(after.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gap, no duplicate: {after:?}");
-    assert!(after[0] <= last_before + 1, "starts right after what the first aggregator held: {after:?} vs {before:?}");
+    assert!(
+        after.windows(2).all(|w| w[1] == w[0] + 1),
+        "in order, no gap, no duplicate: {after:?}"
+    );
+    assert!(
+        after[0] <= last_before + 1,
+        "starts right after what the first aggregator held: {after:?} vs {before:?}"
+    );
     let all: BTreeSet<u64> = before.iter().chain(&after).copied().collect();
     let max = *all.last().unwrap();
-    assert_eq!(all, (1..=max).collect(), "every snapshot reached an aggregator");
+    assert_eq!(
+        all,
+        (1..=max).collect(),
+        "every snapshot reached an aggregator"
+    );
     let mut client = second.client().await;
     let detail = get_agent(&mut client, "h1", 0).await.expect("known");
     assert_eq!(detail.duplicates_ignored, 0);
@@ -109,10 +152,19 @@ async fn a_restarted_sidecar_is_not_taken_for_a_duplicate() {
         let fleet = aggregator.fleet.clone();
         move || {
             let fleet = fleet.clone();
-            async move { fleet.agent("h1", "a1").ok().map(|v| (v.state.received, v.state.duplicates)) }
+            async move {
+                fleet
+                    .agent("h1", "a1")
+                    .ok()
+                    .map(|v| (v.state.received, v.state.duplicates))
+            }
         }
     };
-    wait_for("three snapshots", || { let r = received(); async move { r().await.filter(|(n, _)| *n >= 3) } }).await;
+    wait_for("three snapshots", || {
+        let r = received();
+        async move { r().await.filter(|(n, _)| *n >= 3) }
+    })
+    .await;
     sidecar.stop().await;
     let (stored_before, _) = received()().await.expect("known");
 
@@ -139,7 +191,10 @@ async fn a_full_buffer_drops_the_oldest_and_says_so() {
     let mut config = sidecar_config(&format!("http://{addr}"), "h1", &[("a1", flume.url())], &[]);
     config.buffer = Some(5);
     let sidecar = SidecarHandle::start(config);
-    wait_for("twelve polls with nowhere to send them", || async { (flume.polls() >= 12).then_some(()) }).await;
+    wait_for("twelve polls with nowhere to send them", || async {
+        (flume.polls() >= 12).then_some(())
+    })
+    .await;
 
     let aggregator = AggregatorHandle::start_on(addr).await;
     let client = aggregator.client().await;
@@ -147,13 +202,17 @@ async fn a_full_buffer_drops_the_oldest_and_says_so() {
         let mut client = client.clone();
         async move {
             get_agent(&mut client, "h1", 1000).await.filter(|d| {
-                d.sidecar_stats.is_some_and(|s| s.dropped >= 7) && d.history.last().is_some_and(|s| s.seq >= 12)
+                d.sidecar_stats.is_some_and(|s| s.dropped >= 7)
+                    && d.history.last().is_some_and(|s| s.seq >= 12)
             })
         }
     })
     .await;
     let seqs: Vec<u64> = detail.history.iter().map(|s| s.seq).collect();
-    assert!(seqs[0] >= 8, "the oldest were dropped, the newest kept: {seqs:?}");
+    assert!(
+        seqs[0] >= 8,
+        "the oldest were dropped, the newest kept: {seqs:?}"
+    );
     assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     sidecar.stop().await;
     aggregator.stop().await;

@@ -32,7 +32,9 @@ async fn a_thousand_concurrent_streams_are_accepted_and_stored() {
     for (_, inbound) in &mut streams {
         for expected in [0, 1] {
             let message = inbound.message().await.expect("ack").expect("stream open");
-            let Some(pb::report_response::Message::Ack(ack)) = message.message else { panic!("not an ack") };
+            let Some(pb::report_response::Message::Ack(ack)) = message.message else {
+                panic!("not an ack")
+            };
             assert_eq!(ack.acked_seq, expected);
         }
     }
@@ -45,9 +47,14 @@ async fn a_thousand_concurrent_streams_are_accepted_and_stored() {
         .into_inner()
         .agents;
     assert_eq!(all.len(), STREAMS);
-    assert!(all.iter().all(|a| status_of(a) == pb::ScrapeStatus::Ok && a.component_count == 7));
+    assert!(all
+        .iter()
+        .all(|a| status_of(a) == pb::ScrapeStatus::Ok && a.component_count == 7));
     let c3 = client
-        .list_agents(pb::ListAgentsRequest { labels: [("cluster".to_owned(), "c3".to_owned())].into(), host: String::new() })
+        .list_agents(pb::ListAgentsRequest {
+            labels: [("cluster".to_owned(), "c3".to_owned())].into(),
+            host: String::new(),
+        })
         .await
         .expect("list")
         .into_inner()
@@ -55,15 +62,29 @@ async fn a_thousand_concurrent_streams_are_accepted_and_stored() {
     assert_eq!(c3.len(), STREAMS / 10);
 
     drop(streams);
-    wait_for("every stream seen closed", || async { (aggregator.fleet.connected_sidecars() == 0).then_some(()) }).await;
+    wait_for("every stream seen closed", || async {
+        (aggregator.fleet.connected_sidecars() == 0).then_some(())
+    })
+    .await;
     aggregator.stop().await;
 }
 
-type Stream = (mpsc::Sender<pb::ReportRequest>, tonic::Streaming<pb::ReportResponse>);
+type Stream = (
+    mpsc::Sender<pb::ReportRequest>,
+    tonic::Streaming<pb::ReportResponse>,
+);
 
 /// One simulated sidecar on its own connection: Hello, then snapshot 1.
-async fn open_stream(url: String, i: usize, components: Vec<flumewatch_sidecar::snapshot::Component>) -> Stream {
-    let channel = tonic::transport::Endpoint::from_shared(url).expect("url").connect().await.expect("connects");
+async fn open_stream(
+    url: String,
+    i: usize,
+    components: Vec<flumewatch_sidecar::snapshot::Component>,
+) -> Stream {
+    let channel = tonic::transport::Endpoint::from_shared(url)
+        .expect("url")
+        .connect()
+        .await
+        .expect("connects");
     let (tx, rx) = mpsc::channel(4);
     let hello = pb::Hello {
         host: format!("load-{i:04}"),
@@ -71,9 +92,16 @@ async fn open_stream(url: String, i: usize, components: Vec<flumewatch_sidecar::
         agents: vec!["a1".into()],
         labels: [("cluster".to_owned(), format!("c{}", i % 10))].into(),
         sidecar_version: "test".into(),
-        poll_interval: Some(prost_types::Duration { seconds: 10, nanos: 0 }),
+        poll_interval: Some(prost_types::Duration {
+            seconds: 10,
+            nanos: 0,
+        }),
     };
-    tx.send(pb::ReportRequest { message: Some(Message::Hello(hello)) }).await.expect("queued");
+    tx.send(pb::ReportRequest {
+        message: Some(Message::Hello(hello)),
+    })
+    .await
+    .expect("queued");
     let snapshot = Snapshot {
         seq: 1,
         agent: "a1".into(),
@@ -82,7 +110,15 @@ async fn open_stream(url: String, i: usize, components: Vec<flumewatch_sidecar::
         outcome: ScrapeOutcome::Ok,
         components,
     };
-    tx.send(pb::ReportRequest { message: Some(Message::Snapshot(pb::Snapshot::from(&snapshot))) }).await.expect("queued");
-    let inbound = IngestClient::new(channel).report(ReceiverStream::new(rx)).await.expect("stream opens").into_inner();
+    tx.send(pb::ReportRequest {
+        message: Some(Message::Snapshot(pb::Snapshot::from(&snapshot))),
+    })
+    .await
+    .expect("queued");
+    let inbound = IngestClient::new(channel)
+        .report(ReceiverStream::new(rx))
+        .await
+        .expect("stream opens")
+        .into_inner();
     (tx, inbound)
 }

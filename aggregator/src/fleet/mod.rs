@@ -107,6 +107,13 @@ impl Fleet {
         }
         let resume_after = match state.sidecars.get(&hello.host) {
             Some(known) if known.hello.instance_id == hello.instance_id => known.last_seq,
+            Some(known) if known.connected => {
+                tracing::warn!(
+                    host = %hello.host,
+                    "a second sidecar instance reports as this host while the first is connected; the newer one wins"
+                );
+                0
+            }
             _ => 0,
         };
         state.sidecars.insert(
@@ -237,7 +244,11 @@ impl Fleet {
 
     /// Sidecars with an open stream right now.
     pub fn connected_sidecars(&self) -> usize {
-        self.lock().sidecars.values().filter(|s| s.connected).count()
+        self.lock()
+            .sidecars
+            .values()
+            .filter(|s| s.connected)
+            .count()
     }
 }
 

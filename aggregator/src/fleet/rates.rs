@@ -79,7 +79,8 @@ fn component_rates(before: &Component, now: &Component, interval: Duration) -> C
 
 /// The component restarted between the two snapshots.
 pub fn is_reset(before: &Component, now: &Component) -> bool {
-    let restarted = matches!((before.start_time_ms, now.start_time_ms), (Some(a), Some(b)) if a != b);
+    let restarted =
+        matches!((before.start_time_ms, now.start_time_ms), (Some(a), Some(b)) if a != b);
     restarted
         || now
             .counters
@@ -109,28 +110,45 @@ mod tests {
     }
 
     fn shared(path: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/flume").join(path)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/flume")
+            .join(path)
     }
 
     #[test]
     fn filling_channel_rates_between_two_samples() {
-        let t12 = snapshot(12_000, &std::fs::read(shared("samples/slow-sink-filling-t12s.json")).unwrap());
-        let t22 = snapshot(22_000, &std::fs::read(shared("samples/slow-sink-filling-t22s.json")).unwrap());
+        let t12 = snapshot(
+            12_000,
+            &std::fs::read(shared("samples/slow-sink-filling-t12s.json")).unwrap(),
+        );
+        let t22 = snapshot(
+            22_000,
+            &std::fs::read(shared("samples/slow-sink-filling-t22s.json")).unwrap(),
+        );
         let rates = compute(&t12, &t22);
         let slow = rates.iter().find(|r| r.name == "slowmem").expect("slowmem");
         assert!(!slow.reset);
         assert_eq!(slow.interval, Duration::from_secs(10));
         // EventPutSuccessCount 720 → 1320 in 10 s.
         assert_eq!(slow.rate(Counter::EventPutSuccessCount), Some(60.0));
-        let blocked = rates.iter().find(|r| r.name == "blockedmem").expect("blockedmem");
+        let blocked = rates
+            .iter()
+            .find(|r| r.name == "blockedmem")
+            .expect("blockedmem");
         assert_eq!(blocked.rate(Counter::EventPutSuccessCount), Some(0.0));
         assert_eq!(blocked.rate(Counter::EventPutAttemptCount), Some(40.0));
     }
 
     #[test]
     fn restart_is_a_reset_not_a_negative_rate() {
-        let before = snapshot(0, &std::fs::read(shared("samples/multi-component-agent.json")).unwrap());
-        let after = snapshot(60_000, &std::fs::read(shared("samples/after-restart-immediately.json")).unwrap());
+        let before = snapshot(
+            0,
+            &std::fs::read(shared("samples/multi-component-agent.json")).unwrap(),
+        );
+        let after = snapshot(
+            60_000,
+            &std::fs::read(shared("samples/after-restart-immediately.json")).unwrap(),
+        );
         let rates = compute(&before, &after);
         assert!(!rates.is_empty());
         for r in &rates {
@@ -151,14 +169,17 @@ mod tests {
     /// plausible (≤ 1000 events/s at 100 events/s load), and the restart at t=72 is a reset.
     #[test]
     fn restart_trace_never_gives_negative_or_huge_rates() {
-        let text = std::fs::read_to_string(shared("traces/agent-restart-under-load.jsonl")).unwrap();
+        let text =
+            std::fs::read_to_string(shared("traces/agent-restart-under-load.jsonl")).unwrap();
         let mut prev_ok: Option<Snapshot> = None;
         let mut resets_at = Vec::new();
         let mut intervals = 0;
         for line in text.lines() {
             let sample: serde_json::Value = serde_json::from_str(line).unwrap();
             let t_ms = (sample["t"].as_f64().unwrap() * 1000.0) as u64;
-            let Some(body) = sample["body"].as_str() else { continue };
+            let Some(body) = sample["body"].as_str() else {
+                continue;
+            };
             let cur = snapshot(t_ms, body.as_bytes());
             if let Some(prev) = &prev_ok {
                 for r in compute(prev, &cur) {

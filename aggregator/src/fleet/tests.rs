@@ -42,17 +42,29 @@ fn same_instance_resumes_and_replays_are_duplicates() {
     let first = fleet.connect(hello("h1", "i1"), at(0));
     assert_eq!(first.resume_after, 0);
     for seq in 1..=3 {
-        assert_eq!(fleet.record("h1", first.stream_id, snap(seq, seq, true), at(seq)), Recorded::Stored);
+        assert_eq!(
+            fleet.record("h1", first.stream_id, snap(seq, seq, true), at(seq)),
+            Recorded::Stored
+        );
     }
     fleet.disconnect("h1", first.stream_id, at(4));
     let second = fleet.connect(hello("h1", "i1"), at(5));
     assert_eq!(second.resume_after, 3);
-    assert_eq!(fleet.record("h1", second.stream_id, snap(3, 3, true), at(5)), Recorded::Duplicate);
-    assert_eq!(fleet.record("h1", second.stream_id, snap(4, 4, true), at(5)), Recorded::Stored);
+    assert_eq!(
+        fleet.record("h1", second.stream_id, snap(3, 3, true), at(5)),
+        Recorded::Duplicate
+    );
+    assert_eq!(
+        fleet.record("h1", second.stream_id, snap(4, 4, true), at(5)),
+        Recorded::Stored
+    );
     let view = fleet.agent("h1", "a1").expect("known");
     assert_eq!(view.state.received, 4);
     assert_eq!(view.state.duplicates, 1);
-    assert_eq!(view.state.history.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    assert_eq!(
+        view.state.history.iter().map(|s| s.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
 }
 
 #[test]
@@ -63,8 +75,20 @@ fn restarted_sidecar_starts_a_new_sequence() {
     fleet.record("h1", old.stream_id, snap(2, 2, true), at(2));
     let new = fleet.connect(hello("h1", "i2"), at(3));
     assert_eq!(new.resume_after, 0);
-    assert_eq!(fleet.record("h1", new.stream_id, snap(1, 3, true), at(3)), Recorded::Stored);
-    assert_eq!(fleet.agent("h1", "").unwrap().state.latest.unwrap().scraped_at, at(3));
+    assert_eq!(
+        fleet.record("h1", new.stream_id, snap(1, 3, true), at(3)),
+        Recorded::Stored
+    );
+    assert_eq!(
+        fleet
+            .agent("h1", "")
+            .unwrap()
+            .state
+            .latest
+            .unwrap()
+            .scraped_at,
+        at(3)
+    );
 }
 
 #[test]
@@ -72,7 +96,10 @@ fn a_stale_stream_neither_stores_nor_disconnects() {
     let fleet = Fleet::new(4);
     let old = fleet.connect(hello("h1", "i1"), at(0));
     let new = fleet.connect(hello("h1", "i1"), at(1));
-    assert_eq!(fleet.record("h1", old.stream_id, snap(1, 1, true), at(1)), Recorded::StaleStream);
+    assert_eq!(
+        fleet.record("h1", old.stream_id, snap(1, 1, true), at(1)),
+        Recorded::StaleStream
+    );
     fleet.disconnect("h1", old.stream_id, at(2));
     let view = fleet.agent("h1", "a1").unwrap();
     assert!(view.sidecar.connected);
@@ -105,6 +132,12 @@ fn agents_filter_by_label_and_host() {
     let bj = BTreeMap::from([("cluster".to_owned(), "bj".to_owned())]);
     assert_eq!(fleet.agents(&bj, None).len(), 1);
     assert_eq!(fleet.agents(&BTreeMap::new(), None).len(), 2);
-    assert_eq!(fleet.agents(&BTreeMap::new(), Some("h2"))[0].state.host, "h2");
-    assert!(matches!(fleet.agent("h3", ""), Err(LookupError::UnknownHost(_))));
+    assert_eq!(
+        fleet.agents(&BTreeMap::new(), Some("h2"))[0].state.host,
+        "h2"
+    );
+    assert!(matches!(
+        fleet.agent("h3", ""),
+        Err(LookupError::UnknownHost(_))
+    ));
 }

@@ -45,12 +45,7 @@ impl FlumeClient {
     }
 
     async fn fetch_inner(&self, url: &reqwest::Url) -> Result<Vec<u8>, ScrapeOutcome> {
-        let mut response = self
-            .http
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(classify)?;
+        let mut response = self.http.get(url.clone()).send().await.map_err(classify)?;
         let status = response.status();
         if status != reqwest::StatusCode::OK {
             return Err(ScrapeOutcome::HttpStatus {

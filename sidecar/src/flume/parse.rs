@@ -195,4 +195,3 @@ fn json_type(value: &Value) -> &'static str {
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
-

@@ -27,10 +27,7 @@ fn find<'a>(components: &'a [Component], kind: ComponentKind, name: &str) -> &'a
 /// How many of Flume's attributes a parsed component accounts for (Type included).
 fn accounted(c: &Component) -> usize {
     // Type, StartTime and StopTime are printed for every component.
-    3 + c.counters.len()
-        + c.gauges.len()
-        + c.flags.len()
-        + c.unknown.len()
+    3 + c.counters.len() + c.gauges.len() + c.flags.len() + c.unknown.len()
         - usize::from(c.unknown.contains_key("Type"))
 }
 
@@ -51,7 +48,11 @@ fn every_sample_parses_and_loses_no_attribute() {
             let key = format!("{}.{}", component.kind_name, component.name);
             let attrs = raw[&key].as_object().expect("object");
             assert_eq!(accounted(component), attrs.len(), "{path:?} {key}");
-            assert!(component.problems.is_empty(), "{path:?} {key}: {:?}", component.problems);
+            assert!(
+                component.problems.is_empty(),
+                "{path:?} {key}: {:?}",
+                component.problems
+            );
             assert_ne!(component.kind, ComponentKind::Unspecified, "{key}");
             assert!(component.start_time_ms.is_some(), "{key} start time");
             // Every known counter equals the integer Flume printed.
@@ -107,7 +108,10 @@ fn zero_capacity_fill_is_unknown_not_full() {
     assert_eq!(pseudo.gauge(Gauge::ChannelCapacity), Some(0.0));
     assert_eq!(pseudo.gauge(Gauge::ChannelFillPercentage), None);
     assert_eq!(
-        pseudo.unknown.get("ChannelFillPercentage").map(String::as_str),
+        pseudo
+            .unknown
+            .get("ChannelFillPercentage")
+            .map(String::as_str),
         Some("1.7976931348623157E308")
     );
     let file = find(&parsed, ComponentKind::Channel, "file1");
@@ -217,7 +221,8 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
     let leaf = prop_oneof![
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
-        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        any::<f64>()
+            .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
         any::<i64>().prop_map(|i| Value::Number(i.into())),
         ".{0,12}".prop_map(Value::String),
     ];

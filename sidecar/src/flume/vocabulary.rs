@@ -21,8 +21,14 @@ const COUNTERS: &[(&str, Counter)] = &[
     ("EventAcceptedCount", Counter::EventAcceptedCount),
     ("AppendReceivedCount", Counter::AppendReceivedCount),
     ("AppendAcceptedCount", Counter::AppendAcceptedCount),
-    ("AppendBatchReceivedCount", Counter::AppendBatchReceivedCount),
-    ("AppendBatchAcceptedCount", Counter::AppendBatchAcceptedCount),
+    (
+        "AppendBatchReceivedCount",
+        Counter::AppendBatchReceivedCount,
+    ),
+    (
+        "AppendBatchAcceptedCount",
+        Counter::AppendBatchAcceptedCount,
+    ),
     ("EventReadFail", Counter::EventReadFail),
     ("ChannelWriteFail", Counter::ChannelWriteFail),
     ("GenericProcessingFail", Counter::GenericProcessingFail),
@@ -37,7 +43,10 @@ const COUNTERS: &[(&str, Counter)] = &[
     ("EventTakeSuccessCount", Counter::EventTakeSuccessCount),
     ("EventPutErrorCount", Counter::EventPutErrorCount),
     ("EventTakeErrorCount", Counter::EventTakeErrorCount),
-    ("CheckpointWriteErrorCount", Counter::CheckpointWriteErrorCount),
+    (
+        "CheckpointWriteErrorCount",
+        Counter::CheckpointWriteErrorCount,
+    ),
     (
         "CheckpointBackupWriteErrorCount",
         Counter::CheckpointBackupWriteErrorCount,

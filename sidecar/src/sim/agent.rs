@@ -9,7 +9,10 @@ use serde_json::{Map, Value};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Profile {
     /// The sink keeps up with `events_per_sec` (±20 % over a few minutes).
-    Healthy { events_per_sec: f64, file_channel: bool },
+    Healthy {
+        events_per_sec: f64,
+        file_channel: bool,
+    },
     /// Healthy until `after`, then the sink drains only `drain_share` of the input: the channel
     /// fills, and once full the source's puts start failing.
     SlowSink {
@@ -53,54 +56,80 @@ impl SimAgent {
         let mut root = Map::new();
         root.insert(
             "SOURCE.src".into(),
-            Value::Object(component("SOURCE", start_ms + 12, &[
-                ("EventReceivedCount", flow.received),
-                ("EventAcceptedCount", flow.put_ok),
-                ("AppendBatchReceivedCount", flow.received / 20),
-                ("AppendBatchAcceptedCount", flow.put_ok / 20),
-                ("AppendReceivedCount", 0),
-                ("AppendAcceptedCount", 0),
-                ("OpenConnectionCount", 0),
-                ("EventReadFail", 0),
-                ("ChannelWriteFail", 0),
-                ("GenericProcessingFail", 0),
-            ])),
+            Value::Object(component(
+                "SOURCE",
+                start_ms + 12,
+                &[
+                    ("EventReceivedCount", flow.received),
+                    ("EventAcceptedCount", flow.put_ok),
+                    ("AppendBatchReceivedCount", flow.received / 20),
+                    ("AppendBatchAcceptedCount", flow.put_ok / 20),
+                    ("AppendReceivedCount", 0),
+                    ("AppendAcceptedCount", 0),
+                    ("OpenConnectionCount", 0),
+                    ("EventReadFail", 0),
+                    ("ChannelWriteFail", 0),
+                    ("GenericProcessingFail", 0),
+                ],
+            )),
         );
         let size = flow.put_ok - flow.taken;
         let fill = size as f64 / self.capacity as f64 * 100.0;
-        let mut channel = component("CHANNEL", start_ms, &[
-            ("ChannelSize", size),
-            ("ChannelCapacity", self.capacity),
-            ("EventPutAttemptCount", flow.put_attempts),
-            ("EventPutSuccessCount", flow.put_ok),
-            // Sinks poll an empty channel: take attempts run ahead of successes when idle.
-            ("EventTakeAttemptCount", flow.taken + t as u64),
-            ("EventTakeSuccessCount", flow.taken),
-        ]);
-        channel.insert("ChannelFillPercentage".into(), Value::String(java_double(fill)));
-        if matches!(self.profile, Profile::Healthy { file_channel: true, .. }) {
+        let mut channel = component(
+            "CHANNEL",
+            start_ms,
+            &[
+                ("ChannelSize", size),
+                ("ChannelCapacity", self.capacity),
+                ("EventPutAttemptCount", flow.put_attempts),
+                ("EventPutSuccessCount", flow.put_ok),
+                // Sinks poll an empty channel: take attempts run ahead of successes when idle.
+                ("EventTakeAttemptCount", flow.taken + t as u64),
+                ("EventTakeSuccessCount", flow.taken),
+            ],
+        );
+        channel.insert(
+            "ChannelFillPercentage".into(),
+            Value::String(java_double(fill)),
+        );
+        if matches!(
+            self.profile,
+            Profile::Healthy {
+                file_channel: true,
+                ..
+            }
+        ) {
             for (k, v) in [("Open", "true"), ("Closed", "0"), ("Unhealthy", "0")] {
                 channel.insert(k.into(), Value::String(v.into()));
             }
-            for k in ["EventPutErrorCount", "EventTakeErrorCount", "CheckpointWriteErrorCount", "CheckpointBackupWriteErrorCount"] {
+            for k in [
+                "EventPutErrorCount",
+                "EventTakeErrorCount",
+                "CheckpointWriteErrorCount",
+                "CheckpointBackupWriteErrorCount",
+            ] {
                 channel.insert(k.into(), Value::String("0".into()));
             }
         }
         root.insert("CHANNEL.ch".into(), Value::Object(channel));
         root.insert(
             "SINK.sink".into(),
-            Value::Object(component("SINK", start_ms + 10, &[
-                ("ConnectionCreatedCount", 1),
-                ("ConnectionClosedCount", 0),
-                ("ConnectionFailedCount", flow.write_failures),
-                ("BatchEmptyCount", t as u64),
-                ("BatchUnderflowCount", flow.taken / 100),
-                ("BatchCompleteCount", flow.taken / 100),
-                ("EventDrainAttemptCount", flow.taken + flow.write_failures),
-                ("EventDrainSuccessCount", flow.taken),
-                ("EventWriteFail", flow.write_failures),
-                ("ChannelReadFail", 0),
-            ])),
+            Value::Object(component(
+                "SINK",
+                start_ms + 10,
+                &[
+                    ("ConnectionCreatedCount", 1),
+                    ("ConnectionClosedCount", 0),
+                    ("ConnectionFailedCount", flow.write_failures),
+                    ("BatchEmptyCount", t as u64),
+                    ("BatchUnderflowCount", flow.taken / 100),
+                    ("BatchCompleteCount", flow.taken / 100),
+                    ("EventDrainAttemptCount", flow.taken + flow.write_failures),
+                    ("EventDrainSuccessCount", flow.taken),
+                    ("EventWriteFail", flow.write_failures),
+                    ("ChannelReadFail", 0),
+                ],
+            )),
         );
         serde_json::to_vec(&Value::Object(root)).unwrap_or_default()
     }
@@ -113,20 +142,34 @@ impl SimAgent {
         match self.profile {
             Profile::Healthy { events_per_sec, .. } => {
                 let n = arrived(events_per_sec);
-                Flow { received: n, put_attempts: n, put_ok: n, taken: n, write_failures: 0 }
+                Flow {
+                    received: n,
+                    put_attempts: n,
+                    put_ok: n,
+                    taken: n,
+                    write_failures: 0,
+                }
             }
-            Profile::SlowSink { events_per_sec, after, drain_share } => {
+            Profile::SlowSink {
+                events_per_sec,
+                after,
+                drain_share,
+            } => {
                 let received = arrived(events_per_sec);
                 let cutoff = after.as_secs_f64().min(t);
-                let drained_before = arrived(events_per_sec).min(
-                    (events_per_sec * cutoff) as u64,
-                );
-                let taken = drained_before
-                    + (events_per_sec * drain_share * (t - cutoff)).max(0.0) as u64;
+                let drained_before = arrived(events_per_sec).min((events_per_sec * cutoff) as u64);
+                let taken =
+                    drained_before + (events_per_sec * drain_share * (t - cutoff)).max(0.0) as u64;
                 let put_ok = received.min(taken + self.capacity);
                 // Each refused batch of 20 is retried: attempts run ahead of successes.
                 let put_attempts = put_ok + (received - put_ok) * 2;
-                Flow { received, put_attempts, put_ok, taken: taken.min(put_ok), write_failures: 0 }
+                Flow {
+                    received,
+                    put_attempts,
+                    put_ok,
+                    taken: taken.min(put_ok),
+                    write_failures: 0,
+                }
             }
             Profile::DeadSink { events_per_sec } => {
                 let received = arrived(events_per_sec);
@@ -184,12 +227,19 @@ mod tests {
     #[test]
     fn healthy_agent_counters_rise_and_channel_stays_empty() {
         let agent = SimAgent::new(
-            Profile::Healthy { events_per_sec: 100.0, file_channel: true },
+            Profile::Healthy {
+                events_per_sec: 100.0,
+                file_channel: true,
+            },
             UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         );
         let (a, b) = (at(&agent, 10), at(&agent, 20));
         let received = |c: &[crate::snapshot::Component]| {
-            c.iter().find(|c| c.kind == ComponentKind::Source).unwrap().counter(Counter::EventReceivedCount).unwrap()
+            c.iter()
+                .find(|c| c.kind == ComponentKind::Source)
+                .unwrap()
+                .counter(Counter::EventReceivedCount)
+                .unwrap()
         };
         assert!(received(&b) > received(&a) + 900);
         let ch = b.iter().find(|c| c.kind == ComponentKind::Channel).unwrap();
@@ -200,11 +250,20 @@ mod tests {
     #[test]
     fn slow_sink_fills_the_channel_until_puts_fail() {
         let agent = SimAgent::new(
-            Profile::SlowSink { events_per_sec: 100.0, after: Duration::from_secs(10), drain_share: 0.3 },
+            Profile::SlowSink {
+                events_per_sec: 100.0,
+                after: Duration::from_secs(10),
+                drain_share: 0.3,
+            },
             UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         );
         let fill = |secs| {
-            at(&agent, secs).iter().find(|c| c.kind == ComponentKind::Channel).unwrap().gauge(Gauge::ChannelFillPercentage).unwrap()
+            at(&agent, secs)
+                .iter()
+                .find(|c| c.kind == ComponentKind::Channel)
+                .unwrap()
+                .gauge(Gauge::ChannelFillPercentage)
+                .unwrap()
         };
         assert!(fill(5) < 1.0);
         assert!(fill(60) > fill(30));

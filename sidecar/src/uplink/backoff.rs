@@ -51,7 +51,10 @@ mod tests {
         assert_eq!(backoff.next_delay(1.0), Duration::from_millis(800));
         for _ in 0..100 {
             let d = backoff.next_delay(fastrand::f64());
-            assert!(d >= Duration::from_millis(500) && d <= Duration::from_secs(1), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(500) && d <= Duration::from_secs(1),
+                "{d:?}"
+            );
         }
         backoff.reset();
         assert_eq!(backoff.next_delay(1.0), Duration::from_millis(100));

@@ -79,7 +79,11 @@ impl ReplayBuffer {
         let inner = self.lock();
         // Sequence numbers in the queue are consecutive except where drops cut the front.
         let first = inner.pending.front()?.seq;
-        let index = if seq < first { 0 } else { (seq - first + 1) as usize };
+        let index = if seq < first {
+            0
+        } else {
+            (seq - first + 1) as usize
+        };
         inner.pending.get(index).cloned()
     }
 

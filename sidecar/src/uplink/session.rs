@@ -64,7 +64,11 @@ pub(super) async fn run(
     };
     uplink.buffer.ack(sent);
     *was_connected = true;
-    tracing::info!(resume_after = sent, buffered = uplink.buffer.len(), "connected to the aggregator");
+    tracing::info!(
+        resume_after = sent,
+        buffered = uplink.buffer.len(),
+        "connected to the aggregator"
+    );
 
     let mut newest = uplink.buffer.subscribe();
     let mut stats_tick = tokio::time::interval(uplink.stats_every);

@@ -1,0 +1,92 @@
+//! The real `flumewatch-aggregator` binary: bad settings exit 64 naming the key; the demo runs.
+
+use std::process::Command;
+
+fn aggregator(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
+        .args(args)
+        .output()
+        .expect("binary runs")
+}
+
+#[test]
+fn bad_flags_exit_64_and_name_the_key() {
+    let state = std::env::temp_dir().join(format!("fw-agg-cli-{}", std::process::id()));
+    let state = state.to_str().unwrap();
+    for (args, key) in [
+        (
+            &["--grpc-listen", "everywhere", "--state-dir", state][..],
+            "`grpc_listen`",
+        ),
+        (&["--state-dir", "/proc/nope/state"][..], "`state_dir`"),
+        (
+            &["--state-dir", state, "--history", "99999"][..],
+            "`history`",
+        ),
+    ] {
+        let out = aggregator(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(key), "{args:?} should name {key}: {stderr}");
+    }
+    std::fs::remove_dir_all(state).ok();
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let out = aggregator(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--grpc-listen",
+        "--state-dir",
+        "--config",
+        "--demo",
+        "--history",
+    ] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn example_config_in_deploy_is_accepted() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/aggregator.toml"
+    ))
+    .unwrap();
+    let file: flumewatch_aggregator::config::FileConfig = toml::from_str(&text).expect("parses");
+    assert_eq!(file.grpc_listen.as_deref(), Some("0.0.0.0:50051"));
+}
+
+/// The README's first command, bounded: the demo fleet comes up and the aggregator sees it.
+#[test]
+fn demo_shows_the_fleet() {
+    let state = std::env::temp_dir().join(format!("fw-agg-demo-{}", std::process::id()));
+    let out = aggregator(&[
+        "--demo",
+        "--demo-for",
+        "12s",
+        "--grpc-listen",
+        "127.0.0.1:0",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last_table = stdout.rsplit("── t=").next().expect("a table was printed");
+    assert!(last_table.contains("4 agents"), "{stdout}");
+    for host in ["bj-flume-01", "bj-flume-02", "sh-flume-01", "sh-flume-02"] {
+        let row = last_table
+            .lines()
+            .find(|l| l.starts_with(host))
+            .unwrap_or_else(|| panic!("{host} missing: {stdout}"));
+        assert!(row.contains("connected"), "{row}");
+        assert!(row.contains(" ok "), "{row}");
+    }
+    std::fs::remove_dir_all(state).ok();
+}
