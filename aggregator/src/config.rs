@@ -2,10 +2,13 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use serde::Deserialize;
+
+use crate::rules::{Language, RuleError, RuleSet};
 
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/flumewatch";
@@ -17,6 +20,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error("cannot read config file {path}: {reason}")]
     File { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Rules(#[from] RuleError),
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -35,6 +40,8 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
     about = "Receives snapshots from flumewatch sidecars, keeps the fleet's state and answers grpcurl"
 )]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of the settings below.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -52,6 +59,16 @@ pub struct Cli {
     /// How long a stopping aggregator waits for streams to close [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
+    /// Alert rule file (TOML); without one the default Flume policy applies.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// Language of alert summaries: zh (default) or en.
+    #[arg(long, value_name = "zh|en")]
+    pub language: Option<String>,
+    /// How often rules are re-evaluated without new data (hold-downs, silent sidecars,
+    /// clusters) [default: 5s]. Every snapshot is also judged when it arrives.
+    #[arg(long, value_name = "DURATION")]
+    pub evaluation_interval: Option<String>,
     /// Run a demo fleet on loopback: simulated Flume agents, sidecars and this aggregator,
     /// printing what the aggregator sees. No Flume needed.
     #[arg(long)]
@@ -59,6 +76,18 @@ pub struct Cli {
     /// With --demo: stop after this long instead of running until Ctrl-C.
     #[arg(long, value_name = "DURATION", requires = "demo")]
     pub demo_for: Option<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate aggregator config and rule files without starting: on error, exit 64 naming the
+    /// file, the key and what is wrong; on success, print one line per rule.
+    CheckConfig {
+        /// Aggregator config files (their `rules` file is checked too) or rule files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
 }
 
 /// The `--config` file; unknown keys are rejected.
@@ -69,6 +98,9 @@ pub struct FileConfig {
     pub state_dir: Option<PathBuf>,
     pub history: Option<usize>,
     pub shutdown_grace: Option<String>,
+    pub rules: Option<PathBuf>,
+    pub language: Option<String>,
+    pub evaluation_interval: Option<String>,
 }
 
 /// Validated aggregator settings.
@@ -78,12 +110,17 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub history: usize,
     pub shutdown_grace: Duration,
+    /// The policy in force (defaults, or adjusted by the rule file).
+    pub rules: Arc<RuleSet>,
+    pub language: Language,
+    pub evaluation_interval: Duration,
 }
 
 /// What `main` should run.
 #[derive(Debug, Clone)]
 pub enum Mode {
     Serve(Config),
+    CheckConfig(Vec<PathBuf>),
     Demo {
         config: Config,
         run_for: Option<Duration>,
@@ -92,6 +129,9 @@ pub enum Mode {
 
 impl Cli {
     pub fn load(self) -> Result<Mode, ConfigError> {
+        if let Some(Command::CheckConfig { files }) = self.command {
+            return Ok(Mode::CheckConfig(files));
+        }
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
@@ -107,6 +147,9 @@ impl Cli {
             state_dir: self.state_dir.or(file.state_dir),
             history: self.history.or(file.history),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
+            rules: self.rules.or(file.rules),
+            language: self.language.or(file.language),
+            evaluation_interval: self.evaluation_interval.or(file.evaluation_interval),
         };
         if demo {
             merged
@@ -125,19 +168,32 @@ impl Cli {
     }
 }
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    toml::from_str(&text).map_err(|e| ConfigError::File {
+    let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_owned(),
         reason: e.to_string().trim_end().replace('\n', " "),
-    })
+    })?;
+    // A relative rule file is found next to the config that names it.
+    if let (Some(rules), Some(dir)) = (&file.rules, path.parent()) {
+        if rules.is_relative() {
+            file.rules = Some(dir.join(rules));
+        }
+    }
+    Ok(file)
 }
 
 impl FileConfig {
     pub fn validate(self) -> Result<Config, ConfigError> {
+        self.validate_with(true)
+    }
+
+    /// `probe_state_dir`: create the state directory and prove it writable (not for
+    /// check-config, which must not touch the machine).
+    pub fn validate_with(self, probe_state_dir: bool) -> Result<Config, ConfigError> {
         let listen = self.grpc_listen.as_deref().unwrap_or(DEFAULT_GRPC_LISTEN);
         let grpc_listen: SocketAddr = listen
             .parse()
@@ -145,7 +201,9 @@ impl FileConfig {
         let state_dir = self
             .state_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        check_state_dir(&state_dir)?;
+        if probe_state_dir {
+            check_state_dir(&state_dir)?;
+        }
         let history = self.history.unwrap_or(10);
         if history > 10_000 {
             return Err(invalid("history", "at most 10000 snapshots per agent"));
@@ -154,11 +212,27 @@ impl FileConfig {
             Some(text) => parse_duration("shutdown_grace", text)?,
             None => Duration::from_secs(5),
         };
+        let language = match self.language.as_deref() {
+            None | Some("zh") => Language::Zh,
+            Some("en") => Language::En,
+            Some(other) => return Err(invalid("language", format!("{other:?}: use zh or en"))),
+        };
+        let evaluation_interval = match self.evaluation_interval.as_deref() {
+            Some(text) => parse_duration("evaluation_interval", text)?,
+            None => Duration::from_secs(5),
+        };
+        if evaluation_interval < Duration::from_millis(100) {
+            return Err(invalid("evaluation_interval", "must be at least 100ms"));
+        }
+        let rules = Arc::new(RuleSet::load(self.rules.as_deref())?);
         Ok(Config {
             grpc_listen,
             state_dir,
             history,
             shutdown_grace,
+            rules,
+            language,
+            evaluation_interval,
         })
     }
 }

@@ -7,8 +7,9 @@ use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::convert::{duration, from_duration, timestamp};
 use flumewatch_sidecar::snapshot::{ComponentKind, Gauge};
 
+use crate::alert::{Alert, AlertStatus, Severity};
 use crate::fleet::rates::ComponentRates;
-use crate::fleet::{AgentView, Hello};
+use crate::fleet::{AgentView, Hello, RuleView};
 
 /// Why a Hello cannot open a stream. Not retryable without fixing the sidecar's config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,5 +147,54 @@ pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
         duplicates_ignored: state.duplicates,
         resets_seen: state.resets,
         sidecar_stats: view.sidecar.stats,
+    }
+}
+
+pub fn severity(s: Severity) -> pb::Severity {
+    match s {
+        Severity::Info => pb::Severity::Info,
+        Severity::Warning => pb::Severity::Warning,
+        Severity::Critical => pb::Severity::Critical,
+    }
+}
+
+pub fn alert_state(s: AlertStatus) -> pb::AlertState {
+    match s {
+        AlertStatus::Pending => pb::AlertState::Pending,
+        AlertStatus::Firing => pb::AlertState::Firing,
+        AlertStatus::Resolved => pb::AlertState::Resolved,
+    }
+}
+
+pub fn alert(a: &Alert) -> pb::Alert {
+    pb::Alert {
+        fingerprint: format!("{:016x}", a.fingerprint),
+        alertname: a.alertname.clone(),
+        severity: severity(a.severity) as i32,
+        state: alert_state(a.status) as i32,
+        labels: a.labels.0.clone().into_iter().collect(),
+        annotations: a.annotations.clone().into_iter().collect(),
+        value: a.value,
+        active_since: Some(timestamp(a.active_since)),
+        firing_since: a.firing_since.map(timestamp),
+        resolved_at: a.resolved_at.map(timestamp),
+    }
+}
+
+pub fn rule(view: &RuleView) -> pb::Rule {
+    let rule = &view.rule;
+    pb::Rule {
+        name: rule.name.clone(),
+        severity: severity(rule.severity) as i32,
+        scope: rule.scope.as_str().to_owned(),
+        condition: rule.condition.to_string(),
+        r#for: Some(duration(rule.hold.for_)),
+        keep_firing_for: Some(duration(rule.hold.keep_firing_for)),
+        labels: rule.labels.clone().into_iter().collect(),
+        source: rule.source.clone(),
+        last_evaluation: view.health.last_evaluation.map(timestamp),
+        evaluations: view.health.evaluations,
+        active_alerts: view.active_alerts,
+        last_error: String::new(),
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::ingest_server::Ingest;
@@ -14,7 +14,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::fleet::{Fleet, Hello, Recorded, Registration};
+use crate::fleet::{Fleet, Hello, Now, Recorded, Registration};
 
 /// A sidecar that connects but says nothing is holding a slot for no one.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,7 +81,7 @@ impl Ingest for IngestService {
             }
         };
         let host = hello.host.clone();
-        let registration = self.fleet.connect(hello, SystemTime::now());
+        let registration = self.fleet.connect(hello, Now::current());
         self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%host, resume_after = registration.resume_after, "sidecar connected");
 
@@ -148,7 +148,7 @@ impl StreamTask {
             }
         };
         self.fleet
-            .disconnect(&self.host, self.registration.stream_id, SystemTime::now());
+            .disconnect(&self.host, self.registration.stream_id, Now::current());
         tracing::info!(host = %self.host, %reason, "sidecar disconnected");
     }
 
@@ -161,7 +161,7 @@ impl StreamTask {
                     &self.host,
                     self.registration.stream_id,
                     snapshot,
-                    SystemTime::now(),
+                    Now::current(),
                 );
                 let counter = match recorded {
                     Recorded::Stored => &self.counters.snapshots_stored,

@@ -10,12 +10,15 @@
 //! Snapshots are the sidecar crate's typed [`flumewatch_sidecar::snapshot::Snapshot`];
 //! `convert` maps the aggregator's own views to protobuf.
 
+pub mod alert;
+pub mod check;
 pub mod config;
 mod convert;
 pub mod demo;
 pub mod fleet;
 mod ingest;
 mod query;
+pub mod rules;
 pub mod server;
 
 pub use config::{Config, Mode};

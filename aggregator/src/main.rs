@@ -14,6 +14,18 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
+    if let Mode::CheckConfig(files) = &mode {
+        return match flumewatch_aggregator::check::check_config(files) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("flumewatch-aggregator: {e}");
+                ExitCode::from(64)
+            }
+        };
+    }
     let default_level = if matches!(mode, Mode::Demo { .. }) {
         "warn"
     } else {
@@ -47,6 +59,7 @@ fn main() -> ExitCode {
             Mode::Demo { config, run_for } => {
                 flumewatch_aggregator::demo::run(config, run_for, shutdown).await?
             }
+            Mode::CheckConfig(_) => unreachable!("handled before the runtime starts"),
         }
         Ok(())
     });

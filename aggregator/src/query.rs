@@ -59,4 +59,40 @@ impl FleetApi for QueryService {
         let history = request.history.min(MAX_HISTORY) as usize;
         Ok(Response::new(convert::agent_detail(&view, history)))
     }
+
+    async fn list_alerts(
+        &self,
+        request: Request<pb::ListAlertsRequest>,
+    ) -> Result<Response<pb::ListAlertsResponse>, Status> {
+        let request = request.into_inner();
+        let labels = request.labels.into_iter().collect();
+        let alerts = self
+            .fleet
+            .alerts()
+            .iter()
+            .filter(|a| {
+                request.states.is_empty()
+                    || request
+                        .states
+                        .contains(&(convert::alert_state(a.status) as i32))
+            })
+            .filter(|a| {
+                request.severities.is_empty()
+                    || request
+                        .severities
+                        .contains(&(convert::severity(a.severity) as i32))
+            })
+            .filter(|a| a.labels.matches(&labels))
+            .map(convert::alert)
+            .collect();
+        Ok(Response::new(pb::ListAlertsResponse { alerts }))
+    }
+
+    async fn list_rules(
+        &self,
+        _request: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
+        let rules = self.fleet.rules().iter().map(convert::rule).collect();
+        Ok(Response::new(pb::ListRulesResponse { rules }))
+    }
 }

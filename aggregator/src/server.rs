@@ -49,7 +49,7 @@ impl Aggregator {
         })?;
         Ok(Self {
             listener,
-            fleet: Fleet::new(config.history),
+            fleet: Fleet::new(config.history, config.rules.clone(), config.language),
             counters: Arc::default(),
             config,
         })
@@ -109,6 +109,11 @@ impl Aggregator {
                 streams_stop.cancel();
             }
         };
+        let ticker = tokio::spawn(evaluate_periodically(
+            self.fleet.clone(),
+            self.config.evaluation_interval,
+            streams_stop.clone(),
+        ));
         let server = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
@@ -130,8 +135,23 @@ impl Aggregator {
             result = server => result?,
             _ = deadline => tracing::warn!(grace = %humantime::format_duration(grace), "streams still open after the grace period; stopping anyway"),
         }
+        streams_stop.cancel();
+        let _ = ticker.await;
         tracing::info!("aggregator stopped");
         Ok(())
+    }
+}
+
+/// Hold-downs elapse and silence is noticed even when no snapshot arrives.
+async fn evaluate_periodically(fleet: Fleet, every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => fleet.tick(crate::fleet::Now::current()),
+        }
     }
 }
 

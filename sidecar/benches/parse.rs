@@ -25,6 +25,7 @@ fn normalize(body: &[u8]) -> pb::Snapshot {
         scrape_duration: Duration::from_millis(1),
         outcome: ScrapeOutcome::Ok,
         components,
+        backfill: false,
     };
     pb::Snapshot::from(&snapshot)
 }

@@ -90,6 +90,7 @@ impl From<&Snapshot> for pb::Snapshot {
                 error: s.outcome.error().to_owned(),
             }),
             components: s.components.iter().map(pb::Component::from).collect(),
+            backfill: s.backfill,
         }
     }
 }
@@ -175,6 +176,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             scrape_duration: Duration::from_millis(u64::from(s.scrape_duration_ms)),
             outcome,
             components: s.components.into_iter().map(Component::from).collect(),
+            backfill: s.backfill,
         })
     }
 }
@@ -249,6 +251,7 @@ mod tests {
                 scrape_duration: Duration::from_millis(3),
                 outcome: ScrapeOutcome::Ok,
                 components: crate::flume::parse_metrics(&body).expect("parses"),
+                backfill: false,
             };
             let back = Snapshot::try_from(pb::Snapshot::from(&snapshot)).expect("converts");
             assert_eq!(back, snapshot, "{name}");
@@ -267,6 +270,7 @@ mod tests {
                 error: "HTTP 404".into(),
             },
             components: vec![],
+            backfill: false,
         };
         let mut wire = pb::Snapshot::from(&snapshot);
         let back = Snapshot::try_from(wire.clone()).expect("converts");

@@ -21,6 +21,9 @@ pub struct Snapshot {
     pub outcome: ScrapeOutcome,
     /// Empty unless `outcome` is `Ok`.
     pub components: Vec<Component>,
+    /// A replay: the sidecar already held a newer snapshot of this agent when it sent this one.
+    /// Kept in history and windows, never judged on its own.
+    pub backfill: bool,
 }
 
 /// How a poll went; every failure carries the reason as text for people.

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flumewatch_aggregator::fleet::Fleet;
+use flumewatch_aggregator::rules::{Language, RuleSet};
 use flumewatch_aggregator::{Aggregator, Config};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
@@ -66,6 +67,11 @@ impl AggregatorHandle {
 
     /// Binds `addr` (retrying while the port of a just-stopped aggregator is released).
     pub async fn start_on(addr: SocketAddr) -> Self {
+        Self::start_with(addr, Arc::new(RuleSet::defaults())).await
+    }
+
+    /// With these rules, evaluated every 100 ms besides on every snapshot.
+    pub async fn start_with(addr: SocketAddr, rules: Arc<RuleSet>) -> Self {
         let state_dir = std::env::temp_dir().join(format!(
             "flumewatch-e2e-{}-{}",
             std::process::id(),
@@ -76,6 +82,9 @@ impl AggregatorHandle {
             state_dir: state_dir.clone(),
             history: 1000,
             shutdown_grace: Duration::from_secs(5),
+            rules,
+            language: Language::Zh,
+            evaluation_interval: Duration::from_millis(100),
         };
         std::fs::create_dir_all(&state_dir).expect("state dir");
         let aggregator = wait_for("the aggregator port", || {

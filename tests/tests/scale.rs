@@ -109,6 +109,7 @@ async fn open_stream(
         scrape_duration: Duration::from_millis(2),
         outcome: ScrapeOutcome::Ok,
         components,
+        backfill: false,
     };
     tx.send(pb::ReportRequest {
         message: Some(Message::Snapshot(pb::Snapshot::from(&snapshot))),

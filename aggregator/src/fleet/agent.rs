@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use flumewatch_sidecar::snapshot::Snapshot;
 
 use super::rates::{self, ComponentRates};
+use crate::rules::engine::AgentEval;
 
 #[derive(Debug, Clone)]
 pub struct AgentState {
@@ -25,6 +26,8 @@ pub struct AgentState {
     pub received: u64,
     pub duplicates: u64,
     pub resets: u64,
+    /// Windows and alert lifecycles of the rules.
+    pub eval: AgentEval,
 }
 
 impl AgentState {
@@ -41,13 +44,13 @@ impl AgentState {
             received: 0,
             duplicates: 0,
             resets: 0,
+            eval: AgentEval::default(),
         }
     }
 
     /// Takes one snapshot in sequence order. Replayed snapshots land in the history; only one
-    /// at least as new as the current latest becomes the latest.
-    pub fn apply(&mut self, snapshot: Snapshot, now: SystemTime, history_len: usize) {
-        let snapshot = Arc::new(snapshot);
+    /// at least as new as the current latest becomes the latest (returns whether it did).
+    pub fn apply(&mut self, snapshot: Arc<Snapshot>, now: SystemTime, history_len: usize) -> bool {
         self.received += 1;
         self.last_seen = Some(now);
         if history_len > 0 {
@@ -61,7 +64,7 @@ impl AgentState {
             .as_ref()
             .is_none_or(|latest| snapshot.scraped_at >= latest.scraped_at);
         if !is_newest {
-            return;
+            return false;
         }
         if snapshot.outcome.is_ok() {
             self.consecutive_failures = 0;
@@ -75,5 +78,6 @@ impl AgentState {
             self.rates.clear();
         }
         self.latest = Some(snapshot);
+        true
     }
 }

@@ -1,7 +1,8 @@
-//! The fleet: every sidecar and agent the aggregator has heard from, behind one cheap handle.
+//! The fleet: every sidecar and agent the aggregator has heard from, their alert rules'
+//! state, behind one cheap handle.
 //!
 //! A std mutex guards the state; it is never held across an `.await`, and every critical
-//! section is a few map operations, so 10 000 streams contend only briefly.
+//! section is a few map operations plus the rule evaluation of one agent.
 
 mod agent;
 pub mod rates;
@@ -12,8 +13,29 @@ use std::time::{Duration, SystemTime};
 
 use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::snapshot::Snapshot;
+use tokio::time::Instant;
 
 pub use agent::AgentState;
+
+use crate::alert::Alert;
+use crate::rules::engine::{self, Evaluator, RuleHealth, SidecarFacts, TargetKey, Tracked};
+use crate::rules::{Language, RuleSet};
+
+/// Both clocks: monotonic for hold-downs and staleness, wall for what people read.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    pub mono: Instant,
+    pub wall: SystemTime,
+}
+
+impl Now {
+    pub fn current() -> Self {
+        Self {
+            mono: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+}
 
 /// What a sidecar says about itself when it opens a stream.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +61,27 @@ pub struct SidecarState {
     /// reconnect does not mark the sidecar disconnected.
     stream_id: u64,
     pub stats: Option<pb::SidecarStats>,
+    /// When its last snapshot arrived (or it connected), for SidecarSilent.
+    last_snapshot_at: Instant,
+    /// Sidecar-scope alerts (SidecarSilent).
+    alerts: HashMap<TargetKey, Tracked>,
+}
+
+impl SidecarState {
+    fn facts(&self) -> SidecarFacts<'_> {
+        SidecarFacts {
+            host: &self.hello.host,
+            labels: &self.hello.labels,
+            poll_interval: self.hello.poll_interval,
+            last_snapshot_at: self.last_snapshot_at,
+        }
+    }
+
+    /// Connected and heard from within three poll intervals (at least 30 s).
+    fn is_fresh(&self, now: Instant) -> bool {
+        let limit = (self.hello.poll_interval * 3).max(Duration::from_secs(30));
+        self.connected && now.saturating_duration_since(self.last_snapshot_at) < limit
+    }
 }
 
 /// A stream's registration: its id and the sequence number it resumes after.
@@ -65,12 +108,24 @@ pub struct AgentView {
     pub sidecar: SidecarState,
 }
 
-#[derive(Debug, Default)]
+/// A rule with its health, for queries.
+#[derive(Debug, Clone)]
+pub struct RuleView {
+    pub rule: crate::rules::Rule,
+    pub health: RuleHealth,
+    pub active_alerts: u32,
+}
+
+#[derive(Debug)]
 struct State {
     sidecars: HashMap<String, SidecarState>,
     /// Keyed by (host, agent).
     agents: BTreeMap<(String, String), AgentState>,
     next_stream_id: u64,
+    rules: Arc<RuleSet>,
+    language: Language,
+    health: Vec<RuleHealth>,
+    cluster_alerts: HashMap<(usize, String), Tracked>,
 }
 
 /// Cheap to clone; every clone sees the same fleet.
@@ -82,9 +137,17 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    pub fn new(history_len: usize) -> Self {
+    pub fn new(history_len: usize, rules: Arc<RuleSet>, language: Language) -> Self {
         Self {
-            state: Arc::new(Mutex::new(State::default())),
+            state: Arc::new(Mutex::new(State {
+                sidecars: HashMap::new(),
+                agents: BTreeMap::new(),
+                next_stream_id: 0,
+                health: vec![RuleHealth::default(); rules.rules.len()],
+                rules,
+                language,
+                cluster_alerts: HashMap::new(),
+            })),
             history_len,
         }
     }
@@ -95,7 +158,7 @@ impl Fleet {
 
     /// A sidecar opened a stream. The same instance resumes where it left off; a new instance
     /// (the sidecar restarted) starts a new sequence.
-    pub fn connect(&self, hello: Hello, now: SystemTime) -> Registration {
+    pub fn connect(&self, hello: Hello, now: Now) -> Registration {
         let mut state = self.lock();
         state.next_stream_id += 1;
         let stream_id = state.next_stream_id;
@@ -105,7 +168,8 @@ impl Fleet {
                 .entry((hello.host.clone(), agent.clone()))
                 .or_insert_with(|| AgentState::new(&hello.host, agent));
         }
-        let resume_after = match state.sidecars.get(&hello.host) {
+        let previous = state.sidecars.remove(&hello.host);
+        let resume_after = match &previous {
             Some(known) if known.hello.instance_id == hello.instance_id => known.last_seq,
             Some(known) if known.connected => {
                 tracing::warn!(
@@ -116,15 +180,18 @@ impl Fleet {
             }
             _ => 0,
         };
+        let alerts = previous.map(|p| p.alerts).unwrap_or_default();
         state.sidecars.insert(
             hello.host.clone(),
             SidecarState {
                 hello,
                 last_seq: resume_after,
                 connected: true,
-                since: now,
+                since: now.wall,
                 stream_id,
                 stats: None,
+                last_snapshot_at: now.mono,
+                alerts,
             },
         );
         Registration {
@@ -133,16 +200,19 @@ impl Fleet {
         }
     }
 
-    /// Stores one snapshot from stream `stream_id` of `host`'s sidecar.
-    pub fn record(
-        &self,
-        host: &str,
-        stream_id: u64,
-        snapshot: Snapshot,
-        now: SystemTime,
-    ) -> Recorded {
-        let mut state = self.lock();
-        let Some(sidecar) = state.sidecars.get_mut(host) else {
+    /// Stores one snapshot from stream `stream_id` of `host`'s sidecar and, unless it is
+    /// backfill, judges the agent's rules on it.
+    pub fn record(&self, host: &str, stream_id: u64, snapshot: Snapshot, now: Now) -> Recorded {
+        let mut guard = self.lock();
+        let State {
+            sidecars,
+            agents,
+            rules,
+            language,
+            health,
+            ..
+        } = &mut *guard;
+        let Some(sidecar) = sidecars.get_mut(host) else {
             return Recorded::StaleStream;
         };
         if sidecar.stream_id != stream_id {
@@ -151,18 +221,99 @@ impl Fleet {
         let duplicate = snapshot.seq <= sidecar.last_seq;
         if !duplicate {
             sidecar.last_seq = snapshot.seq;
+            sidecar.last_snapshot_at = now.mono;
         }
-        let history_len = self.history_len;
-        let agent = state
-            .agents
+        let agent = agents
             .entry((host.to_owned(), snapshot.agent.clone()))
             .or_insert_with(|| AgentState::new(host, &snapshot.agent));
         if duplicate {
             agent.duplicates += 1;
             return Recorded::Duplicate;
         }
-        agent.apply(snapshot, now, history_len);
+        let snapshot = Arc::new(snapshot);
+        agent.eval.series.observe(&snapshot, &rules.specs);
+        let newest = agent.apply(snapshot.clone(), now.wall, self.history_len);
+        if newest && !snapshot.backfill {
+            let mut evaluator = Evaluator {
+                rules,
+                language: *language,
+                now: now.mono,
+                wall: now.wall,
+                health,
+            };
+            evaluator.agent(
+                &mut agent.eval,
+                &agent.agent,
+                agent.latest.as_ref(),
+                agent.consecutive_failures,
+                &sidecar.facts(),
+                true,
+                true,
+            );
+        }
         Recorded::Stored
+    }
+
+    /// Periodic evaluation: hold-downs elapse, silent sidecars and clusters are judged,
+    /// old resolved alerts are forgotten.
+    pub fn tick(&self, now: Now) {
+        let mut guard = self.lock();
+        let State {
+            sidecars,
+            agents,
+            rules,
+            language,
+            health,
+            cluster_alerts,
+            ..
+        } = &mut *guard;
+        let mut evaluator = Evaluator {
+            rules,
+            language: *language,
+            now: now.mono,
+            wall: now.wall,
+            health,
+        };
+        for agent in agents.values_mut() {
+            let Some(sidecar) = sidecars.get(&agent.host) else {
+                continue;
+            };
+            let fresh = sidecar.is_fresh(now.mono);
+            evaluator.agent(
+                &mut agent.eval,
+                &agent.agent,
+                agent.latest.as_ref(),
+                agent.consecutive_failures,
+                &sidecar.facts(),
+                false,
+                fresh,
+            );
+            engine::expire(&mut agent.eval.alerts, now.mono);
+        }
+        for sidecar in sidecars.values_mut() {
+            let SidecarState {
+                hello,
+                last_snapshot_at,
+                alerts,
+                ..
+            } = sidecar;
+            let facts = SidecarFacts {
+                host: &hello.host,
+                labels: &hello.labels,
+                poll_interval: hello.poll_interval,
+                last_snapshot_at: *last_snapshot_at,
+            };
+            evaluator.sidecar(alerts, &facts);
+            engine::expire(alerts, now.mono);
+        }
+        let members = agents.values().filter_map(|agent| {
+            let sidecar = sidecars.get(&agent.host)?;
+            let critical = engine::has_firing_critical(agent.eval.alerts.values())
+                || engine::has_firing_critical(sidecar.alerts.values());
+            Some((&sidecar.hello.labels, critical))
+        });
+        evaluator.clusters(cluster_alerts, members);
+        engine::expire(cluster_alerts, now.mono);
     }
 
     /// Counts a snapshot that could not be read, so the sequence still advances.
@@ -186,12 +337,12 @@ impl Fleet {
 
     /// The stream ended; its sidecar's agents now show as disconnected (unless a newer stream
     /// from the same sidecar took over).
-    pub fn disconnect(&self, host: &str, stream_id: u64, now: SystemTime) {
+    pub fn disconnect(&self, host: &str, stream_id: u64, now: Now) {
         let mut state = self.lock();
         if let Some(sidecar) = state.sidecars.get_mut(host) {
             if sidecar.stream_id == stream_id && sidecar.connected {
                 sidecar.connected = false;
-                sidecar.since = now;
+                sidecar.since = now.wall;
             }
         }
     }
@@ -240,6 +391,60 @@ impl Fleet {
             state: found.clone(),
             sidecar: sidecar.clone(),
         })
+    }
+
+    /// Every pending, firing or recently resolved alert, most severe first.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let state = self.lock();
+        let mut alerts: Vec<Alert> = state
+            .agents
+            .values()
+            .flat_map(|a| a.eval.alerts.values())
+            .chain(state.sidecars.values().flat_map(|s| s.alerts.values()))
+            .chain(state.cluster_alerts.values())
+            .map(|t| t.alert.clone())
+            .collect();
+        alerts.sort_by(|a, b| {
+            b.severity
+                .cmp(&a.severity)
+                .then_with(|| a.labels.0.cmp(&b.labels.0))
+        });
+        alerts
+    }
+
+    /// The rules in force with their health.
+    pub fn rules(&self) -> Vec<RuleView> {
+        let state = self.lock();
+        let mut active = vec![0u32; state.rules.rules.len()];
+        let trackers = state
+            .agents
+            .values()
+            .flat_map(|a| a.eval.alerts.iter().map(|(k, t)| (k.0, t)))
+            .chain(
+                state
+                    .sidecars
+                    .values()
+                    .flat_map(|s| s.alerts.iter().map(|(k, t)| (k.0, t))),
+            )
+            .chain(state.cluster_alerts.iter().map(|(k, t)| (k.0, t)));
+        for (rule, tracked) in trackers {
+            if tracked.tracker.is_active() {
+                if let Some(count) = active.get_mut(rule) {
+                    *count += 1;
+                }
+            }
+        }
+        state
+            .rules
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| RuleView {
+                rule: rule.clone(),
+                health: state.health.get(i).cloned().unwrap_or_default(),
+                active_alerts: active[i],
+            })
+            .collect()
     }
 
     /// Sidecars with an open stream right now.

@@ -106,6 +106,7 @@ mod tests {
             scrape_duration: Duration::ZERO,
             outcome: ScrapeOutcome::Ok,
             components: parse_metrics(body).expect("parses"),
+            backfill: false,
         }
     }
 

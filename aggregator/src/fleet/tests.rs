@@ -29,16 +29,24 @@ fn snap(seq: u64, at_secs: u64, ok: bool) -> Snapshot {
             ScrapeOutcome::ConnectionRefused("refused".into())
         },
         components: vec![],
+        backfill: false,
     }
 }
 
-fn at(secs: u64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_secs(secs)
+fn at(secs: u64) -> Now {
+    Now {
+        mono: tokio::time::Instant::now() + Duration::from_secs(secs),
+        wall: UNIX_EPOCH + Duration::from_secs(secs),
+    }
+}
+
+fn fleet(history: usize) -> Fleet {
+    Fleet::new(history, Arc::new(RuleSet::defaults()), Language::Zh)
 }
 
 #[test]
 fn same_instance_resumes_and_replays_are_duplicates() {
-    let fleet = Fleet::new(4);
+    let fleet = fleet(4);
     let first = fleet.connect(hello("h1", "i1"), at(0));
     assert_eq!(first.resume_after, 0);
     for seq in 1..=3 {
@@ -69,7 +77,7 @@ fn same_instance_resumes_and_replays_are_duplicates() {
 
 #[test]
 fn restarted_sidecar_starts_a_new_sequence() {
-    let fleet = Fleet::new(4);
+    let fleet = fleet(4);
     let old = fleet.connect(hello("h1", "i1"), at(0));
     fleet.record("h1", old.stream_id, snap(1, 1, true), at(1));
     fleet.record("h1", old.stream_id, snap(2, 2, true), at(2));
@@ -87,13 +95,13 @@ fn restarted_sidecar_starts_a_new_sequence() {
             .latest
             .unwrap()
             .scraped_at,
-        at(3)
+        at(3).wall
     );
 }
 
 #[test]
 fn a_stale_stream_neither_stores_nor_disconnects() {
-    let fleet = Fleet::new(4);
+    let fleet = fleet(4);
     let old = fleet.connect(hello("h1", "i1"), at(0));
     let new = fleet.connect(hello("h1", "i1"), at(1));
     assert_eq!(
@@ -106,12 +114,12 @@ fn a_stale_stream_neither_stores_nor_disconnects() {
     fleet.disconnect("h1", new.stream_id, at(3));
     let view = fleet.agent("h1", "a1").unwrap();
     assert!(!view.sidecar.connected);
-    assert_eq!(view.sidecar.since, at(3));
+    assert_eq!(view.sidecar.since, at(3).wall);
 }
 
 #[test]
 fn history_is_bounded_and_failures_are_counted() {
-    let fleet = Fleet::new(3);
+    let fleet = fleet(3);
     let reg = fleet.connect(hello("h1", "i1"), at(0));
     for seq in 1..=5 {
         fleet.record("h1", reg.stream_id, snap(seq, seq, seq < 3), at(seq));
@@ -124,7 +132,7 @@ fn history_is_bounded_and_failures_are_counted() {
 
 #[test]
 fn agents_filter_by_label_and_host() {
-    let fleet = Fleet::new(3);
+    let fleet = fleet(3);
     fleet.connect(hello("h1", "i1"), at(0));
     let mut other = hello("h2", "i2");
     other.labels.insert("cluster".into(), "sh".into());

@@ -31,5 +31,6 @@ pub async fn scrape(client: &FlumeClient, agent: &str, url: &reqwest::Url) -> Sn
         scrape_duration: started.elapsed(),
         outcome,
         components,
+        backfill: false,
     }
 }

@@ -74,7 +74,8 @@ impl ReplayBuffer {
         }
     }
 
-    /// The first pending snapshot after `seq`, if any.
+    /// The first pending snapshot after `seq`, if any, marked as backfill when a newer
+    /// snapshot of the same agent is queued behind it.
     pub fn next_after(&self, seq: u64) -> Option<pb::Snapshot> {
         let inner = self.lock();
         // Sequence numbers in the queue are consecutive except where drops cut the front.
@@ -84,7 +85,15 @@ impl ReplayBuffer {
         } else {
             (seq - first + 1) as usize
         };
-        inner.pending.get(index).cloned()
+        let mut next = inner.pending.get(index)?.clone();
+        // From the back: the newest snapshot of a replayed agent is usually near the end.
+        next.backfill = inner
+            .pending
+            .iter()
+            .skip(index + 1)
+            .rev()
+            .any(|later| later.agent == next.agent);
+        Some(next)
     }
 
     /// Wakes whenever a snapshot is pushed.
@@ -121,6 +130,7 @@ mod tests {
             scrape_duration: Duration::ZERO,
             outcome: ScrapeOutcome::Ok,
             components: vec![],
+            backfill: false,
         }
     }
 
@@ -139,6 +149,25 @@ mod tests {
         buffer.ack(99);
         assert!(buffer.is_empty());
         assert_eq!(buffer.push(snapshot()), 6);
+    }
+
+    #[test]
+    fn older_snapshots_of_an_agent_are_sent_as_backfill() {
+        let buffer = ReplayBuffer::new(10);
+        let mut other = snapshot();
+        other.agent = "a2".into();
+        buffer.push(snapshot());
+        buffer.push(other);
+        buffer.push(snapshot());
+        assert!(
+            buffer.next_after(0).unwrap().backfill,
+            "a1 has a newer snapshot queued"
+        );
+        assert!(
+            !buffer.next_after(1).unwrap().backfill,
+            "a2's only snapshot"
+        );
+        assert!(!buffer.next_after(2).unwrap().backfill, "a1's newest");
     }
 
     #[test]

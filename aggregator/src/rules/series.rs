@@ -1,0 +1,377 @@
+//! Per-agent windows over the counters the rules use: reset-aware increases kept as a
+//! downsampled running sum, so "increase over 5m" costs a lookup, not a scan of snapshots.
+//!
+//! Only counters some rule reads are tracked, each at the resolution and for the retention its
+//! windows need: a 70-minute window at 10 s polls keeps ~60 points, not 420 snapshots.
+
+use std::collections::VecDeque;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flumewatch_sidecar::snapshot::{Component, ComponentKind, Snapshot};
+
+use super::condition::{CounterExpr, Func};
+use crate::fleet::rates::is_reset;
+
+/// Most points one track keeps between its window start and now.
+const POINTS_PER_WINDOW: u32 = 20;
+/// Reset times kept per agent (AgentRestartFlapping counts a handful within an hour).
+const MAX_RESETS: usize = 32;
+
+/// One tracked counter expression for one component kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSpec {
+    pub kind: ComponentKind,
+    pub expr: CounterExpr,
+    /// How far back windows reach (window + offset, largest over the rules).
+    pub retention: Duration,
+    /// Points closer than this are merged.
+    pub resolution: Duration,
+}
+
+impl SeriesSpec {
+    /// Widens this spec to serve one more leaf.
+    pub fn serve(&mut self, func: Func) {
+        let (reach, window) = match func {
+            Func::Increase { window, offset } => (window + offset, window),
+            Func::Rate { window } => (window, window),
+            Func::Value | Func::Delta => return,
+        };
+        self.retention = self.retention.max(reach);
+        let wanted = window / POINTS_PER_WINDOW;
+        self.resolution = if self.resolution.is_zero() {
+            wanted
+        } else {
+            self.resolution.min(wanted)
+        };
+    }
+}
+
+/// Epoch milliseconds: compact and ordered.
+type Millis = i64;
+
+fn millis(t: SystemTime) -> Millis {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+#[derive(Debug, Clone, Default)]
+struct Track {
+    /// Sum of the expression's increases over non-reset intervals since tracking began.
+    sum: i64,
+    /// Increase over the newest poll interval; `None` right after a reset or on the first poll.
+    last_delta: Option<i64>,
+    /// (time, sum), oldest first, spaced by the spec's resolution (the newest always present).
+    points: VecDeque<(Millis, i64)>,
+}
+
+#[derive(Debug, Clone)]
+struct ComponentSeries {
+    kind: ComponentKind,
+    name: String,
+    previous: Component,
+    last_seen: Millis,
+    /// Parallel to the specs of this kind (`AgentSeries::observe` keeps the order).
+    tracks: Vec<Track>,
+}
+
+/// Everything windowed about one agent.
+#[derive(Debug, Clone, Default)]
+pub struct AgentSeries {
+    components: Vec<ComponentSeries>,
+    resets: VecDeque<Millis>,
+    /// Scrape time of the newest successful snapshot: windows end here.
+    newest: Millis,
+}
+
+impl AgentSeries {
+    /// Takes one successful snapshot, in sequence order (backfill included).
+    pub fn observe(&mut self, snapshot: &Snapshot, specs: &[SeriesSpec]) {
+        if !snapshot.outcome.is_ok() {
+            return;
+        }
+        let now = millis(snapshot.scraped_at);
+        if now < self.newest {
+            return; // older than what is tracked: history has it, windows do not need it
+        }
+        self.newest = now;
+        let mut restarted = false;
+        for component in snapshot.components.iter().filter(|c| !c.is_stopped()) {
+            let index = match self
+                .components
+                .iter()
+                .position(|s| s.kind == component.kind && s.name == component.name)
+            {
+                Some(index) => index,
+                None => {
+                    let tracks = specs
+                        .iter()
+                        .filter(|s| s.kind == component.kind)
+                        .map(|_| Track::default())
+                        .collect();
+                    self.components.push(ComponentSeries {
+                        kind: component.kind,
+                        name: component.name.clone(),
+                        previous: component.clone(),
+                        last_seen: now,
+                        tracks,
+                    });
+                    let series = self.components.last_mut().expect("just pushed");
+                    for track in &mut series.tracks {
+                        track.points.push_back((now, 0));
+                    }
+                    continue;
+                }
+            };
+            let series = &mut self.components[index];
+            let reset = is_reset(&series.previous, component);
+            restarted |= reset && series.previous.start_time_ms != component.start_time_ms;
+            let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
+            for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
+                track.last_delta = if reset {
+                    None
+                } else {
+                    delta(&series.previous, component, spec.expr)
+                };
+                track.sum += track.last_delta.unwrap_or(0);
+                push_point(&mut track.points, now, track.sum, spec);
+            }
+            series.previous = component.clone();
+            series.last_seen = now;
+        }
+        if restarted {
+            if self.resets.len() == MAX_RESETS {
+                self.resets.pop_front();
+            }
+            self.resets.push_back(now);
+        }
+        // A component gone for longer than any window (removed by a reload) is forgotten.
+        let longest = specs
+            .iter()
+            .map(|s| s.retention)
+            .max()
+            .unwrap_or_default()
+            .as_millis() as Millis;
+        self.components
+            .retain(|s| now - s.last_seen <= longest.max(60_000));
+    }
+
+    fn track(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        expr: CounterExpr,
+        specs: &[SeriesSpec],
+    ) -> Option<&Track> {
+        let series = self
+            .components
+            .iter()
+            .find(|s| s.kind == kind && s.name == name)?;
+        specs
+            .iter()
+            .filter(|s| s.kind == kind)
+            .zip(&series.tracks)
+            .find(|(spec, _)| spec.expr == expr)
+            .map(|(_, track)| track)
+    }
+
+    /// Increase of `expr` over the newest poll interval.
+    pub fn delta(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        expr: CounterExpr,
+        specs: &[SeriesSpec],
+    ) -> Option<f64> {
+        self.track(kind, name, expr, specs)?
+            .last_delta
+            .map(|d| d as f64)
+    }
+
+    /// Increase over `[newest − offset − window, newest − offset]`. With `full`, `None` unless
+    /// the series reaches back to the window's start.
+    pub fn increase(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        expr: CounterExpr,
+        window: Duration,
+        offset: Duration,
+        full: bool,
+        specs: &[SeriesSpec],
+    ) -> Option<(f64, Duration)> {
+        let track = self.track(kind, name, expr, specs)?;
+        let end = self.newest - offset.as_millis() as Millis;
+        let start = end - window.as_millis() as Millis;
+        let &(end_t, end_sum) = track.points.iter().rev().find(|(t, _)| *t <= end)?;
+        let (start_t, start_sum) = match track.points.iter().rev().find(|(t, _)| *t <= start) {
+            Some(&point) => point,
+            None if full => return None,
+            None => *track.points.front()?,
+        };
+        Some((
+            (end_sum - start_sum) as f64,
+            Duration::from_millis((end_t - start_t).max(0) as u64),
+        ))
+    }
+
+    /// Component restarts (StartTime changes) within `window` of the newest data.
+    pub fn resets_within(&self, window: Duration) -> usize {
+        let since = self.newest - window.as_millis() as Millis;
+        self.resets.iter().filter(|t| **t > since).count()
+    }
+}
+
+fn delta(before: &Component, now: &Component, expr: CounterExpr) -> Option<i64> {
+    let diff = |c| Some(now.counter(c)? as i64 - before.counter(c)? as i64);
+    let mut d = diff(expr.counter)?;
+    if let Some(minus) = expr.minus {
+        d -= diff(minus)?;
+    }
+    Some(d)
+}
+
+fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec: &SeriesSpec) {
+    let resolution = spec.resolution.as_millis() as Millis;
+    // Keep the newest exact; merge it into the previous point while they are closer than the
+    // resolution, so point spacing never drops below it.
+    match points.len() {
+        n if n >= 2 && points[n - 1].0 - points[n - 2].0 < resolution => points[n - 1] = (now, sum),
+        _ => points.push_back((now, sum)),
+    }
+    // Keep one point at or before the oldest window start as the base.
+    let horizon = now - spec.retention.as_millis() as Millis;
+    while points.len() > 2 && points[1].0 <= horizon {
+        points.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flumewatch_sidecar::snapshot::{Counter, ScrapeOutcome};
+
+    fn spec(expr: CounterExpr, window_secs: u64) -> SeriesSpec {
+        let mut spec = SeriesSpec {
+            kind: ComponentKind::Sink,
+            expr,
+            retention: Duration::ZERO,
+            resolution: Duration::ZERO,
+        };
+        spec.serve(Func::Increase {
+            window: Duration::from_secs(window_secs),
+            offset: Duration::ZERO,
+        });
+        spec
+    }
+
+    fn snap(t: u64, start: u64, fails: u64) -> Snapshot {
+        let sink = Component {
+            kind: ComponentKind::Sink,
+            kind_name: "SINK".into(),
+            name: "k1".into(),
+            start_time_ms: Some(start),
+            counters: vec![
+                (Counter::EventWriteFail, fails),
+                (Counter::EventDrainSuccessCount, t),
+            ],
+            ..Component::default()
+        };
+        Snapshot {
+            seq: t,
+            agent: "a1".into(),
+            scraped_at: UNIX_EPOCH + Duration::from_secs(t),
+            scrape_duration: Duration::ZERO,
+            outcome: ScrapeOutcome::Ok,
+            components: vec![sink],
+            backfill: false,
+        }
+    }
+
+    const FAILS: CounterExpr = CounterExpr {
+        counter: Counter::EventWriteFail,
+        minus: None,
+    };
+
+    #[test]
+    fn increase_over_a_window_skips_the_reset_interval() {
+        let specs = [spec(FAILS, 60)];
+        let mut series = AgentSeries::default();
+        // 1 failure every 10 s for 100 s, then a restart (counter back to 0), then 2 more.
+        for t in (0..=100).step_by(10) {
+            series.observe(&snap(1000 + t, 1, t / 10), &specs);
+        }
+        let inc = |s: &AgentSeries, full| {
+            s.increase(
+                ComponentKind::Sink,
+                "k1",
+                FAILS,
+                Duration::from_secs(60),
+                Duration::ZERO,
+                full,
+                &specs,
+            )
+        };
+        assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
+        series.observe(&snap(1110, 2, 0), &specs);
+        assert_eq!(
+            series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
+            None,
+            "no delta right after a reset"
+        );
+        series.observe(&snap(1120, 2, 2), &specs);
+        assert_eq!(
+            series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
+            Some(2.0)
+        );
+        // Window 1060..1120: +1 (1070), +1, +1, +1 (1100), reset (0), +2 → 6.
+        assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
+        assert_eq!(series.resets_within(Duration::from_secs(60)), 1);
+    }
+
+    #[test]
+    fn a_short_history_is_not_a_full_window() {
+        let specs = [spec(FAILS, 600)];
+        let mut series = AgentSeries::default();
+        series.observe(&snap(0, 1, 0), &specs);
+        series.observe(&snap(10, 1, 0), &specs);
+        let inc = |full| {
+            series.increase(
+                ComponentKind::Sink,
+                "k1",
+                FAILS,
+                Duration::from_secs(600),
+                Duration::ZERO,
+                full,
+                &specs,
+            )
+        };
+        assert_eq!(inc(true), None);
+        assert_eq!(inc(false).map(|(v, d)| (v, d.as_secs())), Some((0.0, 10)));
+    }
+
+    #[test]
+    fn points_stay_bounded_by_retention_and_resolution() {
+        let specs = [spec(FAILS, 60)];
+        let mut series = AgentSeries::default();
+        for t in 0..3600 {
+            series.observe(&snap(t, 1, t), &specs);
+        }
+        let points = series.components[0].tracks[0].points.len();
+        assert!(points <= POINTS_PER_WINDOW as usize + 3, "{points} points");
+        let (v, span) = series
+            .increase(
+                ComponentKind::Sink,
+                "k1",
+                FAILS,
+                Duration::from_secs(60),
+                Duration::ZERO,
+                true,
+                &specs,
+            )
+            .expect("covered");
+        assert!(
+            (60.0..=63.0).contains(&v) && span.as_secs() >= 60,
+            "{v} over {span:?}"
+        );
+    }
+}

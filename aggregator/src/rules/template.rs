@@ -1,0 +1,129 @@
+//! Summary and description templates: `{host}`, `{value}` … checked when loaded, filled per alert.
+
+use std::collections::BTreeMap;
+
+/// Names a template may use; `{label.NAME}` reads any alert label.
+pub const PLACEHOLDERS: &[&str] = &[
+    "alertname",
+    "severity",
+    "host",
+    "agent",
+    "cluster",
+    "kind",
+    "component",
+    "value",
+    "threshold",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Field(String),
+    Label(String),
+}
+
+/// A parsed template.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    /// Parses `{name}` placeholders; `{{` and `}}` are literal braces.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '{' if chars.peek() == Some(&'{') => {
+                    chars.next();
+                    literal.push('{');
+                }
+                '}' if chars.peek() == Some(&'}') => {
+                    chars.next();
+                    literal.push('}');
+                }
+                '{' => {
+                    let name: String = chars.by_ref().take_while(|c| *c != '}').collect();
+                    if !literal.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut literal)));
+                    }
+                    if let Some(label) = name.strip_prefix("label.") {
+                        parts.push(Part::Label(label.to_owned()));
+                    } else if PLACEHOLDERS.contains(&name.as_str()) {
+                        parts.push(Part::Field(name));
+                    } else {
+                        return Err(format!(
+                            "unknown placeholder {{{name}}} (use {} or {{label.NAME}})",
+                            PLACEHOLDERS
+                                .iter()
+                                .map(|p| format!("{{{p}}}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ));
+                    }
+                }
+                '}' => return Err("a lone '}' (write '}}' for a literal brace)".into()),
+                c => literal.push(c),
+            }
+        }
+        if !literal.is_empty() {
+            parts.push(Part::Text(literal));
+        }
+        Ok(Self { parts })
+    }
+
+    /// Fills the template; a field or label the alert does not have renders as "-".
+    pub fn render(
+        &self,
+        fields: &BTreeMap<&str, String>,
+        labels: &BTreeMap<String, String>,
+    ) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(text) => out.push_str(text),
+                Part::Field(name) => {
+                    out.push_str(fields.get(name.as_str()).map_or("-", String::as_str))
+                }
+                Part::Label(name) => out.push_str(labels.get(name).map_or("-", String::as_str)),
+            }
+        }
+        out
+    }
+}
+
+/// A number the way operators read it: integers without decimals, others to two places.
+pub fn format_value(value: f64) -> String {
+    if value.fract() == 0.0 && value.abs() < 1e15 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fills_fields_and_labels() {
+        let t = Template::parse("通道 {component} 使用率 {value}% ({label.env}) {{x}}").unwrap();
+        let fields = BTreeMap::from([
+            ("component", "c1".to_owned()),
+            ("value", format_value(97.5)),
+        ]);
+        let labels = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        assert_eq!(
+            t.render(&fields, &labels),
+            "通道 c1 使用率 97.50% (prod) {x}"
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_errors() {
+        assert!(Template::parse("{hots}").unwrap_err().contains("{hots}"));
+        assert!(Template::parse("a } b").is_err());
+    }
+}
