@@ -69,10 +69,6 @@ impl Tracker {
         match (self.phase, active) {
             (Phase::Inactive | Phase::Resolved { .. }, true) => {
                 self.phase = Phase::Pending { since: now };
-                if self.true_polls == 0 {
-                    // Became true on a tick: the next poll is its first.
-                    return Transition::Pending;
-                }
                 match self.try_fire(now, now, hold) {
                     Transition::Fired => Transition::Fired,
                     _ => Transition::Pending,
@@ -101,7 +97,10 @@ impl Tracker {
 
     fn try_fire(&mut self, since: Instant, now: Instant, hold: &Hold) -> Transition {
         let long_enough = now.saturating_duration_since(since) >= hold.for_;
-        if long_enough && self.true_polls >= hold.for_polls.max(1) {
+        // for_polls = 1 asks nothing beyond "true now", so tick-judged rules (silence,
+        // clusters) can fire without polls.
+        let enough_polls = hold.for_polls <= 1 || self.true_polls >= hold.for_polls;
+        if long_enough && enough_polls {
             self.phase = Phase::Firing {
                 since,
                 fired_at: now,
