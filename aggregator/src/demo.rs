@@ -20,7 +20,7 @@ const POLL: &str = "2s";
 const REFRESH: Duration = Duration::from_secs(5);
 /// When the demo's second Beijing agent goes down, and for how long (a Flume restart).
 const OUTAGE_AT: Duration = Duration::from_secs(20);
-const OUTAGE_FOR: Duration = Duration::from_secs(16);
+const OUTAGE_FOR: Duration = Duration::from_secs(45);
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -60,9 +60,9 @@ fn fleet() -> [DemoAgent; 4] {
             host: "sh-flume-01",
             cluster: "sh-log",
             profile: Profile::SlowSink {
-                events_per_sec: 150.0,
+                events_per_sec: 200.0,
                 after: Duration::from_secs(25),
-                drain_share: 0.25,
+                drain_share: 0.2,
             },
         },
         DemoAgent {
@@ -137,11 +137,14 @@ pub async fn run(
 
     println!("flumewatch demo: 4 simulated Flume agents → 4 sidecars → aggregator on {addr}");
     println!("  sh-flume-01's sink slows down at 10s (its channel fills); sh-flume-02's sink target is down;");
-    println!("  bj-flume-02's Flume is stopped at 20s and restarted 16s later.");
+    println!("  bj-flume-02's Flume is stopped at 20s and restarted 45s later.");
+    println!("  The default alert policy judges them all: ChannelFilling goes pending near 1m and fires 2m later;");
+    println!("  FlumeAgentDown fires during the outage; SinkErrors and ChannelNotDraining fire after 5m.");
     println!("  Ask the aggregator yourself while this runs:");
     println!("    grpcurl -plaintext {addr} list");
     println!("    grpcurl -plaintext -d '{{\"labels\":{{\"cluster\":\"sh-log\"}}}}' {addr} flumewatch.v1.Fleet/ListAgents");
     println!("    grpcurl -plaintext -d '{{\"host\":\"sh-flume-01\"}}' {addr} flumewatch.v1.Fleet/GetAgent");
+    println!("    grpcurl -plaintext -d '{{\"states\":[\"ALERT_STATE_FIRING\"]}}' {addr} flumewatch.v1.Fleet/ListAlerts");
     println!();
 
     let started = tokio::time::Instant::now();
@@ -263,6 +266,40 @@ async fn table(
             out,
             "{:<12} {:<7} {:<10} {:<19} {:>6} {:>8} {:>8} {:>9}",
             agent.host, cluster, link, poll, fill, rate_in, rate_out, sink_err
+        )?;
+    }
+    let alerts = client
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await?
+        .into_inner()
+        .alerts;
+    let count = |state: pb::AlertState| alerts.iter().filter(|a| a.state == state as i32).count();
+    writeln!(
+        out,
+        "alerts: {} firing, {} pending, {} resolved",
+        count(pb::AlertState::Firing),
+        count(pb::AlertState::Pending),
+        count(pb::AlertState::Resolved)
+    )?;
+    for alert in &alerts {
+        let state = match pb::AlertState::try_from(alert.state) {
+            Ok(pb::AlertState::Firing) => "FIRING",
+            Ok(pb::AlertState::Pending) => "pending",
+            Ok(pb::AlertState::Resolved) => "resolved",
+            _ => "?",
+        };
+        let label = |name: &str| alert.labels.get(name).map_or("", String::as_str);
+        let target = if label("host").is_empty() {
+            label("cluster")
+        } else {
+            label("host")
+        };
+        let summary = alert.annotations.get("summary").map_or("", String::as_str);
+        writeln!(
+            out,
+            "  {state:<8} {:<8} {:<22} {target:<12} {summary}",
+            label("severity"),
+            alert.alertname
         )?;
     }
     Ok(out)

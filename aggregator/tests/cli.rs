@@ -48,6 +48,85 @@ fn help_explains_every_flag() {
     }
 }
 
+fn deploy(file: &str) -> String {
+    format!("{}/../deploy/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
+    let out = aggregator(&[
+        "check-config",
+        &deploy("aggregator.toml"),
+        &deploy("rules.toml"),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("aggregator config ok"), "{stdout}");
+    // 12 default rules plus HdfsSinkStalled, listed once per file.
+    assert_eq!(stdout.matches("13 rules").count(), 2, "{stdout}");
+    let rule_lines = stdout.lines().filter(|l| l.starts_with("  ")).count();
+    assert_eq!(rule_lines, 26);
+    assert!(stdout.contains("HdfsSinkStalled"));
+    assert!(
+        stdout.contains("(ChannelFillPercentage >= 70 and ChannelCapacity > 0)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_config_names_the_file_the_key_and_the_problem() {
+    let dir = std::env::temp_dir().join(format!("fw-check-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = std::fs::read_to_string(deploy("rules.toml")).unwrap();
+    let cases = [
+        (
+            "unknown-key.toml",
+            good.replacen("for = \"2m\"", "fore = \"2m\"", 1),
+            "rule[0].fore",
+            "unknown field `fore`",
+        ),
+        (
+            "bad-duration.toml",
+            good.replacen("for = \"2m\"", "for = \"2 minutes or so\"", 1),
+            "rule[0].for",
+            "not a duration",
+        ),
+        (
+            "unknown-metric.toml",
+            good.replacen("ChannelFillPercentage", "ChannelFullPercentage", 1),
+            "rule[0].condition.all[0].value",
+            "unknown metric",
+        ),
+        (
+            "wrong-type.toml",
+            good.replacen("threshold = 70", "threshold = \"70\"", 1),
+            "rule[0].condition.all[0].threshold",
+            "invalid type: string",
+        ),
+    ];
+    for (name, text, path, reason) in cases {
+        let file = dir.join(name);
+        std::fs::write(&file, text).unwrap();
+        let out = aggregator(&["check-config", file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(64), "{name}: {stderr}");
+        assert!(stderr.contains(name), "{name}: names the file: {stderr}");
+        assert!(stderr.contains(path), "{name}: names {path}: {stderr}");
+        assert!(stderr.contains(reason), "{name}: says {reason}: {stderr}");
+    }
+    // A config whose rules file is broken is refused too.
+    let config = dir.join("aggregator.toml");
+    std::fs::write(&config, "rules = \"unknown-metric.toml\"\n").unwrap();
+    let out = aggregator(&["check-config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-metric.toml"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
 #[test]
 fn example_config_in_deploy_is_accepted() {
     let text = std::fs::read_to_string(concat!(

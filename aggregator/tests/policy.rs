@@ -187,10 +187,10 @@ async fn channel_filling_warns_at_80_and_goes_critical_at_95_after_2m() {
         .iter()
         .find(|a| a.severity.as_str() == "critical")
         .expect("critical");
-    assert_eq!(critical.labels.get("component"), Some("ch"));
+    assert_eq!(critical.labels.get("component"), Some("c1"));
     assert_eq!(critical.labels.get("kind"), Some("channel"));
     assert!(critical.value >= 95.0);
-    assert!(critical.annotations["summary"].starts_with("Channel ch is almost full"));
+    assert!(critical.annotations["summary"].starts_with("Channel c1 is almost full"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -420,7 +420,7 @@ async fn a_source_that_stops_after_traffic_is_quiet_after_10m() {
     run_for(&mut w, "h1", 2 * MIN, &mut body).await;
     let firing = w.firing("SourceQuiet");
     assert_eq!(firing.len(), 1, "{:?}", w.summary());
-    assert_eq!(firing[0].labels.get("component"), Some("src"));
+    assert_eq!(firing[0].labels.get("component"), Some("r1"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -247,8 +247,6 @@ impl Fleet {
                 agent.latest.as_ref(),
                 agent.consecutive_failures,
                 &sidecar.facts(),
-                true,
-                true,
             );
         }
         Recorded::Stored
@@ -279,15 +277,7 @@ impl Fleet {
                 continue;
             };
             let fresh = sidecar.is_fresh(now.mono);
-            evaluator.agent(
-                &mut agent.eval,
-                &agent.agent,
-                agent.latest.as_ref(),
-                agent.consecutive_failures,
-                &sidecar.facts(),
-                false,
-                fresh,
-            );
+            evaluator.advance_agent(&mut agent.eval, &agent.host, fresh);
             engine::expire(&mut agent.eval.alerts, now.mono);
         }
         for sidecar in sidecars.values_mut() {

@@ -79,13 +79,23 @@ fn component_rates(before: &Component, now: &Component, interval: Duration) -> C
 
 /// The component restarted between the two snapshots.
 pub fn is_reset(before: &Component, now: &Component) -> bool {
-    let restarted =
-        matches!((before.start_time_ms, now.start_time_ms), (Some(a), Some(b)) if a != b);
+    counters_reset(before.start_time_ms, &before.counters, now)
+}
+
+/// [`is_reset`] against a kept StartTime and counter list rather than a whole component.
+pub fn counters_reset(
+    before_start: Option<u64>,
+    before: &[(Counter, u64)],
+    now: &Component,
+) -> bool {
+    let restarted = matches!((before_start, now.start_time_ms), (Some(a), Some(b)) if a != b);
     restarted
-        || now
-            .counters
-            .iter()
-            .any(|&(counter, value)| before.counter(counter).is_some_and(|old| value < old))
+        || now.counters.iter().any(|&(counter, value)| {
+            before
+                .iter()
+                .find(|(c, _)| *c == counter)
+                .is_some_and(|&(_, old)| value < old)
+        })
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use flumewatch_sidecar::snapshot::{Component, ComponentKind, Snapshot};
 use tokio::time::Instant;
 
 use super::condition::{Facts, Func, Leaf, Metric, Scope};
-use super::series::{AgentSeries, SeriesSpec};
+use super::series::{AgentSeries, SeriesSpec, Window};
 use super::state::{Phase, Tracker, Transition};
 use super::template::format_value;
 use super::{Language, Rule, RuleSet};
@@ -31,6 +31,8 @@ pub struct Tracked {
     pub alert: Alert,
     /// The evaluation pass that last looked at this target.
     seen: u64,
+    /// What the condition said at the last evaluation (ticks replay it).
+    holds: bool,
     resolved_at: Option<Instant>,
 }
 
@@ -80,10 +82,7 @@ impl Evaluator<'_> {
         health.last_evaluation = Some(self.wall);
     }
 
-    /// Judges one agent. `on_poll`: a new snapshot arrived (counts toward `for_polls`).
-    /// `fresh`: its sidecar is connected and not silent; otherwise data rules keep their state
-    /// rather than fire or resolve on stale values.
-    #[allow(clippy::too_many_arguments)]
+    /// Judges one agent on its newest snapshot (it just arrived).
     pub fn agent(
         &mut self,
         eval: &mut AgentEval,
@@ -91,20 +90,21 @@ impl Evaluator<'_> {
         latest: Option<&Arc<Snapshot>>,
         consecutive_failures: u32,
         sidecar: &SidecarFacts<'_>,
-        on_poll: bool,
-        fresh: bool,
     ) {
         eval.pass += 1;
         let pass = eval.pass;
-        let data_ok = fresh && latest.is_some_and(|s| s.outcome.is_ok());
+        let data_ok = latest.is_some_and(|s| s.outcome.is_ok());
         for (index, rule) in self.rules.rules.iter().enumerate() {
             if !rule.applies_to_labels(sidecar.labels) {
                 continue;
             }
+            // Most rules have no alert on most agents: then a false condition needs no key.
+            let tracking = eval.alerts.keys().any(|k| k.0 == index);
             match rule.scope {
                 Scope::Component => {
                     let Some(snapshot) = latest.filter(|_| data_ok) else {
-                        // Keep what is pending or firing as it is until there is data again.
+                        // A failed poll says nothing about components: keep their alerts as
+                        // they are until there is data again.
                         for (key, tracked) in eval.alerts.iter_mut() {
                             if key.0 == index {
                                 tracked.seen = pass;
@@ -119,6 +119,9 @@ impl Evaluator<'_> {
                             specs: &self.rules.specs,
                         };
                         let value = rule.condition.eval(&facts);
+                        if value.is_none() && !tracking {
+                            continue;
+                        }
                         let key = (index, Some((component.kind, component.name.clone())));
                         let target = Target {
                             host: sidecar.host,
@@ -127,7 +130,7 @@ impl Evaluator<'_> {
                             group: None,
                             labels: sidecar.labels,
                         };
-                        self.step(&mut eval.alerts, key, rule, value, &target, on_poll, pass);
+                        self.step(&mut eval.alerts, key, rule, value, &target, true, pass);
                     }
                 }
                 Scope::Agent => {
@@ -149,7 +152,7 @@ impl Evaluator<'_> {
                         rule,
                         value,
                         &target,
-                        on_poll,
+                        true,
                         pass,
                     );
                 }
@@ -173,11 +176,30 @@ impl Evaluator<'_> {
                     group: None,
                     labels: sidecar.labels,
                 };
-                self.step(&mut eval.alerts, key, rule, None, &target, on_poll, pass);
+                self.step(&mut eval.alerts, key, rule, None, &target, true, pass);
             } else {
                 eval.alerts.remove(&key);
             }
         }
+    }
+
+    /// Between polls nothing an agent reported changed, only time did: advance the hold-downs
+    /// of its pending and firing alerts with what their conditions last said. When the agent's
+    /// sidecar is not `fresh`, component alerts stay as they are (stale data judges nothing).
+    pub fn advance_agent(&mut self, eval: &mut AgentEval, host: &str, fresh: bool) {
+        let rules = self.rules;
+        eval.alerts.retain(|key, tracked| {
+            let Some(rule) = rules.rules.get(key.0) else {
+                return false;
+            };
+            if rule.scope == Scope::Component && !fresh {
+                return true;
+            }
+            let transition = tracked
+                .tracker
+                .step(tracked.holds, false, self.now, &rule.hold);
+            settle(tracked, transition, rule, host, self.wall, self.now)
+        });
     }
 
     /// Judges one sidecar's silence (on ticks).
@@ -295,9 +317,11 @@ impl Evaluator<'_> {
             tracker: Tracker::default(),
             alert: new_alert(rule, target, self.wall),
             seen: pass,
+            holds: false,
             resolved_at: None,
         });
         tracked.seen = pass;
+        tracked.holds = value.is_some();
         let transition = tracked
             .tracker
             .step(value.is_some(), on_poll, self.now, &rule.hold);
@@ -305,34 +329,48 @@ impl Evaluator<'_> {
             tracked.alert.value = v;
             tracked.alert.annotations = annotations(rule, target, v, self.language);
         }
-        match transition {
-            Transition::Unchanged => {}
-            Transition::Pending => {
-                tracked.alert.status = AlertStatus::Pending;
-                tracked.alert.active_since = self.wall;
-                tracked.alert.firing_since = None;
-                tracked.alert.resolved_at = None;
-                tracked.resolved_at = None;
-            }
-            Transition::Fired => {
-                if tracked.alert.status != AlertStatus::Pending {
-                    tracked.alert.active_since = self.wall;
-                }
-                tracked.alert.status = AlertStatus::Firing;
-                tracked.alert.firing_since = Some(self.wall);
-                tracked.alert.resolved_at = None;
-                tracked.resolved_at = None;
-                tracing::info!(alert = %tracked.alert.alertname, severity = %rule.severity, host = target.host, value = tracked.alert.value, "alert firing");
-            }
-            Transition::Cleared => {
-                alerts.remove(&key);
-            }
-            Transition::Resolved => {
-                mark_resolved(tracked, self.now, self.wall);
-                tracing::info!(alert = %tracked.alert.alertname, host = target.host, "alert resolved");
-            }
+        if !settle(tracked, transition, rule, target.host, self.wall, self.now) {
+            alerts.remove(&key);
         }
     }
+}
+
+/// Applies a lifecycle step to the alert; false when the target is to be forgotten (a pending
+/// alert whose condition stopped holding).
+fn settle(
+    tracked: &mut Tracked,
+    transition: Transition,
+    rule: &Rule,
+    host: &str,
+    wall: SystemTime,
+    now: Instant,
+) -> bool {
+    match transition {
+        Transition::Unchanged => {}
+        Transition::Pending => {
+            tracked.alert.status = AlertStatus::Pending;
+            tracked.alert.active_since = wall;
+            tracked.alert.firing_since = None;
+            tracked.alert.resolved_at = None;
+            tracked.resolved_at = None;
+        }
+        Transition::Fired => {
+            if tracked.alert.status != AlertStatus::Pending {
+                tracked.alert.active_since = wall;
+            }
+            tracked.alert.status = AlertStatus::Firing;
+            tracked.alert.firing_since = Some(wall);
+            tracked.alert.resolved_at = None;
+            tracked.resolved_at = None;
+            tracing::info!(alert = %tracked.alert.alertname, severity = %rule.severity, host, value = tracked.alert.value, "alert firing");
+        }
+        Transition::Cleared => return false,
+        Transition::Resolved => {
+            mark_resolved(tracked, now, wall);
+            tracing::info!(alert = %tracked.alert.alertname, host, "alert resolved");
+        }
+    }
+    true
 }
 
 fn mark_resolved(tracked: &mut Tracked, now: Instant, wall: SystemTime) {
@@ -457,31 +495,27 @@ impl Facts for ComponentFacts<'_> {
             (Metric::Counter(expr), Func::Delta) => {
                 self.series.delta(c.kind, &c.name, expr, self.specs)
             }
-            (Metric::Counter(expr), Func::Increase { window, offset }) => self
-                .series
-                .increase(
-                    c.kind,
-                    &c.name,
-                    expr,
-                    window,
+            (Metric::Counter(expr), Func::Increase { window, offset }) => {
+                let window = Window {
+                    length: window,
                     offset,
-                    leaf.op.fires_on_low_values(),
-                    self.specs,
-                )
-                .map(|(v, _)| v),
-            (Metric::Counter(expr), Func::Rate { window }) => self
-                .series
-                .increase(
-                    c.kind,
-                    &c.name,
-                    expr,
-                    window,
-                    Duration::ZERO,
-                    leaf.op.fires_on_low_values(),
-                    self.specs,
-                )
-                .filter(|(_, span)| !span.is_zero())
-                .map(|(v, span)| v / span.as_secs_f64()),
+                    full: leaf.op.fires_on_low_values(),
+                };
+                self.series
+                    .increase(c.kind, &c.name, expr, window, self.specs)
+                    .map(|(v, _)| v)
+            }
+            (Metric::Counter(expr), Func::Rate { window }) => {
+                let window = Window {
+                    length: window,
+                    offset: Duration::ZERO,
+                    full: leaf.op.fires_on_low_values(),
+                };
+                self.series
+                    .increase(c.kind, &c.name, expr, window, self.specs)
+                    .filter(|(_, span)| !span.is_zero())
+                    .map(|(v, span)| v / span.as_secs_f64())
+            }
             _ => None,
         }
     }

@@ -7,10 +7,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_sidecar::snapshot::{Component, ComponentKind, Snapshot};
+use flumewatch_sidecar::snapshot::{Component, ComponentKind, Counter, Snapshot};
 
 use super::condition::{CounterExpr, Func};
-use crate::fleet::rates::is_reset;
+use crate::fleet::rates::counters_reset;
 
 /// Most points one track keeps between its window start and now.
 const POINTS_PER_WINDOW: u32 = 20;
@@ -46,6 +46,16 @@ impl SeriesSpec {
     }
 }
 
+/// A window to read an increase over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    pub length: Duration,
+    /// How far before the newest data the window ends.
+    pub offset: Duration,
+    /// Only judge a window the series fully covers.
+    pub full: bool,
+}
+
 /// Epoch milliseconds: compact and ordered.
 type Millis = i64;
 
@@ -68,7 +78,9 @@ struct Track {
 struct ComponentSeries {
     kind: ComponentKind,
     name: String,
-    previous: Component,
+    /// The previous poll's StartTime and counters: deltas and resets are judged against them.
+    previous_start: Option<u64>,
+    previous_counters: Vec<(Counter, u64)>,
     last_seen: Millis,
     /// Parallel to the specs of this kind (`AgentSeries::observe` keeps the order).
     tracks: Vec<Track>,
@@ -111,7 +123,8 @@ impl AgentSeries {
                     self.components.push(ComponentSeries {
                         kind: component.kind,
                         name: component.name.clone(),
-                        previous: component.clone(),
+                        previous_start: component.start_time_ms,
+                        previous_counters: component.counters.clone(),
                         last_seen: now,
                         tracks,
                     });
@@ -123,19 +136,20 @@ impl AgentSeries {
                 }
             };
             let series = &mut self.components[index];
-            let reset = is_reset(&series.previous, component);
-            restarted |= reset && series.previous.start_time_ms != component.start_time_ms;
+            let reset = counters_reset(series.previous_start, &series.previous_counters, component);
+            restarted |= reset && series.previous_start != component.start_time_ms;
             let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
             for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
                 track.last_delta = if reset {
                     None
                 } else {
-                    delta(&series.previous, component, spec.expr)
+                    delta(&series.previous_counters, component, spec.expr)
                 };
                 track.sum += track.last_delta.unwrap_or(0);
                 push_point(&mut track.points, now, track.sum, spec);
             }
-            series.previous = component.clone();
+            series.previous_start = component.start_time_ms;
+            series.previous_counters.clone_from(&component.counters);
             series.last_seen = now;
         }
         if restarted {
@@ -194,14 +208,13 @@ impl AgentSeries {
         kind: ComponentKind,
         name: &str,
         expr: CounterExpr,
-        window: Duration,
-        offset: Duration,
-        full: bool,
+        window: Window,
         specs: &[SeriesSpec],
     ) -> Option<(f64, Duration)> {
         let track = self.track(kind, name, expr, specs)?;
-        let end = self.newest - offset.as_millis() as Millis;
-        let start = end - window.as_millis() as Millis;
+        let end = self.newest - window.offset.as_millis() as Millis;
+        let start = end - window.length.as_millis() as Millis;
+        let full = window.full;
         let &(end_t, end_sum) = track.points.iter().rev().find(|(t, _)| *t <= end)?;
         let (start_t, start_sum) = match track.points.iter().rev().find(|(t, _)| *t <= start) {
             Some(&point) => point,
@@ -221,8 +234,9 @@ impl AgentSeries {
     }
 }
 
-fn delta(before: &Component, now: &Component, expr: CounterExpr) -> Option<i64> {
-    let diff = |c| Some(now.counter(c)? as i64 - before.counter(c)? as i64);
+fn delta(before: &[(Counter, u64)], now: &Component, expr: CounterExpr) -> Option<i64> {
+    let old = |c| before.iter().find(|(k, _)| *k == c).map(|&(_, v)| v);
+    let diff = |c| Some(now.counter(c)? as i64 - old(c)? as i64);
     let mut d = diff(expr.counter)?;
     if let Some(minus) = expr.minus {
         d -= diff(minus)?;
@@ -248,7 +262,7 @@ fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flumewatch_sidecar::snapshot::{Counter, ScrapeOutcome};
+    use flumewatch_sidecar::snapshot::ScrapeOutcome;
 
     fn spec(expr: CounterExpr, window_secs: u64) -> SeriesSpec {
         let mut spec = SeriesSpec {
@@ -287,6 +301,14 @@ mod tests {
         }
     }
 
+    fn window(secs: u64, full: bool) -> Window {
+        Window {
+            length: Duration::from_secs(secs),
+            offset: Duration::ZERO,
+            full,
+        }
+    }
+
     const FAILS: CounterExpr = CounterExpr {
         counter: Counter::EventWriteFail,
         minus: None,
@@ -301,15 +323,7 @@ mod tests {
             series.observe(&snap(1000 + t, 1, t / 10), &specs);
         }
         let inc = |s: &AgentSeries, full| {
-            s.increase(
-                ComponentKind::Sink,
-                "k1",
-                FAILS,
-                Duration::from_secs(60),
-                Duration::ZERO,
-                full,
-                &specs,
-            )
+            s.increase(ComponentKind::Sink, "k1", FAILS, window(60, full), &specs)
         };
         assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
         series.observe(&snap(1110, 2, 0), &specs);
@@ -334,17 +348,8 @@ mod tests {
         let mut series = AgentSeries::default();
         series.observe(&snap(0, 1, 0), &specs);
         series.observe(&snap(10, 1, 0), &specs);
-        let inc = |full| {
-            series.increase(
-                ComponentKind::Sink,
-                "k1",
-                FAILS,
-                Duration::from_secs(600),
-                Duration::ZERO,
-                full,
-                &specs,
-            )
-        };
+        let inc =
+            |full| series.increase(ComponentKind::Sink, "k1", FAILS, window(600, full), &specs);
         assert_eq!(inc(true), None);
         assert_eq!(inc(false).map(|(v, d)| (v, d.as_secs())), Some((0.0, 10)));
     }
@@ -359,15 +364,7 @@ mod tests {
         let points = series.components[0].tracks[0].points.len();
         assert!(points <= POINTS_PER_WINDOW as usize + 3, "{points} points");
         let (v, span) = series
-            .increase(
-                ComponentKind::Sink,
-                "k1",
-                FAILS,
-                Duration::from_secs(60),
-                Duration::ZERO,
-                true,
-                &specs,
-            )
+            .increase(ComponentKind::Sink, "k1", FAILS, window(60, true), &specs)
             .expect("covered");
         assert!(
             (60.0..=63.0).contains(&v) && span.as_secs() >= 60,

@@ -55,7 +55,7 @@ impl SimAgent {
         let flow = self.flow(t);
         let mut root = Map::new();
         root.insert(
-            "SOURCE.src".into(),
+            "SOURCE.r1".into(),
             Value::Object(component(
                 "SOURCE",
                 start_ms + 12,
@@ -111,9 +111,9 @@ impl SimAgent {
                 channel.insert(k.into(), Value::String("0".into()));
             }
         }
-        root.insert("CHANNEL.ch".into(), Value::Object(channel));
+        root.insert("CHANNEL.c1".into(), Value::Object(channel));
         root.insert(
-            "SINK.sink".into(),
+            "SINK.k1".into(),
             Value::Object(component(
                 "SINK",
                 start_ms + 10,

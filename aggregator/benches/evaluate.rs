@@ -1,0 +1,119 @@
+//! Rule evaluation at fleet scale: the default policy judging one agent's new snapshot
+//! (ingest bookkeeping + windows + every rule) while the fleet holds 10 000 agents, and one
+//! periodic tick over all of them. Figures go to BENCHMARKS.md.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use flumewatch_aggregator::fleet::{Fleet, Hello, Now};
+use flumewatch_aggregator::rules::{Language, RuleSet};
+use flumewatch_sidecar::flume::parse_metrics;
+use flumewatch_sidecar::snapshot::{Component, ScrapeOutcome, Snapshot};
+
+const AGENTS: usize = 10_000;
+
+struct Agent {
+    host: String,
+    stream: u64,
+    seq: u64,
+}
+
+fn template() -> Vec<Component> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/flume/samples/multi-component-agent.json");
+    parse_metrics(&std::fs::read(path).expect("sample")).expect("parses")
+}
+
+/// The template with every counter moved on by `step` polls of 10 events.
+fn snapshot(template: &[Component], seq: u64, step: u64) -> Snapshot {
+    let mut components = template.to_vec();
+    for c in &mut components {
+        for (_, v) in &mut c.counters {
+            *v += step * 10;
+        }
+    }
+    Snapshot {
+        seq,
+        agent: "a1".into(),
+        scraped_at: UNIX_EPOCH + Duration::from_secs(1_795_000_000 + step * 10),
+        scrape_duration: Duration::from_millis(2),
+        outcome: ScrapeOutcome::Ok,
+        components,
+        backfill: false,
+    }
+}
+
+fn now() -> Now {
+    Now {
+        mono: tokio::time::Instant::now(),
+        wall: SystemTime::now(),
+    }
+}
+
+fn fleet(template: &[Component]) -> (Fleet, Vec<Agent>) {
+    let fleet = Fleet::new(10, Arc::new(RuleSet::defaults()), Language::Zh);
+    let mut agents = Vec::with_capacity(AGENTS);
+    for i in 0..AGENTS {
+        let host = format!("host-{i:05}");
+        let hello = Hello {
+            host: host.clone(),
+            instance_id: "bench".into(),
+            agents: vec!["a1".into()],
+            labels: [
+                ("cluster".to_owned(), format!("c{}", i % 20)),
+                ("env".to_owned(), "prod".to_owned()),
+            ]
+            .into(),
+            version: "bench".into(),
+            poll_interval: Duration::from_secs(10),
+        };
+        let stream = fleet.connect(hello, now()).stream_id;
+        let mut agent = Agent {
+            host,
+            stream,
+            seq: 0,
+        };
+        for _ in 0..3 {
+            agent.seq += 1;
+            fleet.record(
+                &agent.host,
+                agent.stream,
+                snapshot(template, agent.seq, agent.seq),
+                now(),
+            );
+        }
+        agents.push(agent);
+    }
+    (fleet, agents)
+}
+
+fn bench(c: &mut Criterion) {
+    let template = template();
+    let (fleet, mut agents) = fleet(&template);
+    let mut group = c.benchmark_group("rules_10k_agents");
+    let mut next = 0;
+    group.bench_function("judge_one_snapshot", |b| {
+        b.iter_batched(
+            || {
+                let agent = &mut agents[next % AGENTS];
+                next += 1;
+                agent.seq += 1;
+                (
+                    agent.host.clone(),
+                    agent.stream,
+                    snapshot(&template, agent.seq, agent.seq),
+                )
+            },
+            |(host, stream, snapshot)| fleet.record(&host, stream, snapshot, now()),
+            BatchSize::SmallInput,
+        )
+    });
+    group.sample_size(10);
+    group.bench_function("tick_whole_fleet", |b| b.iter(|| fleet.tick(now())));
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
