@@ -167,5 +167,12 @@ fn demo_shows_the_fleet() {
         assert!(row.contains("connected"), "{row}");
         assert!(row.contains(" ok "), "{row}");
     }
+    // The default policy is already judging: sh-flume-02's sink target is down.
+    assert!(last_table.contains("alerts: "), "{stdout}");
+    let sink_alert = last_table
+        .lines()
+        .find(|l| l.contains("SinkErrors") && l.contains("sh-flume-02"))
+        .unwrap_or_else(|| panic!("no SinkErrors alert for sh-flume-02: {stdout}"));
+    assert!(sink_alert.contains("pending") || sink_alert.contains("FIRING"), "{sink_alert}");
     std::fs::remove_dir_all(state).ok();
 }
