@@ -173,6 +173,9 @@ fn demo_shows_the_fleet() {
         .lines()
         .find(|l| l.contains("SinkErrors") && l.contains("sh-flume-02"))
         .unwrap_or_else(|| panic!("no SinkErrors alert for sh-flume-02: {stdout}"));
-    assert!(sink_alert.contains("pending") || sink_alert.contains("FIRING"), "{sink_alert}");
+    assert!(
+        sink_alert.contains("pending") || sink_alert.contains("FIRING"),
+        "{sink_alert}"
+    );
     std::fs::remove_dir_all(state).ok();
 }
