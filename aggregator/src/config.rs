@@ -8,6 +8,9 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use serde::Deserialize;
 
+use crate::notify::config::{
+    self as notify_config, NotifyConfig, NotifyFlags, RawInhibit, RawNotify, RawReceiver,
+};
 use crate::rules::{Language, RuleError, RuleSet};
 
 pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50051";
@@ -22,6 +25,8 @@ pub enum ConfigError {
     File { path: PathBuf, reason: String },
     #[error(transparent)]
     Rules(#[from] RuleError),
+    #[error("invalid `{key}`: {reason}")]
+    InvalidAt { key: String, reason: String },
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -69,6 +74,32 @@ pub struct Cli {
     /// clusters) [default: 5s]. Every snapshot is also judged when it arrives.
     #[arg(long, value_name = "DURATION")]
     pub evaluation_interval: Option<String>,
+    /// DingTalk robot webhook (https://oapi.dingtalk.com/robot/send?access_token=…) for the
+    /// simple one-robot setup; more robots and routes go in the config file.
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "FLUMEWATCH_DINGTALK_WEBHOOK",
+        hide_env_values = true
+    )]
+    pub dingtalk_webhook: Option<String>,
+    /// The robot's signing secret (SEC…), if 加签 is on.
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "FLUMEWATCH_DINGTALK_SECRET",
+        hide_env_values = true
+    )]
+    pub dingtalk_secret: Option<String>,
+    /// How long a new alert group waits for more alerts before its first message [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    pub group_wait: Option<String>,
+    /// How long a group waits before telling about changes [default: 5m].
+    #[arg(long, value_name = "DURATION")]
+    pub group_interval: Option<String>,
+    /// How long before a still-firing group is notified again [default: 4h].
+    #[arg(long, value_name = "DURATION")]
+    pub repeat_interval: Option<String>,
     /// Run a demo fleet on loopback: simulated Flume agents, sidecars and this aggregator,
     /// printing what the aggregator sees. No Flume needed.
     #[arg(long)]
@@ -101,6 +132,12 @@ pub struct FileConfig {
     pub rules: Option<PathBuf>,
     pub language: Option<String>,
     pub evaluation_interval: Option<String>,
+    pub notify: Option<RawNotify>,
+    pub receivers: Option<Vec<RawReceiver>>,
+    pub inhibit_rules: Option<Vec<RawInhibit>>,
+    /// From the command line only.
+    #[serde(skip)]
+    pub flags: NotifyFlags,
 }
 
 /// Validated aggregator settings.
@@ -112,6 +149,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// The policy in force (defaults, or adjusted by the rule file).
     pub rules: Arc<RuleSet>,
+    /// Receivers, routes, grouping and inhibition (no receivers: nothing is sent).
+    pub notify: NotifyConfig,
     pub language: Language,
     pub evaluation_interval: Duration,
 }
@@ -150,6 +189,16 @@ impl Cli {
             rules: self.rules.or(file.rules),
             language: self.language.or(file.language),
             evaluation_interval: self.evaluation_interval.or(file.evaluation_interval),
+            notify: file.notify,
+            receivers: file.receivers,
+            inhibit_rules: file.inhibit_rules,
+            flags: NotifyFlags {
+                dingtalk_webhook: self.dingtalk_webhook,
+                dingtalk_secret: self.dingtalk_secret,
+                group_wait: self.group_wait,
+                group_interval: self.group_interval,
+                repeat_interval: self.repeat_interval,
+            },
         };
         if demo {
             merged
@@ -225,7 +274,16 @@ impl FileConfig {
             return Err(invalid("evaluation_interval", "must be at least 100ms"));
         }
         let rules = Arc::new(RuleSet::load(self.rules.as_deref())?);
+        let notify = notify_config::validate(
+            self.notify.unwrap_or_default(),
+            self.receivers.unwrap_or_default(),
+            self.inhibit_rules,
+            self.flags,
+            language,
+        )
+        .map_err(|(key, reason)| ConfigError::InvalidAt { key, reason })?;
         Ok(Config {
+            notify,
             grpc_listen,
             state_dir,
             history,

@@ -178,6 +178,8 @@ pub fn alert(a: &Alert) -> pb::Alert {
         active_since: Some(timestamp(a.active_since)),
         firing_since: a.firing_since.map(timestamp),
         resolved_at: a.resolved_at.map(timestamp),
+        silenced_by: Vec::new(),
+        inhibited: false,
     }
 }
 

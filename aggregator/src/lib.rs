@@ -17,8 +17,11 @@ mod convert;
 pub mod demo;
 pub mod fleet;
 mod ingest;
+pub mod matcher;
+pub mod notify;
 mod query;
 pub mod rules;
+pub mod secret;
 pub mod server;
 
 pub use config::{Config, Mode};

@@ -4,21 +4,65 @@ use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_server::Fleet as FleetApi;
 use tonic::{Request, Response, Status};
 
+use std::time::{Duration, SystemTime};
+
+use flumewatch_sidecar::convert::from_timestamp;
+
 use crate::convert;
 use crate::fleet::{Fleet, LookupError};
+use crate::matcher::{MatchOp, Matcher};
+use crate::notify::config::InhibitRule;
+use crate::notify::mute::{self, Silence};
+use crate::notify::NotifyHandle;
 
 /// Most snapshots one `GetAgent` returns in its history.
 const MAX_HISTORY: u32 = 1000;
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QueryService {
     fleet: Fleet,
+    notify: NotifyHandle,
+    inhibit: Vec<InhibitRule>,
 }
 
 impl QueryService {
-    pub fn new(fleet: Fleet) -> Self {
-        Self { fleet }
+    pub fn new(fleet: Fleet, notify: NotifyHandle, inhibit: Vec<InhibitRule>) -> Self {
+        Self {
+            fleet,
+            notify,
+            inhibit,
+        }
     }
+}
+
+fn silence_to_pb(s: &Silence, now: SystemTime) -> pb::Silence {
+    pb::Silence {
+        id: s.id.clone(),
+        matchers: s
+            .matchers
+            .iter()
+            .map(|m| pb::Matcher {
+                name: m.name.clone(),
+                value: m.value.clone(),
+                op: match m.op {
+                    MatchOp::Equal => pb::MatchOp::Equal,
+                    MatchOp::NotEqual => pb::MatchOp::NotEqual,
+                    MatchOp::Glob => pb::MatchOp::Glob,
+                    MatchOp::NotGlob => pb::MatchOp::NotGlob,
+                } as i32,
+            })
+            .collect(),
+        starts_at: Some(flumewatch_sidecar::convert::timestamp(s.starts_at)),
+        ends_at: Some(flumewatch_sidecar::convert::timestamp(s.ends_at)),
+        creator: s.creator.clone(),
+        comment: s.comment.clone(),
+        created_at: Some(flumewatch_sidecar::convert::timestamp(s.created_at)),
+        active: s.is_active(now),
+    }
+}
+
+fn new_silence_id() -> String {
+    format!("{:016x}", fastrand::u64(..))
 }
 
 #[tonic::async_trait]
@@ -66,9 +110,10 @@ impl FleetApi for QueryService {
     ) -> Result<Response<pb::ListAlertsResponse>, Status> {
         let request = request.into_inner();
         let labels = request.labels.into_iter().collect();
-        let alerts = self
-            .fleet
-            .alerts()
+        let all = self.fleet.alerts();
+        let silences = self.notify.lock().silences.clone();
+        let now = SystemTime::now();
+        let alerts = all
             .iter()
             .filter(|a| {
                 request.states.is_empty()
@@ -83,7 +128,12 @@ impl FleetApi for QueryService {
                         .contains(&(convert::severity(a.severity) as i32))
             })
             .filter(|a| a.labels.matches(&labels))
-            .map(convert::alert)
+            .map(|a| {
+                let mut out = convert::alert(a);
+                out.silenced_by = mute::silenced_by(&silences, &a.labels.0, now);
+                out.inhibited = mute::inhibited(a, &all, &self.inhibit);
+                out
+            })
             .collect();
         Ok(Response::new(pb::ListAlertsResponse { alerts }))
     }
@@ -94,5 +144,144 @@ impl FleetApi for QueryService {
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
         let rules = self.fleet.rules().iter().map(convert::rule).collect();
         Ok(Response::new(pb::ListRulesResponse { rules }))
+    }
+
+    async fn create_silence(
+        &self,
+        request: Request<pb::CreateSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        let r = request.into_inner();
+        let now = SystemTime::now();
+        if r.matchers.is_empty() {
+            return Err(Status::invalid_argument(
+                "a silence needs at least one matcher",
+            ));
+        }
+        if r.creator.trim().is_empty() || r.comment.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "say who creates the silence (creator) and why (comment)",
+            ));
+        }
+        let matchers = r
+            .matchers
+            .iter()
+            .map(|m| {
+                let op = match pb::MatchOp::try_from(m.op) {
+                    Ok(pb::MatchOp::Equal) => MatchOp::Equal,
+                    Ok(pb::MatchOp::NotEqual) => MatchOp::NotEqual,
+                    Ok(pb::MatchOp::Glob) => MatchOp::Glob,
+                    Ok(pb::MatchOp::NotGlob) => MatchOp::NotGlob,
+                    Err(_) => {
+                        return Err(Status::invalid_argument(format!(
+                            "unknown match op {}",
+                            m.op
+                        )))
+                    }
+                };
+                Matcher::new(&m.name, op, &m.value).map_err(Status::invalid_argument)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let time = |ts: &Option<prost_types::Timestamp>, what| {
+            ts.as_ref()
+                .map(|t| {
+                    from_timestamp(t, what).map_err(|e| Status::invalid_argument(e.to_string()))
+                })
+                .transpose()
+        };
+        let starts_at = time(&r.starts_at, "starts_at")?.unwrap_or(now);
+        let ends_at = match (time(&r.ends_at, "ends_at")?, r.duration.as_ref()) {
+            (Some(end), None) => end,
+            (None, Some(d)) => {
+                starts_at
+                    + Duration::try_from(*d)
+                        .map_err(|_| Status::invalid_argument("duration must be positive"))?
+            }
+            _ => return Err(Status::invalid_argument("give ends_at or duration")),
+        };
+        if ends_at <= starts_at || ends_at <= now {
+            return Err(Status::invalid_argument(
+                "ends_at must be after starts_at and in the future",
+            ));
+        }
+        let silence = Silence {
+            id: new_silence_id(),
+            matchers,
+            starts_at,
+            ends_at,
+            creator: r.creator,
+            comment: r.comment,
+            created_at: now,
+        };
+        self.notify
+            .add_silence(silence.clone())
+            .map_err(|e| Status::internal(e.to_string()))?;
+        tracing::info!(id = %silence.id, creator = %silence.creator, "silence created");
+        Ok(Response::new(silence_to_pb(&silence, now)))
+    }
+
+    async fn list_silences(
+        &self,
+        request: Request<pb::ListSilencesRequest>,
+    ) -> Result<Response<pb::ListSilencesResponse>, Status> {
+        let include_expired = request.into_inner().include_expired;
+        let now = SystemTime::now();
+        let silences = self
+            .notify
+            .lock()
+            .silences
+            .iter()
+            .filter(|s| include_expired || s.ends_at > now)
+            .map(|s| silence_to_pb(s, now))
+            .collect();
+        Ok(Response::new(pb::ListSilencesResponse { silences }))
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<pb::ExpireSilenceRequest>,
+    ) -> Result<Response<pb::Silence>, Status> {
+        let id = request.into_inner().id;
+        let now = SystemTime::now();
+        if !self
+            .notify
+            .expire_silence(&id, now)
+            .map_err(|e| Status::internal(e.to_string()))?
+        {
+            return Err(Status::not_found(format!("no silence {id:?}")));
+        }
+        let silence = self
+            .notify
+            .lock()
+            .silences
+            .iter()
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| Status::not_found(id.clone()))?;
+        tracing::info!(%id, "silence expired");
+        Ok(Response::new(silence_to_pb(&silence, now)))
+    }
+
+    async fn list_receivers(
+        &self,
+        _request: Request<pb::ListReceiversRequest>,
+    ) -> Result<Response<pb::ListReceiversResponse>, Status> {
+        let receivers = self
+            .notify
+            .lock()
+            .receivers
+            .iter()
+            .map(|r| pb::ReceiverStatus {
+                name: r.name.clone(),
+                sent: r.sent,
+                failed_attempts: r.failed_attempts,
+                dropped: r.dropped,
+                queued: r.queued,
+                last_error: r.last_error.clone(),
+                last_errcode: r.last_errcode,
+                errcodes: r.errcodes.clone().into_iter().collect(),
+                suppressed: r.suppressed,
+            })
+            .collect();
+        Ok(Response::new(pb::ListReceiversResponse { receivers }))
     }
 }

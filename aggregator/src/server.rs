@@ -14,6 +14,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::ingest::{IngestCounters, IngestService};
+use crate::notify::store::Store;
+use crate::notify::{Notifier, NotifyHandle};
 use crate::query::QueryService;
 
 /// Largest message a sidecar may send; a snapshot of a large agent is a few tens of KiB.
@@ -31,12 +33,18 @@ pub enum RunError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("gRPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(transparent)]
+    Store(#[from] crate::notify::store::StoreError),
+    #[error("cannot build the DingTalk client: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// A bound, not yet serving aggregator: tests read its address before it runs.
 pub struct Aggregator {
     listener: TcpListener,
     fleet: Fleet,
+    store: Store,
+    notify: NotifyHandle,
     counters: Arc<IngestCounters>,
     config: Config,
 }
@@ -47,9 +55,12 @@ impl Aggregator {
             addr: config.grpc_listen,
             source,
         })?;
+        let store = Store::open(&config.state_dir)?;
         Ok(Self {
             listener,
             fleet: Fleet::new(config.history, config.rules.clone(), config.language),
+            notify: NotifyHandle::new(Some(store.clone())),
+            store,
             counters: Arc::default(),
             config,
         })
@@ -67,6 +78,10 @@ impl Aggregator {
 
     pub fn counters(&self) -> Arc<IngestCounters> {
         self.counters.clone()
+    }
+
+    pub fn notify(&self) -> NotifyHandle {
+        self.notify.clone()
     }
 
     /// Serves until `shutdown`, then drains within the configured grace period.
@@ -90,7 +105,25 @@ impl Aggregator {
             streams_stop.clone(),
             self.counters.clone(),
         );
-        let query = QueryService::new(self.fleet.clone());
+        let query = QueryService::new(
+            self.fleet.clone(),
+            self.notify.clone(),
+            self.config.notify.inhibit.clone(),
+        );
+        let notifier = if self.config.notify.receivers.is_empty() {
+            tracing::info!(
+                "no DingTalk receiver configured: alerts are judged and listed, not sent"
+            );
+            None
+        } else {
+            let notifier = Notifier::new(
+                self.config.notify.clone(),
+                self.fleet.clone(),
+                self.notify.clone(),
+                self.store.clone(),
+            )?;
+            Some(tokio::spawn(notifier.run(streams_stop.clone())))
+        };
         let addr = self.local_addr();
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
 
@@ -137,6 +170,9 @@ impl Aggregator {
         }
         streams_stop.cancel();
         let _ = ticker.await;
+        if let Some(notifier) = notifier {
+            let _ = notifier.await;
+        }
         tracing::info!("aggregator stopped");
         Ok(())
     }

@@ -55,6 +55,7 @@ pub struct AggregatorHandle {
     pub addr: SocketAddr,
     pub fleet: Fleet,
     pub counters: Arc<flumewatch_aggregator::IngestCounters>,
+    pub notify: flumewatch_aggregator::notify::NotifyHandle,
     stop: CancellationToken,
     task: JoinHandle<()>,
     state_dir: PathBuf,
@@ -85,8 +86,33 @@ impl AggregatorHandle {
             rules,
             language: Language::Zh,
             evaluation_interval: Duration::from_millis(100),
+            notify: flumewatch_aggregator::notify::config::NotifyConfig::disabled(),
         };
         std::fs::create_dir_all(&state_dir).expect("state dir");
+        Self::start_config(config).await
+    }
+
+    /// From aggregator config text (TOML, as operators write it); listens on a free loopback
+    /// port, keeps state in a fresh directory and evaluates every 100 ms unless the text says
+    /// otherwise.
+    pub async fn start_toml(text: &str) -> Self {
+        let mut file: flumewatch_aggregator::config::FileConfig =
+            toml::from_str(text).expect("valid TOML config");
+        file.grpc_listen.get_or_insert_with(|| "127.0.0.1:0".into());
+        file.evaluation_interval
+            .get_or_insert_with(|| "100ms".into());
+        file.state_dir.get_or_insert_with(|| {
+            std::env::temp_dir().join(format!(
+                "flumewatch-e2e-{}-{}",
+                std::process::id(),
+                fastrand_u64()
+            ))
+        });
+        Self::start_config(file.validate().expect("valid config")).await
+    }
+
+    pub async fn start_config(config: Config) -> Self {
+        let state_dir = config.state_dir.clone();
         let aggregator = wait_for("the aggregator port", || {
             let config = config.clone();
             async move { Aggregator::bind(config).await.ok() }
@@ -95,6 +121,7 @@ impl AggregatorHandle {
         let addr = aggregator.local_addr();
         let fleet = aggregator.fleet();
         let counters = aggregator.counters();
+        let notify = aggregator.notify();
         let stop = CancellationToken::new();
         let task = tokio::spawn({
             let stop = stop.clone();
@@ -104,6 +131,7 @@ impl AggregatorHandle {
             addr,
             fleet,
             counters,
+            notify,
             stop,
             task,
             state_dir,
@@ -277,4 +305,86 @@ pub fn grpcurl() -> PathBuf {
         "grpcurl not found: run the test command (tests/run.sh), which installs it into .venv, or set GRPCURL"
     );
     venv
+}
+
+/// A sidecar simulated at the gRPC level: one real Ingest stream, snapshots built from Flume
+/// bodies. For fleets too large to run a real sidecar and fake Flume per host.
+pub struct StreamSidecar {
+    tx: tokio::sync::mpsc::Sender<pb::ReportRequest>,
+    seq: u64,
+    _acks: JoinHandle<()>,
+}
+
+impl StreamSidecar {
+    pub async fn connect(aggregator: &str, host: &str, labels: &[(&str, &str)]) -> Self {
+        use flumewatch_proto::v1::ingest_client::IngestClient;
+        use pb::report_request::Message;
+        let channel = tonic::transport::Endpoint::from_shared(aggregator.to_owned())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connects");
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let hello = pb::Hello {
+            host: host.into(),
+            instance_id: format!("{host}-stream"),
+            agents: vec!["a1".into()],
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            sidecar_version: "test".into(),
+            poll_interval: Some(prost_types::Duration {
+                seconds: 1,
+                nanos: 0,
+            }),
+        };
+        tx.send(pb::ReportRequest {
+            message: Some(Message::Hello(hello)),
+        })
+        .await
+        .expect("queued");
+        let mut acks = IngestClient::new(channel)
+            .report(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .expect("opens")
+            .into_inner();
+        let acks = tokio::spawn(async move { while let Ok(Some(_)) = acks.message().await {} });
+        Self {
+            tx,
+            seq: 0,
+            _acks: acks,
+        }
+    }
+
+    /// Sends one successful poll returning `body`.
+    pub async fn report(&mut self, body: &[u8]) {
+        use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
+        self.seq += 1;
+        let snapshot = Snapshot {
+            seq: self.seq,
+            agent: "a1".into(),
+            scraped_at: std::time::SystemTime::now(),
+            scrape_duration: Duration::from_millis(1),
+            outcome: ScrapeOutcome::Ok,
+            components: flumewatch_sidecar::flume::parse_metrics(body).expect("body parses"),
+            backfill: false,
+        };
+        let message = pb::report_request::Message::Snapshot(pb::Snapshot::from(&snapshot));
+        self.tx
+            .send(pb::ReportRequest {
+                message: Some(message),
+            })
+            .await
+            .expect("stream open");
+    }
+}
+
+/// `steady-load-t15s.json` with channel mem1 at `fill` percent of its 10 000 capacity.
+pub fn body_with_fill(fill: u64) -> Vec<u8> {
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&sample("steady-load-t15s.json")).expect("sample");
+    body["CHANNEL.mem1"]["ChannelSize"] = serde_json::Value::String((fill * 100).to_string());
+    body["CHANNEL.mem1"]["ChannelFillPercentage"] = serde_json::Value::String(format!("{fill}.0"));
+    serde_json::to_vec(&body).expect("json")
 }

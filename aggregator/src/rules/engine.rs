@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use flumewatch_sidecar::flume::vocabulary;
-use flumewatch_sidecar::snapshot::{Component, ComponentKind, Snapshot};
+use flumewatch_sidecar::snapshot::{Component, ComponentKind, Gauge, Snapshot};
 use tokio::time::Instant;
 
 use super::condition::{Facts, Func, Leaf, Metric, Scope};
@@ -477,6 +477,21 @@ fn annotations(
         out.insert("description".to_owned(), t.render(&fields, target.labels));
     }
     out.insert("value".to_owned(), format_value(value));
+    // What the old script showed for every channel alert.
+    if let Some(c) = target
+        .component
+        .filter(|c| c.kind == ComponentKind::Channel)
+    {
+        for (key, gauge) in [
+            ("channel_size", Gauge::ChannelSize),
+            ("channel_capacity", Gauge::ChannelCapacity),
+            ("channel_fill_percentage", Gauge::ChannelFillPercentage),
+        ] {
+            if let Some(v) = c.gauge(gauge) {
+                out.insert(key.to_owned(), format_value(v));
+            }
+        }
+    }
     out
 }
 

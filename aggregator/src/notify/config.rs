@@ -1,0 +1,442 @@
+//! Notification settings: receivers (DingTalk robots), the route tree, grouping timers and
+//! inhibition rules → validated [`NotifyConfig`]. Secrets come from the file, an environment
+//! variable or a file of their own, and never print.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::dingtalk::client::Robot;
+use super::dingtalk::message::Style;
+use crate::alert::Severity;
+use crate::matcher::Matcher;
+use crate::rules::Language;
+use crate::secret::Secret;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNotify {
+    pub receiver: Option<String>,
+    pub group_by: Option<Vec<String>>,
+    pub group_wait: Option<String>,
+    pub group_interval: Option<String>,
+    pub repeat_interval: Option<String>,
+    pub send_resolved: Option<bool>,
+    /// Messages per rolling minute per robot (DingTalk allows 20).
+    pub rate_limit_per_minute: Option<u32>,
+    /// How long a robot is left alone after DingTalk says "too fast" [default: 60s].
+    pub throttle_pause: Option<String>,
+    pub routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub matchers: Vec<String>,
+    pub receiver: String,
+    #[serde(rename = "continue")]
+    pub continue_: Option<bool>,
+    pub group_by: Option<Vec<String>>,
+    pub group_wait: Option<String>,
+    pub group_interval: Option<String>,
+    pub repeat_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReceiver {
+    pub name: String,
+    pub webhook: Option<String>,
+    pub webhook_env: Option<String>,
+    pub webhook_file: Option<String>,
+    pub secret: Option<String>,
+    pub secret_env: Option<String>,
+    pub secret_file: Option<String>,
+    pub keyword: Option<String>,
+    pub at_mobiles: Option<BTreeMap<String, Vec<String>>>,
+    pub at_user_ids: Option<BTreeMap<String, Vec<String>>>,
+    pub at_all_on_critical: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInhibit {
+    pub source: Vec<String>,
+    pub target: Vec<String>,
+    pub equal: Vec<String>,
+}
+
+/// How one route groups and paces notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteOpts {
+    pub receiver: usize,
+    pub group_by: Vec<String>,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+    pub send_resolved: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Route {
+    pub matchers: Vec<Matcher>,
+    pub continue_: bool,
+    pub opts: RouteOpts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    pub name: String,
+    pub robot: Robot,
+    pub style: Style,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InhibitRule {
+    pub source: Vec<Matcher>,
+    pub target: Vec<Matcher>,
+    pub equal: Vec<String>,
+}
+
+/// Validated notification settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotifyConfig {
+    pub receivers: Vec<Receiver>,
+    /// Child routes, first match wins unless it says `continue`.
+    pub routes: Vec<Route>,
+    /// The root route: where alerts no child route takes go.
+    pub root: RouteOpts,
+    pub inhibit: Vec<InhibitRule>,
+    pub rate_limit_per_minute: u32,
+    pub throttle_pause: Duration,
+}
+
+/// What the command line adds for the simple case (one robot).
+#[derive(Debug, Default, Clone)]
+pub struct NotifyFlags {
+    pub dingtalk_webhook: Option<String>,
+    pub dingtalk_secret: Option<String>,
+    pub group_wait: Option<String>,
+    pub group_interval: Option<String>,
+    pub repeat_interval: Option<String>,
+}
+
+type Invalid = (String, String);
+
+fn at(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
+    (key.into(), reason.into())
+}
+
+fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration, Invalid> {
+    match text {
+        None => Ok(default),
+        Some(t) => humantime::parse_duration(t.trim()).map_err(|e| at(key, format!("{t:?}: {e}"))),
+    }
+}
+
+fn secret(
+    key: &str,
+    value: Option<String>,
+    env: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Secret>, Invalid> {
+    match (value, env, file) {
+        (Some(v), None, None) => Ok(Some(Secret::new(v))),
+        (None, Some(var), None) => std::env::var(&var)
+            .map(|v| Some(Secret::new(v.trim())))
+            .map_err(|_| {
+                at(
+                    format!("{key}_env"),
+                    format!("environment variable {var} is not set"),
+                )
+            }),
+        (None, None, Some(path)) => std::fs::read_to_string(&path)
+            .map(|v| Some(Secret::new(v.trim())))
+            .map_err(|e| at(format!("{key}_file"), format!("{path}: {e}"))),
+        (None, None, None) => Ok(None),
+        _ => Err(at(
+            key,
+            format!("give one of {key}, {key}_env or {key}_file"),
+        )),
+    }
+}
+
+fn severity_lists(
+    key: &str,
+    raw: Option<BTreeMap<String, Vec<String>>>,
+) -> Result<BTreeMap<Severity, Vec<String>>, Invalid> {
+    raw.unwrap_or_default()
+        .into_iter()
+        .map(|(s, list)| {
+            s.parse::<Severity>()
+                .map(|s| (s, list))
+                .map_err(|e| at(format!("{key}.{s}"), e))
+        })
+        .collect()
+}
+
+/// The inhibition every fleet wants: a silent sidecar or a down agent explains everything else
+/// about its host or agent; a critical alert makes its own warning redundant.
+pub fn default_inhibit() -> Vec<InhibitRule> {
+    let m = |s: &str| Matcher::parse(s).expect("literal matcher");
+    vec![
+        InhibitRule {
+            source: vec![m("alertname=SidecarSilent")],
+            target: vec![m("alertname!=SidecarSilent")],
+            equal: vec!["host".into()],
+        },
+        InhibitRule {
+            source: vec![m("alertname=FlumeAgentDown")],
+            target: vec![
+                m("alertname!=FlumeAgentDown"),
+                m("alertname!=SidecarSilent"),
+            ],
+            equal: vec!["host".into(), "agent".into()],
+        },
+        InhibitRule {
+            source: vec![m("severity=critical")],
+            target: vec![m("severity=warning")],
+            equal: vec![
+                "alertname".into(),
+                "host".into(),
+                "agent".into(),
+                "component".into(),
+            ],
+        },
+    ]
+}
+
+/// Validates; `language` comes from the aggregator's own setting.
+pub fn validate(
+    raw: RawNotify,
+    receivers: Vec<RawReceiver>,
+    inhibit: Option<Vec<RawInhibit>>,
+    flags: NotifyFlags,
+    language: Language,
+) -> Result<NotifyConfig, Invalid> {
+    let mut out_receivers = Vec::new();
+    for (i, r) in receivers.into_iter().enumerate() {
+        let key = |k: &str| format!("receivers[{i}].{k}");
+        let (k, reason) = match validate_receiver(r, language) {
+            Ok(receiver) => {
+                if out_receivers
+                    .iter()
+                    .any(|x: &Receiver| x.name == receiver.name)
+                {
+                    return Err(at(
+                        key("name"),
+                        format!("{} is defined twice", receiver.name),
+                    ));
+                }
+                out_receivers.push(receiver);
+                continue;
+            }
+            Err(e) => e,
+        };
+        return Err(at(key(&k), reason));
+    }
+    if let Some(webhook) = flags.dingtalk_webhook {
+        check_webhook("dingtalk_webhook", &webhook)?;
+        out_receivers.retain(|r| r.name != "dingtalk");
+        out_receivers.insert(
+            0,
+            Receiver {
+                name: "dingtalk".into(),
+                robot: Robot {
+                    webhook: Secret::new(webhook),
+                    secret: flags.dingtalk_secret.map(Secret::new),
+                },
+                style: Style {
+                    language,
+                    ..Style::default()
+                },
+            },
+        );
+    }
+    let receiver_index = |key: &str, name: &str, receivers: &[Receiver]| {
+        receivers
+            .iter()
+            .position(|r| r.name == name)
+            .ok_or_else(|| at(key, format!("no receiver named {name:?}")))
+    };
+    let root_receiver = match raw.receiver.as_deref() {
+        Some(name) => receiver_index("notify.receiver", name, &out_receivers)?,
+        None => 0,
+    };
+    let group_by = raw
+        .group_by
+        .unwrap_or_else(|| vec!["alertname".into(), "cluster".into()]);
+    if group_by.is_empty() {
+        return Err(at(
+            "notify.group_by",
+            "name at least one label (e.g. alertname)",
+        ));
+    }
+    let root = RouteOpts {
+        receiver: root_receiver,
+        group_by,
+        group_wait: duration(
+            "group_wait",
+            flags.group_wait.as_deref().or(raw.group_wait.as_deref()),
+            Duration::from_secs(30),
+        )?,
+        group_interval: duration(
+            "group_interval",
+            flags
+                .group_interval
+                .as_deref()
+                .or(raw.group_interval.as_deref()),
+            Duration::from_secs(300),
+        )?,
+        repeat_interval: duration(
+            "repeat_interval",
+            flags
+                .repeat_interval
+                .as_deref()
+                .or(raw.repeat_interval.as_deref()),
+            Duration::from_secs(4 * 3600),
+        )?,
+        send_resolved: raw.send_resolved.unwrap_or(true),
+    };
+    if root.group_interval.is_zero() || root.repeat_interval < root.group_interval {
+        return Err(at(
+            "repeat_interval",
+            "must be at least group_interval, which must be above 0",
+        ));
+    }
+    let mut routes = Vec::new();
+    for (i, r) in raw.routes.unwrap_or_default().into_iter().enumerate() {
+        let key = |k: &str| format!("notify.routes[{i}].{k}");
+        let matchers = r
+            .matchers
+            .iter()
+            .map(|m| Matcher::parse(m).map_err(|e| at(key("matchers"), e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let opts = RouteOpts {
+            receiver: receiver_index(&key("receiver"), &r.receiver, &out_receivers)?,
+            group_by: r.group_by.unwrap_or_else(|| root.group_by.clone()),
+            group_wait: duration(&key("group_wait"), r.group_wait.as_deref(), root.group_wait)?,
+            group_interval: duration(
+                &key("group_interval"),
+                r.group_interval.as_deref(),
+                root.group_interval,
+            )?,
+            repeat_interval: duration(
+                &key("repeat_interval"),
+                r.repeat_interval.as_deref(),
+                root.repeat_interval,
+            )?,
+            send_resolved: root.send_resolved,
+        };
+        routes.push(Route {
+            matchers,
+            continue_: r.continue_.unwrap_or(false),
+            opts,
+        });
+    }
+    let inhibit = match inhibit {
+        None => default_inhibit(),
+        Some(rules) => rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let parse = |list: &[String], k: &str| {
+                    list.iter()
+                        .map(|m| {
+                            Matcher::parse(m).map_err(|e| at(format!("inhibit_rules[{i}].{k}"), e))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                };
+                Ok(InhibitRule {
+                    source: parse(&r.source, "source")?,
+                    target: parse(&r.target, "target")?,
+                    equal: r.equal,
+                })
+            })
+            .collect::<Result<Vec<_>, Invalid>>()?,
+    };
+    let rate_limit_per_minute = raw.rate_limit_per_minute.unwrap_or(20);
+    if !(1..=20).contains(&rate_limit_per_minute) {
+        return Err(at(
+            "notify.rate_limit_per_minute",
+            "must be 1 to 20 (DingTalk allows 20 per minute per robot)",
+        ));
+    }
+    let throttle_pause = duration(
+        "notify.throttle_pause",
+        raw.throttle_pause.as_deref(),
+        Duration::from_secs(60),
+    )?;
+    if throttle_pause < Duration::from_secs(1) {
+        return Err(at(
+            "notify.throttle_pause",
+            "must be at least 1s (DingTalk throttles for up to 10 minutes)",
+        ));
+    }
+    Ok(NotifyConfig {
+        receivers: out_receivers,
+        routes,
+        root,
+        inhibit,
+        rate_limit_per_minute,
+        throttle_pause,
+    })
+}
+
+fn check_webhook(key: &str, url: &str) -> Result<(), Invalid> {
+    // The URL holds the access token: say what is wrong without repeating it.
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
+        _ => Err(at(key, "not an http(s) URL")),
+    }
+}
+
+fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Invalid> {
+    let webhook = secret("webhook", r.webhook, r.webhook_env, r.webhook_file)?
+        .ok_or_else(|| at("webhook", "a receiver needs its robot's webhook URL"))?;
+    check_webhook("webhook", webhook.expose())?;
+    let secret = secret("secret", r.secret, r.secret_env, r.secret_file)?;
+    Ok(Receiver {
+        name: r.name,
+        robot: Robot { webhook, secret },
+        style: Style {
+            language,
+            keyword: r.keyword,
+            at_mobiles: severity_lists("at_mobiles", r.at_mobiles)?,
+            at_user_ids: severity_lists("at_user_ids", r.at_user_ids)?,
+            at_all_on_critical: r.at_all_on_critical.unwrap_or(false),
+        },
+    })
+}
+
+impl NotifyConfig {
+    /// No receivers: alerts are judged and listed, nothing is sent.
+    pub fn disabled() -> Self {
+        validate(
+            RawNotify::default(),
+            Vec::new(),
+            None,
+            NotifyFlags::default(),
+            Language::Zh,
+        )
+        .expect("the defaults are valid")
+    }
+
+    /// The routes an alert with these labels takes (the root when no child route matches).
+    pub fn routes_for(&self, labels: &BTreeMap<String, String>) -> Vec<&RouteOpts> {
+        let mut out = Vec::new();
+        for route in &self.routes {
+            if crate::matcher::all_match(&route.matchers, labels) {
+                out.push(&route.opts);
+                if !route.continue_ {
+                    return out;
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(&self.root);
+        }
+        out
+    }
+}

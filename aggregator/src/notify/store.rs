@@ -1,0 +1,219 @@
+//! Durable notification state in SQLite under `--state-dir`: silences, the notification log
+//! and the outbox of messages not yet delivered. Small synchronous writes behind a mutex.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection};
+
+use super::dispatch::LogEntry;
+use super::mute::Silence;
+use crate::matcher::Matcher;
+
+#[derive(Debug, thiserror::Error)]
+#[error("state database: {0}")]
+pub struct StoreError(#[from] rusqlite::Error);
+
+/// (receiver name, group key): what the notification log is keyed by.
+pub type LogKey = (String, String);
+
+/// One group of a message: its key and the fingerprints it reported firing and resolved.
+pub type GroupFingerprints = (String, BTreeSet<u64>, BTreeSet<u64>);
+
+/// One undelivered message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub receiver: String,
+    pub body: Vec<u8>,
+    /// Per group: key, firing and resolved fingerprints (for the notification log on success).
+    pub groups: Vec<GroupFingerprints>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Mutex<Connection>>,
+}
+
+fn ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+fn fps(text: &str) -> BTreeSet<u64> {
+    text.split(',')
+        .filter_map(|s| u64::from_str_radix(s, 16).ok())
+        .collect()
+}
+
+fn fps_text(set: &BTreeSet<u64>) -> String {
+    set.iter()
+        .map(|f| format!("{f:016x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = Connection::open(dir.join("flumewatch.sqlite3"))?;
+        // WAL + synchronous=NORMAL: a committed row survives a process kill.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, matchers TEXT NOT NULL, starts_at INTEGER NOT NULL,
+                ends_at INTEGER NOT NULL, creator TEXT NOT NULL, comment TEXT NOT NULL, created_at INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS nflog (receiver TEXT NOT NULL, group_key TEXT NOT NULL, firing TEXT NOT NULL,
+                resolved TEXT NOT NULL, sent_at INTEGER NOT NULL, PRIMARY KEY (receiver, group_key));
+             CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL,
+                body BLOB NOT NULL, groups TEXT NOT NULL, created_at INTEGER NOT NULL);",
+        )?;
+        Ok(Self {
+            db: Arc::new(Mutex::new(db)),
+        })
+    }
+
+    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn save_silence(&self, s: &Silence) -> Result<(), StoreError> {
+        let matchers = s
+            .matchers
+            .iter()
+            .map(|m| m.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        self.db().execute(
+            "INSERT OR REPLACE INTO silences VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.id,
+                matchers,
+                ms(s.starts_at),
+                ms(s.ends_at),
+                s.creator,
+                s.comment,
+                ms(s.created_at)
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id, matchers, starts_at, ends_at, creator, comment, created_at FROM silences ORDER BY created_at")?;
+        let rows = stmt.query_map([], |r| {
+            let matchers: String = r.get(1)?;
+            Ok(Silence {
+                id: r.get(0)?,
+                matchers: matchers
+                    .lines()
+                    .filter_map(|m| Matcher::parse(m).ok())
+                    .collect(),
+                starts_at: time(r.get(2)?),
+                ends_at: time(r.get(3)?),
+                creator: r.get(4)?,
+                comment: r.get(5)?,
+                created_at: time(r.get(6)?),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn nflog(&self) -> Result<Vec<(LogKey, LogEntry)>, StoreError> {
+        let db = self.db();
+        let mut stmt =
+            db.prepare("SELECT receiver, group_key, firing, resolved, sent_at FROM nflog")?;
+        let rows = stmt.query_map([], |r| {
+            let firing: String = r.get(2)?;
+            let resolved: String = r.get(3)?;
+            Ok((
+                (r.get(0)?, r.get(1)?),
+                LogEntry {
+                    firing: fps(&firing),
+                    resolved: fps(&resolved),
+                    sent_at: Some(time(r.get(4)?)),
+                },
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn queue(
+        &self,
+        receiver: &str,
+        body: &[u8],
+        groups: &[GroupFingerprints],
+        now: SystemTime,
+    ) -> Result<i64, StoreError> {
+        let groups = groups
+            .iter()
+            .map(|(k, f, r)| format!("{k}\t{}\t{}", fps_text(f), fps_text(r)))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let db = self.db();
+        db.execute(
+            "INSERT INTO outbox (receiver, body, groups, created_at) VALUES (?1, ?2, ?3, ?4)",
+            params![receiver, body, groups, ms(now)],
+        )?;
+        Ok(db.last_insert_rowid())
+    }
+
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT id, receiver, body, groups FROM outbox ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            let groups: String = r.get(3)?;
+            Ok(OutboxRow {
+                id: r.get(0)?,
+                receiver: r.get(1)?,
+                body: r.get(2)?,
+                groups: groups
+                    .lines()
+                    .filter_map(|l| {
+                        let mut parts = l.split('\t');
+                        Some((
+                            parts.next()?.to_owned(),
+                            fps(parts.next()?),
+                            fps(parts.next()?),
+                        ))
+                    })
+                    .collect(),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// A message was delivered: forget it and log its groups, in one transaction.
+    pub fn delivered(&self, row: &OutboxRow, now: SystemTime) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
+        for (key, firing, resolved) in &row.groups {
+            tx.execute(
+                "INSERT OR REPLACE INTO nflog VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    row.receiver,
+                    key,
+                    fps_text(firing),
+                    fps_text(resolved),
+                    ms(now)
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A message can never be delivered (permanent DingTalk error): drop it.
+    pub fn discard(&self, id: i64) -> Result<(), StoreError> {
+        self.db()
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+}
