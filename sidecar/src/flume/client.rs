@@ -17,6 +17,9 @@ pub struct FlumeClient {
 
 impl FlumeClient {
     pub fn new(timeout: Duration, max_body_bytes: usize) -> Result<Self, reqwest::Error> {
+        // The workspace builds reqwest with rustls and no default provider (ring is the one
+        // we ship); a client cannot be built before one is installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

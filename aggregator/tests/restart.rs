@@ -1,0 +1,219 @@
+//! The real binary, SIGKILLed with an undelivered DingTalk message in its outbox: after a
+//! restart the message is delivered exactly once, the group is not notified again, and a
+//! silence made before the kill still mutes.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::fleet_client::FleetClient;
+use flumewatch_sidecar::config::FileConfig as SidecarFile;
+use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use tokio_util::sync::CancellationToken;
+
+const RULES: &str = r#"
+disable = ["SidecarSilent"]
+[[rule]]
+name = "ChannelFilling"
+severity = "warning"
+kinds = ["channel"]
+condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
+summary = { zh = "通道 {component} 使用率 {value}%" }
+"#;
+
+fn filling_body() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/flume/samples/steady-load-t15s.json"
+    );
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    body["CHANNEL.mem1"]["ChannelSize"] = "8500".into();
+    body["CHANNEL.mem1"]["ChannelFillPercentage"] = "85.0".into();
+    serde_json::to_vec(&body).unwrap()
+}
+
+fn spawn(config: &std::path::Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
+        .args(["--config", config.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("aggregator starts")
+}
+
+async fn until<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn receivers(url: &str) -> Option<pb::ReceiverStatus> {
+    let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
+    client
+        .list_receivers(pb::ListReceiversRequest {})
+        .await
+        .ok()?
+        .into_inner()
+        .receivers
+        .into_iter()
+        .next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_keeps_the_outbox_and_the_silences() {
+    let dir = std::env::temp_dir().join(format!("fw-restart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let fake = FakeDingTalk::start("tok-kill", Some("SECkill"))
+        .await
+        .unwrap();
+    fake.force(&[Forced::Http(500); 10_000]);
+    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    let config = dir.join("aggregator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "grpc_listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n\
+             [notify]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\n\
+             [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = \"SECkill\"\n",
+            dir.join("state"),
+            fake.webhook()
+        ),
+    )
+    .unwrap();
+    let mut aggregator = spawn(&config);
+
+    // A silence for the cluster under maintenance, made before anything fires.
+    let silence = until("the aggregator to answer", || async {
+        let mut client = FleetClient::connect(url.clone()).await.ok()?;
+        let request = pb::CreateSilenceRequest {
+            matchers: vec![pb::Matcher {
+                name: "cluster".into(),
+                value: "maintenance".into(),
+                op: pb::MatchOp::Equal as i32,
+            }],
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            creator: "ops".into(),
+            comment: "planned work".into(),
+            ..Default::default()
+        };
+        client
+            .create_silence(request)
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+    .await;
+
+    let body = Arc::new(filling_body());
+    let stop = CancellationToken::new();
+    let mut flumes = Vec::new();
+    for (host, cluster) in [("bj-01", "bj-log"), ("mt-01", "maintenance")] {
+        let body = body.clone();
+        let flume = FakeFlume::start(Arc::new(move || Reply::Json(body.as_ref().clone())))
+            .await
+            .unwrap();
+        let sidecar = SidecarFile {
+            aggregator: Some(url.clone()),
+            flume: Some(vec![format!("a1={}", flume.url())]),
+            interval: Some("200ms".into()),
+            timeout: Some("150ms".into()),
+            host: Some(host.into()),
+            labels: Some([("cluster".to_owned(), cluster.to_owned())].into()),
+            reconnect_min: Some("50ms".into()),
+            reconnect_max: Some("300ms".into()),
+            ..SidecarFile::default()
+        }
+        .validate()
+        .unwrap();
+        tokio::spawn(flumewatch_sidecar::run(sidecar, stop.clone()));
+        flumes.push(flume);
+    }
+
+    until("a message stuck in the outbox", || async {
+        receivers(&url)
+            .await
+            .filter(|r| r.failed_attempts >= 1 && r.queued >= 1)
+    })
+    .await;
+    aggregator.kill().expect("SIGKILL");
+    aggregator.wait().unwrap();
+    fake.clear_forced();
+    assert!(fake.received().is_empty());
+
+    let mut restarted = spawn(&config);
+    let delivered = until("the outbox delivered after the restart", || async {
+        let r = fake.received();
+        (!r.is_empty()).then_some(r)
+    })
+    .await;
+    // The group forms again after the restart: it must be found already notified.
+    until(
+        "the re-formed group flushed and found already notified",
+        || async { receivers(&url).await.filter(|r| r.suppressed >= 1) },
+    )
+    .await;
+    let received = fake.received();
+    assert_eq!(
+        received.len(),
+        1,
+        "delivered exactly once: {:?}",
+        received.iter().map(|r| &r.title).collect::<Vec<_>>()
+    );
+    assert!(delivered[0].text.contains("**bj-01**/a1"));
+    assert!(
+        !received.iter().any(|r| r.text.contains("mt-01")),
+        "the silence still mutes after the kill"
+    );
+    let mut client = FleetClient::connect(url.clone()).await.unwrap();
+    let silences = client
+        .list_silences(pb::ListSilencesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .silences;
+    assert_eq!(silences.len(), 1);
+    assert_eq!(silences[0].id, silence.id);
+    assert!(silences[0].active);
+    let alerts = client
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    let muted = alerts
+        .iter()
+        .find(|a| a.labels["host"] == "mt-01")
+        .expect("the muted alert is still listed");
+    assert_eq!(muted.silenced_by, [silence.id.clone()]);
+    assert_eq!(fake.leaks(), 0);
+
+    stop.cancel();
+    restarted.kill().ok();
+    restarted.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
