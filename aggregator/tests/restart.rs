@@ -209,7 +209,7 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
         .iter()
         .find(|a| a.labels["host"] == "mt-01")
         .expect("the muted alert is still listed");
-    assert_eq!(muted.silenced_by, [silence.id.clone()]);
+    assert_eq!(muted.silenced_by, std::slice::from_ref(&silence.id));
     assert_eq!(fake.leaks(), 0);
 
     stop.cancel();
