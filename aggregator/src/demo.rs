@@ -14,6 +14,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
+use crate::notify::config::{
+    self as notify_config, NotifyConfig, NotifyFlags, RawNotify, RawReceiver,
+};
+use crate::notify::dingtalk::fake::FakeDingTalk;
 use crate::server::{Aggregator, RunError};
 
 const POLL: &str = "2s";
@@ -21,6 +25,33 @@ const REFRESH: Duration = Duration::from_secs(5);
 /// When the demo's second Beijing agent goes down, and for how long (a Flume restart).
 const OUTAGE_AT: Duration = Duration::from_secs(20);
 const OUTAGE_FOR: Duration = Duration::from_secs(45);
+
+const DEMO_TOKEN: &str = "demo-access-token";
+const DEMO_SECRET: &str = "SECdemo0123456789";
+
+/// The demo's notification settings: quick to show, otherwise the defaults.
+fn demo_notify(webhook: &str, language: crate::rules::Language) -> NotifyConfig {
+    let raw = RawNotify {
+        group_wait: Some("5s".into()),
+        group_interval: Some("1m".into()),
+        ..RawNotify::default()
+    };
+    let receiver = RawReceiver {
+        name: "demo-robot".into(),
+        webhook: Some(webhook.to_owned()),
+        webhook_env: None,
+        webhook_file: None,
+        secret: Some(DEMO_SECRET.into()),
+        secret_env: None,
+        secret_file: None,
+        keyword: None,
+        at_mobiles: Some([("critical".to_owned(), vec!["13800000000".to_owned()])].into()),
+        at_user_ids: None,
+        at_all_on_critical: None,
+    };
+    notify_config::validate(raw, vec![receiver], None, NotifyFlags::default(), language)
+        .expect("the demo's notification settings are valid")
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -60,8 +91,8 @@ fn fleet() -> [DemoAgent; 4] {
             host: "sh-flume-01",
             cluster: "sh-log",
             profile: Profile::SlowSink {
-                events_per_sec: 200.0,
-                after: Duration::from_secs(25),
+                events_per_sec: 300.0,
+                after: Duration::from_secs(15),
                 drain_share: 0.2,
             },
         },
@@ -81,6 +112,17 @@ pub async fn run(
     run_for: Option<Duration>,
     shutdown: CancellationToken,
 ) -> Result<(), DemoError> {
+    let mut config = config;
+    // Without a real robot, a local one that checks signatures as DingTalk does.
+    let local_robot = if config.notify.receivers.is_empty() {
+        let robot = FakeDingTalk::start(DEMO_TOKEN, Some(DEMO_SECRET))
+            .await
+            .map_err(DemoError::Flume)?;
+        config.notify = demo_notify(&robot.webhook(), config.language);
+        Some(robot)
+    } else {
+        None
+    };
     let aggregator = match Aggregator::bind(config.clone()).await {
         Ok(aggregator) => aggregator,
         // The usual port is taken (another aggregator?): any free one will do for a demo.
@@ -136,9 +178,9 @@ pub async fn run(
     }
 
     println!("flumewatch demo: 4 simulated Flume agents → 4 sidecars → aggregator on {addr}");
-    println!("  sh-flume-01's sink slows down at 10s (its channel fills); sh-flume-02's sink target is down;");
+    println!("  sh-flume-01's sink slows down (its channel fills in ~40s); sh-flume-02's sink target is down;");
     println!("  bj-flume-02's Flume is stopped at 20s and restarted 45s later.");
-    println!("  The default alert policy judges them all: ChannelFilling goes pending near 1m and fires 2m later;");
+    println!("  The default alert policy judges them all: ChannelPutsFailing fires when sh-flume-01's channel is full, ChannelFilling 2m after it passes 80%;");
     println!("  FlumeAgentDown fires during the outage; SinkErrors and ChannelNotDraining fire after 5m.");
     println!("  Ask the aggregator yourself while this runs:");
     println!("    grpcurl -plaintext {addr} list");
@@ -151,6 +193,7 @@ pub async fn run(
     let end = run_for.map(|d| started + d);
     let mut outage_started = false;
     let mut outage_over = false;
+    let mut shown = 0;
     let mut ticker = tokio::time::interval(REFRESH);
     ticker.tick().await;
     loop {
@@ -172,6 +215,17 @@ pub async fn run(
         match table(addr, elapsed).await {
             Ok(text) => println!("{text}"),
             Err(e) => println!("(aggregator not answering yet: {e})"),
+        }
+        if let Some(robot) = &local_robot {
+            for (n, message) in robot.received().iter().enumerate().skip(shown) {
+                println!(
+                    "── DingTalk message #{} (signed and accepted by the local robot, {} bytes) ──",
+                    n + 1,
+                    message.body_bytes
+                );
+                println!("{}\n", message.text.trim_end());
+            }
+            shown = robot.received().len();
         }
     }
     stop.cancel();

@@ -145,7 +145,7 @@ fn demo_shows_the_fleet() {
     let out = aggregator(&[
         "--demo",
         "--demo-for",
-        "12s",
+        "16s",
         "--grpc-listen",
         "127.0.0.1:0",
         "--state-dir",
@@ -173,6 +173,15 @@ fn demo_shows_the_fleet() {
         .lines()
         .find(|l| l.contains("SinkErrors") && l.contains("sh-flume-02"))
         .unwrap_or_else(|| panic!("no SinkErrors alert for sh-flume-02: {stdout}"));
+    // …and tells the local DingTalk robot, which checks the signature before accepting.
+    assert!(
+        stdout.contains("── DingTalk message #1 (signed and accepted by the local robot"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("SinkConnectionFailures cluster=sh-log"),
+        "{stdout}"
+    );
     assert!(
         sink_alert.contains("pending") || sink_alert.contains("FIRING"),
         "{sink_alert}"

@@ -253,11 +253,15 @@ fn alert_line(
             }
         }
     }
+    let summary = alert.annotations.get("summary");
     if let (Some(kind), Some(component)) = (label("kind"), label("component")) {
-        let _ = write!(where_, " {kind} {component}");
+        // Summaries usually name the component already.
+        if !summary.is_some_and(|s| s.contains(alert.labels.get("component").unwrap_or(""))) {
+            let _ = write!(where_, " {kind} {component}");
+        }
     }
     let mut line = where_;
-    if let Some(summary) = alert.annotations.get("summary") {
+    if let Some(summary) = summary {
         let _ = write!(line, ": {}", escape(summary));
     }
     let a = &alert.annotations;

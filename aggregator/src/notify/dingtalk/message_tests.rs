@@ -84,7 +84,12 @@ fn one_message_names_every_agent_with_channel_figures() {
         m.text
     );
     assert!(m.text.contains("[已恢复]</font> (1)"));
-    assert!(m.text.contains("**bj-flume-99**/a1 channel c1"));
+    assert!(
+        m.text
+            .contains("- ChannelFilling **bj-flume-99**/a1: 通道 c1 使用率 97%"),
+        "{}",
+        m.text
+    );
     assert!(m.text.contains("cluster=bj-log (40)"));
     assert!(
         m.text.trim_end().ends_with("@13800000000"),
