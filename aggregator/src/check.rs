@@ -35,6 +35,21 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
                 config.grpc_listen,
                 config.state_dir.display()
             );
+            let names: Vec<&str> = config
+                .notify
+                .receivers
+                .iter()
+                .map(|r| r.name.as_str())
+                .collect();
+            let _ = writeln!(
+                report,
+                "{}: {} receivers ({}), {} routes, {} inhibition rules",
+                path.display(),
+                names.len(),
+                names.join(", "),
+                config.notify.routes.len(),
+                config.notify.inhibit.len()
+            );
             config.rules.as_ref().clone()
         };
         let _ = writeln!(report, "{}: {} rules", path.display(), rules.rules.len());

@@ -66,6 +66,10 @@ fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("aggregator config ok"), "{stdout}");
+    assert!(
+        stdout.contains("2 receivers (ops, bj-oncall), 1 routes, 3 inhibition rules"),
+        "{stdout}"
+    );
     // 12 default rules plus HdfsSinkStalled, listed once per file.
     assert_eq!(stdout.matches("13 rules").count(), 2, "{stdout}");
     let rule_lines = stdout.lines().filter(|l| l.starts_with("  ")).count();
