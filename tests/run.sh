@@ -12,6 +12,16 @@ fi
 export GRPCURL="$PWD/.venv/bin/grpcurl"
 "$GRPCURL" -version
 
+# promtool, to check /metrics the way Prometheus reads it (Debian's prometheus package).
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  fi
+fi
+promtool --version | head -1
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

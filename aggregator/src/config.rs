@@ -54,6 +54,17 @@ pub struct Cli {
     /// 127.0.0.1:50051 with --demo].
     #[arg(long, value_name = "ADDR")]
     pub grpc_listen: Option<String>,
+    /// Address for the HTTP port: /metrics (Prometheus), /-/healthy, /-/ready
+    /// [default: 0.0.0.0:9651; 127.0.0.1:9651 with --demo; "off" disables it].
+    #[arg(long, value_name = "ADDR")]
+    pub http_listen: Option<String>,
+    /// Log format: text (default, for people) or json (for log collectors).
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    pub log_format: String,
+    /// Log level or filter, e.g. info, debug, flumewatch_aggregator=debug [default: info, or
+    /// the RUST_LOG environment variable].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
     /// Directory for the aggregator's durable state; created if missing
     /// [default: /var/lib/flumewatch; a temporary directory with --demo].
     #[arg(long, value_name = "DIR")]
@@ -126,6 +137,7 @@ pub enum Command {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub grpc_listen: Option<String>,
+    pub http_listen: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub history: Option<usize>,
     pub shutdown_grace: Option<String>,
@@ -144,6 +156,8 @@ pub struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub grpc_listen: SocketAddr,
+    /// None: no HTTP port.
+    pub http_listen: Option<SocketAddr>,
     pub state_dir: PathBuf,
     pub history: usize,
     pub shutdown_grace: Duration,
@@ -183,6 +197,7 @@ impl Cli {
             .transpose()?;
         let mut merged = FileConfig {
             grpc_listen: self.grpc_listen.or(file.grpc_listen),
+            http_listen: self.http_listen.or(file.http_listen),
             state_dir: self.state_dir.or(file.state_dir),
             history: self.history.or(file.history),
             shutdown_grace: self.shutdown_grace.or(file.shutdown_grace),
@@ -204,6 +219,9 @@ impl Cli {
             merged
                 .grpc_listen
                 .get_or_insert_with(|| "127.0.0.1:50051".into());
+            merged
+                .http_listen
+                .get_or_insert_with(|| "127.0.0.1:9651".into());
             merged.state_dir.get_or_insert_with(|| {
                 std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
             });
@@ -247,6 +265,12 @@ impl FileConfig {
         let grpc_listen: SocketAddr = listen
             .parse()
             .map_err(|_| invalid("grpc_listen", format!("{listen:?} is not IP:PORT")))?;
+        let http_listen = match self.http_listen.as_deref().unwrap_or("0.0.0.0:9651") {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid("http_listen", format!("{text:?} is not IP:PORT (or off)"))
+            })?),
+        };
         let state_dir = self
             .state_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
@@ -285,6 +309,7 @@ impl FileConfig {
         Ok(Config {
             notify,
             grpc_listen,
+            http_listen,
             state_dir,
             history,
             shutdown_grace,

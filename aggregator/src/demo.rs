@@ -129,6 +129,9 @@ pub async fn run(
         Err(RunError::Bind { .. }) => {
             let mut any_port = config;
             any_port.grpc_listen.set_port(0);
+            if let Some(http) = any_port.http_listen.as_mut() {
+                http.set_port(0);
+            }
             Aggregator::bind(any_port).await?
         }
         Err(e) => return Err(e.into()),

@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::fleet::Fleet;
+use crate::http::HttpState;
 use crate::ingest::{IngestCounters, IngestService};
 use crate::notify::store::Store;
 use crate::notify::{Notifier, NotifyHandle};
 use crate::query::QueryService;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest message a sidecar may send; a snapshot of a large agent is a few tens of KiB.
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -42,6 +44,7 @@ pub enum RunError {
 /// A bound, not yet serving aggregator: tests read its address before it runs.
 pub struct Aggregator {
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     fleet: Fleet,
     store: Store,
     notify: NotifyHandle,
@@ -55,9 +58,14 @@ impl Aggregator {
             addr: config.grpc_listen,
             source,
         })?;
+        let http_listener = match config.http_listen {
+            Some(addr) => Some(listen(addr).map_err(|source| RunError::Bind { addr, source })?),
+            None => None,
+        };
         let store = Store::open(&config.state_dir)?;
         Ok(Self {
             listener,
+            http_listener,
             fleet: Fleet::new(config.history, config.rules.clone(), config.language),
             notify: NotifyHandle::new(Some(store.clone())),
             store,
@@ -70,6 +78,13 @@ impl Aggregator {
         self.listener
             .local_addr()
             .unwrap_or(self.config.grpc_listen)
+    }
+
+    /// The HTTP port's address, when it has one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn fleet(&self) -> Fleet {
@@ -127,11 +142,27 @@ impl Aggregator {
         let addr = self.local_addr();
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
 
+        let http_state = Arc::new(HttpState {
+            fleet: self.fleet.clone(),
+            counters: self.counters.clone(),
+            notify: self.notify.clone(),
+            ready: AtomicBool::new(true),
+        });
+        let http = self.http_listener.map(|listener| {
+            tracing::info!(addr = ?listener.local_addr().ok(), "HTTP /metrics listening");
+            tokio::spawn(crate::http::serve(
+                listener,
+                http_state.clone(),
+                streams_stop.clone(),
+            ))
+        });
         let drain = {
             let shutdown = shutdown.clone();
             let streams_stop = streams_stop.clone();
+            let http_state = http_state.clone();
             async move {
                 shutdown.cancelled().await;
+                http_state.ready.store(false, Ordering::Relaxed);
                 health
                     .set_not_serving::<IngestServer<IngestService>>()
                     .await;
@@ -172,6 +203,9 @@ impl Aggregator {
         let _ = ticker.await;
         if let Some(notifier) = notifier {
             let _ = notifier.await;
+        }
+        if let Some(http) = http {
+            let _ = http.await;
         }
         tracing::info!("aggregator stopped");
         Ok(())

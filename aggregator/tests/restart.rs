@@ -94,7 +94,7 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     std::fs::write(
         &config,
         format!(
-            "grpc_listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n\
+            "grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"off\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n\
              [notify]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\n\
              [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = \"SECkill\"\n",
             dir.join("state"),

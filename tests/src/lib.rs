@@ -53,6 +53,8 @@ where
 /// A running aggregator.
 pub struct AggregatorHandle {
     pub addr: SocketAddr,
+    /// The HTTP port (/metrics).
+    pub http_addr: Option<SocketAddr>,
     pub fleet: Fleet,
     pub counters: Arc<flumewatch_aggregator::IngestCounters>,
     pub notify: flumewatch_aggregator::notify::NotifyHandle,
@@ -80,6 +82,7 @@ impl AggregatorHandle {
         ));
         let config = Config {
             grpc_listen: addr,
+            http_listen: Some("127.0.0.1:0".parse().expect("literal")),
             state_dir: state_dir.clone(),
             history: 1000,
             shutdown_grace: Duration::from_secs(5),
@@ -99,6 +102,7 @@ impl AggregatorHandle {
         let mut file: flumewatch_aggregator::config::FileConfig =
             toml::from_str(text).expect("valid TOML config");
         file.grpc_listen.get_or_insert_with(|| "127.0.0.1:0".into());
+        file.http_listen.get_or_insert_with(|| "127.0.0.1:0".into());
         file.evaluation_interval
             .get_or_insert_with(|| "100ms".into());
         file.state_dir.get_or_insert_with(|| {
@@ -119,6 +123,7 @@ impl AggregatorHandle {
         })
         .await;
         let addr = aggregator.local_addr();
+        let http_addr = aggregator.http_addr();
         let fleet = aggregator.fleet();
         let counters = aggregator.counters();
         let notify = aggregator.notify();
@@ -129,6 +134,7 @@ impl AggregatorHandle {
         });
         Self {
             addr,
+            http_addr,
             fleet,
             counters,
             notify,

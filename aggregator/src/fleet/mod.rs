@@ -132,6 +132,8 @@ struct State {
 #[derive(Debug, Clone)]
 pub struct Fleet {
     state: Arc<Mutex<State>>,
+    /// Time to judge one agent on a new snapshot, for `/metrics`.
+    evaluation: prometheus_client::metrics::histogram::Histogram,
     /// Snapshots kept per agent for `GetAgent`'s history.
     history_len: usize,
 }
@@ -149,7 +151,14 @@ impl Fleet {
                 cluster_alerts: HashMap::new(),
             })),
             history_len,
+            evaluation: prometheus_client::metrics::histogram::Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 16),
+            ),
         }
+    }
+
+    pub fn evaluation_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
+        self.evaluation.clone()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -234,6 +243,7 @@ impl Fleet {
         agent.eval.series.observe(&snapshot, &rules.specs);
         let newest = agent.apply(snapshot.clone(), now.wall, self.history_len);
         if newest && !snapshot.backfill {
+            let started = Instant::now();
             let mut evaluator = Evaluator {
                 rules,
                 language: *language,
@@ -248,6 +258,7 @@ impl Fleet {
                 agent.consecutive_failures,
                 &sidecar.facts(),
             );
+            self.evaluation.observe(started.elapsed().as_secs_f64());
         }
         Recorded::Stored
     }

@@ -1,0 +1,189 @@
+//! `/metrics` from a running aggregator fed by simulated agents, checked by the real
+//! `promtool check metrics`; values match the agents' snapshots; a dead Flume flips
+//! `flumewatch_agent_up` to 0.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use flumewatch_e2e::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connects");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    (
+        status,
+        if chunked {
+            dechunk(body)
+        } else {
+            body.to_owned()
+        },
+    )
+}
+
+/// A chunked answer's payload.
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            return body.to_owned();
+        };
+        if n == 0 {
+            break;
+        }
+        out.push_str(&after[..n.min(after.len())]);
+        rest = after.get(n + 2..).unwrap_or("");
+    }
+    out
+}
+
+fn promtool() -> String {
+    std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into())
+}
+
+fn line<'a>(metrics: &'a str, name: &str, needles: &[&str]) -> Option<&'a str> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && needles.iter().all(|n| l.contains(n)))
+}
+
+/// The sample value at the end of a line.
+fn value(line: &str) -> f64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promtool_accepts_metrics_that_match_the_snapshots() {
+    let aggregator = AggregatorHandle::start().await;
+    let http = aggregator.http_addr.expect("an HTTP port");
+    let flume1 = ScriptedFlume::serving_sample("slow-sink-filling-t22s.json").await;
+    let flume2 = ScriptedFlume::serving_sample("multi-component-agent.json").await;
+    let s1 = SidecarHandle::start(sidecar_config(
+        &aggregator.url(),
+        "h1",
+        &[("a1", flume1.url())],
+        &[("cluster", "bj-log")],
+    ));
+    let s2 = SidecarHandle::start(sidecar_config(
+        &aggregator.url(),
+        "h2",
+        &[("a1", flume2.url())],
+        &[("cluster", "bj-log")],
+    ));
+    let metrics = wait_for("both agents up in /metrics", || async {
+        let (_, m) = get(http, "/metrics").await;
+        let up = |host: &str| {
+            line(&m, "flumewatch_agent_up{", &[&format!("host=\"{host}\"")])
+                .is_some_and(|l| value(l) == 1.0)
+        };
+        (up("h1") && up("h2")).then_some(m)
+    })
+    .await;
+
+    let mut child = Command::new(promtool())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (the test command installs Debian's prometheus package)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(metrics.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Values are the agents' own, typed: a Java double, a counter, a flag.
+    let fill = line(
+        &metrics,
+        "flumewatch_flume_channel_fill_percentage{",
+        &["host=\"h1\"", "component=\"slowmem\""],
+    )
+    .expect("fill series");
+    assert_eq!(value(fill), 47.699999999999996, "{fill}");
+    assert!(
+        fill.contains("cluster=\"bj-log\"") && fill.contains("kind=\"channel\""),
+        "{fill}"
+    );
+    let puts = line(
+        &metrics,
+        "flumewatch_flume_event_put_success_count_total{",
+        &["host=\"h1\"", "component=\"blockedmem\""],
+    )
+    .expect("counter series");
+    assert_eq!(value(puts), 1000.0, "{puts}");
+    let open = line(
+        &metrics,
+        "flumewatch_flume_open{",
+        &["host=\"h2\"", "component=\"file1\""],
+    )
+    .expect("flag series");
+    assert_eq!(value(open), 1.0, "{open}");
+    assert!(
+        line(
+            &metrics,
+            "flumewatch_flume_channel_fill_percentage{",
+            &["component=\"pseudo1\""]
+        )
+        .is_none(),
+        "capacity 0: unknown, not exported"
+    );
+    assert!(
+        line(&metrics, "flumewatch_sidecar_connected{", &["host=\"h1\""])
+            .is_some_and(|l| value(l) == 1.0)
+    );
+    assert!(metrics.contains("flumewatch_rule_evaluation_seconds_bucket"));
+    assert!(line(&metrics, "flumewatch_snapshots_stored_total", &[]).is_some());
+
+    // Flume on h2 dies: its agent is down and its values disappear rather than go stale.
+    flume2.server.go_down();
+    let after = wait_for("h2 down in /metrics", || async {
+        let (_, m) = get(http, "/metrics").await;
+        line(&m, "flumewatch_agent_up{", &["host=\"h2\""])
+            .is_some_and(|l| value(l) == 0.0)
+            .then_some(m)
+    })
+    .await;
+    assert!(
+        line(&after, "flumewatch_flume_open{", &["host=\"h2\""]).is_none(),
+        "no stale values for a down agent"
+    );
+    assert!(line(&after, "flumewatch_agent_up{", &["host=\"h1\""]).is_some_and(|l| value(l) == 1.0));
+
+    assert_eq!(get(http, "/-/healthy").await.0, 200);
+    assert_eq!(get(http, "/-/ready").await.0, 200);
+    s1.stop().await;
+    s2.stop().await;
+    aggregator.stop().await;
+}
