@@ -38,7 +38,7 @@ fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
 
 /// Command line of `flumewatch-aggregator`. Every flag can also be set in the `--config` file
 /// (same name, with `_` for `-`); a flag given here wins.
-#[derive(Debug, Default, Parser)]
+#[derive(Debug, Default, Clone, Parser)]
 #[command(
     name = "flumewatch-aggregator",
     version,
@@ -121,7 +121,7 @@ pub struct Cli {
 }
 
 /// Subcommands.
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Validate aggregator config and rule files without starting: on error, exit 64 naming the
     /// file, the key and what is wrong; on success, print one line per rule.

@@ -21,6 +21,7 @@ pub struct HttpState {
     pub fleet: Fleet,
     pub counters: Arc<IngestCounters>,
     pub notify: NotifyHandle,
+    pub reloader: crate::reload::Reloader,
     /// False before serving and while draining: `/-/ready` answers 503.
     pub ready: AtomicBool,
 }
@@ -32,6 +33,7 @@ async fn metrics(State(state): State<Arc<HttpState>>, headers: HeaderMap) -> imp
         &state.counters,
         &state.notify,
         &state.fleet.evaluation_histogram(),
+        &state.reloader.status(),
     );
     let wants_openmetrics = headers
         .get(header::ACCEPT)

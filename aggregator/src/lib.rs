@@ -22,6 +22,7 @@ pub mod matcher;
 mod metrics;
 pub mod notify;
 mod query;
+pub mod reload;
 pub mod rules;
 pub mod secret;
 pub mod server;

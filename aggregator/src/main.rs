@@ -1,6 +1,7 @@
 //! `flumewatch-aggregator`: parse flags, validate, serve (or run the demo) until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use flumewatch_aggregator::{config::Cli, Mode};
@@ -8,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let reload_cli = cli.clone();
     let (log_format, log_level) = (cli.log_format.clone(), cli.log_level.clone());
     let mode = match cli.load() {
         Ok(mode) => mode,
@@ -74,7 +76,31 @@ fn main() -> ExitCode {
             trigger.cancel();
         });
         match mode {
-            Mode::Serve(config) => flumewatch_aggregator::run(config, shutdown).await?,
+            Mode::Serve(config) => {
+                // Reloads read the same files with the same flags as this start did.
+                let source: flumewatch_aggregator::reload::ConfigSource =
+                    Arc::new(move || match reload_cli.clone().load()? {
+                        Mode::Serve(config) => Ok(config),
+                        _ => unreachable!("the same flags load the same mode"),
+                    });
+                let aggregator = flumewatch_aggregator::Aggregator::bind(config)
+                    .await?
+                    .with_config_source(source);
+                let reloader = aggregator.reloader();
+                tokio::spawn(async move {
+                    let Ok(mut hangups) =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    else {
+                        return;
+                    };
+                    while hangups.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading the configuration");
+                        let reloader = reloader.clone();
+                        let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                    }
+                });
+                aggregator.run(shutdown).await?
+            }
             Mode::Demo { config, run_for } => {
                 flumewatch_aggregator::demo::run(config, run_for, shutdown).await?
             }

@@ -17,6 +17,7 @@ use prometheus_client::registry::Registry;
 use crate::alert::AlertStatus;
 use crate::fleet::Fleet;
 use crate::notify::NotifyHandle;
+use crate::reload::ReloadStatus;
 use crate::IngestCounters;
 
 type Labels = Vec<(String, String)>;
@@ -106,6 +107,7 @@ pub fn render(
     counters: &IngestCounters,
     notify: &NotifyHandle,
     evaluation: &Histogram,
+    reload: &ReloadStatus,
 ) -> String {
     let now = SystemTime::now();
     let mut f = Families {
@@ -231,6 +233,20 @@ pub fn render(
     f.counter("flumewatch_snapshots_rejected")
         .get_or_create(&none)
         .inc_by(counters.rejected.load(Ordering::Relaxed));
+    f.counter("flumewatch_config_reloads")
+        .get_or_create(&none)
+        .inc_by(reload.reloads);
+    f.counter("flumewatch_config_reload_failures")
+        .get_or_create(&none)
+        .inc_by(reload.failures);
+    let ok = if reload.last_error.is_empty() {
+        1.0
+    } else {
+        0.0
+    };
+    f.gauge("flumewatch_config_last_reload_successful")
+        .get_or_create(&none)
+        .set(ok);
     for r in notify.lock().receivers.iter() {
         let labels: Labels = vec![("receiver".into(), r.name.clone())];
         f.counter("flumewatch_notifications_sent")

@@ -11,9 +11,11 @@ use flumewatch_sidecar::convert::from_timestamp;
 use crate::convert;
 use crate::fleet::{Fleet, LookupError};
 use crate::matcher::{MatchOp, Matcher};
-use crate::notify::config::InhibitRule;
+use crate::notify::config::{InhibitRule, NotifyConfig};
 use crate::notify::mute::{self, Silence};
 use crate::notify::NotifyHandle;
+use crate::reload::Reloader;
+use tokio::sync::watch;
 
 /// Most snapshots one `GetAgent` returns in its history.
 const MAX_HISTORY: u32 = 1000;
@@ -22,16 +24,28 @@ const MAX_HISTORY: u32 = 1000;
 pub struct QueryService {
     fleet: Fleet,
     notify: NotifyHandle,
-    inhibit: Vec<InhibitRule>,
+    /// The notification settings in force (for inhibition in ListAlerts).
+    notify_config: watch::Receiver<NotifyConfig>,
+    reloader: Reloader,
 }
 
 impl QueryService {
-    pub fn new(fleet: Fleet, notify: NotifyHandle, inhibit: Vec<InhibitRule>) -> Self {
+    pub fn new(
+        fleet: Fleet,
+        notify: NotifyHandle,
+        notify_config: watch::Receiver<NotifyConfig>,
+        reloader: Reloader,
+    ) -> Self {
         Self {
             fleet,
             notify,
-            inhibit,
+            notify_config,
+            reloader,
         }
+    }
+
+    fn inhibit_rules(&self) -> Vec<InhibitRule> {
+        self.notify_config.borrow().inhibit.clone()
     }
 }
 
@@ -112,6 +126,7 @@ impl FleetApi for QueryService {
         let labels = request.labels.into_iter().collect();
         let all = self.fleet.alerts();
         let silences = self.notify.lock().silences.clone();
+        let inhibit = self.inhibit_rules();
         let now = SystemTime::now();
         let alerts = all
             .iter()
@@ -131,7 +146,7 @@ impl FleetApi for QueryService {
             .map(|a| {
                 let mut out = convert::alert(a);
                 out.silenced_by = mute::silenced_by(&silences, &a.labels.0, now);
-                out.inhibited = mute::inhibited(a, &all, &self.inhibit);
+                out.inhibited = mute::inhibited(a, &all, &inhibit);
                 out
             })
             .collect();
@@ -283,5 +298,30 @@ impl FleetApi for QueryService {
             })
             .collect();
         Ok(Response::new(pb::ListReceiversResponse { receivers }))
+    }
+
+    async fn reload(
+        &self,
+        _request: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        // The reload reads files: keep it off the async workers.
+        let reloader = self.reloader.clone();
+        let result = tokio::task::spawn_blocking(move || reloader.reload())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(match result {
+            Ok((rules, receivers)) => pb::ReloadResponse {
+                ok: true,
+                error: String::new(),
+                rules: rules as u32,
+                receivers: receivers as u32,
+            },
+            Err(error) => pb::ReloadResponse {
+                ok: false,
+                error,
+                rules: 0,
+                receivers: 0,
+            },
+        }))
     }
 }

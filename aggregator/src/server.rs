@@ -15,10 +15,13 @@ use crate::config::Config;
 use crate::fleet::Fleet;
 use crate::http::HttpState;
 use crate::ingest::{IngestCounters, IngestService};
+use crate::notify::config::NotifyConfig;
 use crate::notify::store::Store;
 use crate::notify::{Notifier, NotifyHandle};
 use crate::query::QueryService;
+use crate::reload::{ConfigSource, Reloader};
 use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::watch;
 
 /// Largest message a sidecar may send; a snapshot of a large agent is a few tens of KiB.
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
@@ -44,6 +47,10 @@ pub enum RunError {
 /// A bound, not yet serving aggregator: tests read its address before it runs.
 pub struct Aggregator {
     listener: TcpListener,
+    /// Notification settings in force; reloads replace them (latest value wins).
+    notify_config: Arc<watch::Sender<NotifyConfig>>,
+    /// One reloader, so SIGHUP, the RPC and /metrics share its status.
+    reloader: Reloader,
     http_listener: Option<TcpListener>,
     fleet: Fleet,
     store: Store,
@@ -63,10 +70,14 @@ impl Aggregator {
             None => None,
         };
         let store = Store::open(&config.state_dir)?;
+        let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
+        let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
         Ok(Self {
+            reloader: Reloader::new(None, fleet.clone(), notify_config.clone()),
+            notify_config,
             listener,
             http_listener,
-            fleet: Fleet::new(config.history, config.rules.clone(), config.language),
+            fleet,
             notify: NotifyHandle::new(Some(store.clone())),
             store,
             counters: Arc::default(),
@@ -78,6 +89,17 @@ impl Aggregator {
         self.listener
             .local_addr()
             .unwrap_or(self.config.grpc_listen)
+    }
+
+    /// Where reloads read the config from (main: the same files and flags as at start).
+    pub fn with_config_source(mut self, source: ConfigSource) -> Self {
+        self.reloader = Reloader::new(Some(source), self.fleet.clone(), self.notify_config.clone());
+        self
+    }
+
+    /// Reloads the config on demand (SIGHUP, `Fleet/Reload`).
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The HTTP port's address, when it has one.
@@ -123,22 +145,22 @@ impl Aggregator {
         let query = QueryService::new(
             self.fleet.clone(),
             self.notify.clone(),
-            self.config.notify.inhibit.clone(),
+            self.notify_config.subscribe(),
+            self.reloader(),
         );
-        let notifier = if self.config.notify.receivers.is_empty() {
+        if self.config.notify.receivers.is_empty() {
             tracing::info!(
                 "no DingTalk receiver configured: alerts are judged and listed, not sent"
             );
-            None
-        } else {
-            let notifier = Notifier::new(
-                self.config.notify.clone(),
-                self.fleet.clone(),
-                self.notify.clone(),
-                self.store.clone(),
-            )?;
-            Some(tokio::spawn(notifier.run(streams_stop.clone())))
-        };
+        }
+        // Always running: a reload may add receivers.
+        let notifier = Notifier::new(
+            self.notify_config.subscribe(),
+            self.fleet.clone(),
+            self.notify.clone(),
+            self.store.clone(),
+        )?;
+        let notifier = Some(tokio::spawn(notifier.run(streams_stop.clone())));
         let addr = self.local_addr();
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
 
@@ -146,6 +168,7 @@ impl Aggregator {
             fleet: self.fleet.clone(),
             counters: self.counters.clone(),
             notify: self.notify.clone(),
+            reloader: self.reloader(),
             ready: AtomicBool::new(true),
         });
         let http = self.http_listener.map(|listener| {

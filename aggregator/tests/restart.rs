@@ -217,3 +217,102 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     restarted.wait().ok();
     std::fs::remove_dir_all(&dir).ok();
 }
+
+async fn rule_names(url: &str) -> Option<Vec<String>> {
+    let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
+    Some(
+        client
+            .list_rules(pb::ListRulesRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .rules
+            .into_iter()
+            .map(|r| r.name)
+            .collect(),
+    )
+}
+
+async fn metric(http: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_rules_and_refuses_a_broken_file() {
+    let dir = std::env::temp_dir().join(format!("fw-sighup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, http_port) = (free(), free());
+    let url = format!("http://127.0.0.1:{port}");
+    let http = format!("127.0.0.1:{http_port}");
+    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    let config = dir.join("aggregator.toml");
+    std::fs::write(&config, format!("grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"{http}\"\nstate_dir = {:?}\nrules = \"rules.toml\"\n", dir.join("state"))).unwrap();
+    let mut aggregator = spawn(&config);
+    let before = until("the aggregator to answer", || rule_names(&url)).await;
+    assert!(!before.iter().any(|n| n == "HdfsStalled"));
+
+    let extra = "\n[[rule]]\nname = \"HdfsStalled\"\nseverity = \"warning\"\nkinds = [\"sink\"]\ncondition = { rate = \"EventDrainSuccessCount\", window = \"5m\", op = \"<\", threshold = 1 }\n";
+    std::fs::write(dir.join("rules.toml"), format!("{RULES}{extra}")).unwrap();
+    let hup = |pid: u32| {
+        assert!(Command::new("kill")
+            .args(["-HUP", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success())
+    };
+    hup(aggregator.id());
+    until("the new rule in force", || async {
+        rule_names(&url)
+            .await
+            .filter(|n| n.iter().any(|n| n == "HdfsStalled"))
+    })
+    .await;
+    assert_eq!(
+        until("reload metric", || metric(
+            &http,
+            "flumewatch_config_last_reload_successful"
+        ))
+        .await,
+        1.0
+    );
+
+    std::fs::write(dir.join("rules.toml"), "[[rule]]\nname = 1\n").unwrap();
+    hup(aggregator.id());
+    until("the refused reload counted", || async {
+        metric(&http, "flumewatch_config_reload_failures_total")
+            .await
+            .filter(|v| *v >= 1.0)
+    })
+    .await;
+    assert_eq!(
+        metric(&http, "flumewatch_config_last_reload_successful").await,
+        Some(0.0)
+    );
+    let after = rule_names(&url).await.unwrap();
+    assert!(
+        after.iter().any(|n| n == "HdfsStalled"),
+        "the previous rules stay in force"
+    );
+    assert!(aggregator.try_wait().unwrap().is_none(), "still running");
+    aggregator.kill().ok();
+    aggregator.wait().ok();
+    std::fs::remove_dir_all(&dir).ok();
+}

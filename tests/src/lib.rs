@@ -115,13 +115,39 @@ impl AggregatorHandle {
         Self::start_config(file.validate().expect("valid config")).await
     }
 
+    /// From a config file on disk, as `--config FILE` does; `Fleet/Reload` re-reads it.
+    pub async fn start_file(path: &std::path::Path) -> Self {
+        let path = path.to_owned();
+        let load = move || -> Result<Config, flumewatch_aggregator::config::ConfigError> {
+            let mut file = flumewatch_aggregator::config::read_file(&path)?;
+            file.grpc_listen.get_or_insert_with(|| "127.0.0.1:0".into());
+            file.http_listen.get_or_insert_with(|| "off".into());
+            file.evaluation_interval
+                .get_or_insert_with(|| "100ms".into());
+            file.validate()
+        };
+        let config = load().expect("valid config file");
+        Self::start_with_source(config, Some(Arc::new(load))).await
+    }
+
     pub async fn start_config(config: Config) -> Self {
+        Self::start_with_source(config, None).await
+    }
+
+    async fn start_with_source(
+        config: Config,
+        source: Option<flumewatch_aggregator::reload::ConfigSource>,
+    ) -> Self {
         let state_dir = config.state_dir.clone();
         let aggregator = wait_for("the aggregator port", || {
             let config = config.clone();
             async move { Aggregator::bind(config).await.ok() }
         })
         .await;
+        let aggregator = match source {
+            Some(source) => aggregator.with_config_source(source),
+            None => aggregator,
+        };
         let addr = aggregator.local_addr();
         let http_addr = aggregator.http_addr();
         let fleet = aggregator.fleet();

@@ -157,6 +157,58 @@ impl Fleet {
         }
     }
 
+    /// Puts a new rule set in force (config reload). Alerts of rules that stay (same name and
+    /// severity) keep their state; those of removed rules are dropped. Counter windows start
+    /// over only when the windows the rules need changed.
+    pub fn set_rules(&self, rules: Arc<RuleSet>, language: Language) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let remap: Vec<Option<usize>> = state
+            .rules
+            .rules
+            .iter()
+            .map(|old| {
+                rules
+                    .rules
+                    .iter()
+                    .position(|r| r.name == old.name && r.severity == old.severity)
+            })
+            .collect();
+        let new_index = |old: usize| remap.get(old).copied().flatten();
+        let windows_changed = state.rules.specs != rules.specs;
+        for agent in state.agents.values_mut() {
+            let alerts = std::mem::take(&mut agent.eval.alerts);
+            agent.eval.alerts = alerts
+                .into_iter()
+                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v)))
+                .collect();
+            if windows_changed {
+                agent.eval.series = Default::default();
+            }
+        }
+        for sidecar in state.sidecars.values_mut() {
+            let alerts = std::mem::take(&mut sidecar.alerts);
+            sidecar.alerts = alerts
+                .into_iter()
+                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v)))
+                .collect();
+        }
+        let clusters = std::mem::take(&mut state.cluster_alerts);
+        state.cluster_alerts = clusters
+            .into_iter()
+            .filter_map(|((i, g), v)| Some(((new_index(i)?, g), v)))
+            .collect();
+        let mut health = vec![RuleHealth::default(); rules.rules.len()];
+        for (old, kept) in remap.iter().enumerate() {
+            if let (Some(new), Some(h)) = (kept, state.health.get(old)) {
+                health[*new] = h.clone();
+            }
+        }
+        state.health = health;
+        state.rules = rules;
+        state.language = language;
+    }
+
     pub fn evaluation_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
         self.evaluation.clone()
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -33,6 +33,9 @@ use crate::fleet::Fleet;
 const STEP: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Send results waiting for the pipeline: at most one per receiver is in flight; a sender
+/// beyond this waits, it is never lost.
+const RESULTS_QUEUE: usize = 16;
 
 /// What a receiver has done, for status queries.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -119,6 +122,18 @@ struct Outgoing {
     not_before: Instant,
 }
 
+impl ReceiverState {
+    fn empty() -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            in_flight: false,
+            recent: VecDeque::new(),
+            paused_until: None,
+        }
+    }
+}
+
 struct ReceiverState {
     /// Groups due but not yet in a message: they merge while the receiver waits.
     pending: BTreeMap<String, GroupNotice>,
@@ -131,13 +146,16 @@ struct ReceiverState {
 }
 
 struct SendResult {
-    receiver: usize,
+    /// By name: a reload may renumber receivers while a send is in flight.
+    receiver: String,
     result: Result<(), SendError>,
 }
 
 /// The notification pipeline task.
 pub struct Notifier {
     config: NotifyConfig,
+    /// Reloads publish new settings here (latest value wins).
+    updates: watch::Receiver<NotifyConfig>,
     fleet: Fleet,
     handle: NotifyHandle,
     store: Store,
@@ -146,13 +164,15 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn new(
-        config: NotifyConfig,
+        mut updates: watch::Receiver<NotifyConfig>,
         fleet: Fleet,
         handle: NotifyHandle,
         store: Store,
     ) -> Result<Self, reqwest::Error> {
+        let config = updates.borrow_and_update().clone();
         Ok(Self {
             config,
+            updates,
             fleet,
             handle,
             store,
@@ -160,34 +180,48 @@ impl Notifier {
         })
     }
 
-    pub async fn run(self, shutdown: CancellationToken) {
-        let receivers = &self.config.receivers;
-        {
-            let mut shared = self.handle.lock();
-            shared.receivers = receivers
-                .iter()
-                .map(|r| ReceiverStatus {
-                    name: r.name.clone(),
-                    ..Default::default()
-                })
-                .collect();
-        }
-        let mut log: HashMap<LogKey, LogEntry> =
-            self.store.nflog().unwrap_or_default().into_iter().collect();
-        let mut states: Vec<ReceiverState> = receivers
+    /// Receiver states for the current config, carrying over by name what `old` held.
+    fn regroup(&self, old_names: &[String], mut old: Vec<ReceiverState>) -> Vec<ReceiverState> {
+        let mut shared = self.handle.lock();
+        let old_status = std::mem::take(&mut shared.receivers);
+        shared.receivers = self
+            .config
+            .receivers
             .iter()
-            .map(|_| ReceiverState {
-                pending: BTreeMap::new(),
-                outbox: VecDeque::new(),
-                in_flight: false,
-                recent: VecDeque::new(),
-                paused_until: None,
+            .map(|r| {
+                old_status
+                    .iter()
+                    .find(|s| s.name == r.name)
+                    .cloned()
+                    .unwrap_or(ReceiverStatus {
+                        name: r.name.clone(),
+                        ..Default::default()
+                    })
             })
             .collect();
+        self.config
+            .receivers
+            .iter()
+            .map(|r| match old_names.iter().position(|n| *n == r.name) {
+                Some(i) => std::mem::replace(&mut old[i], ReceiverState::empty()),
+                None => ReceiverState::empty(),
+            })
+            .collect()
+    }
+
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut log: HashMap<LogKey, LogEntry> =
+            self.store.nflog().unwrap_or_default().into_iter().collect();
+        let mut states = self.regroup(&[], Vec::new());
         match self.store.outbox() {
             Ok(rows) => {
                 for row in rows {
-                    match receivers.iter().position(|r| r.name == row.receiver) {
+                    match self
+                        .config
+                        .receivers
+                        .iter()
+                        .position(|r| r.name == row.receiver)
+                    {
                         Some(i) => states[i].outbox.push_back(Outgoing {
                             row,
                             attempts: 0,
@@ -202,8 +236,7 @@ impl Notifier {
             Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
         }
         let mut dispatcher = Dispatcher::default();
-        // One result per receiver at most is in flight: this queue never fills.
-        let (results_tx, mut results) = mpsc::channel::<SendResult>(receivers.len().max(1));
+        let (results_tx, mut results) = mpsc::channel::<SendResult>(RESULTS_QUEUE);
         let mut ticker = tokio::time::interval(STEP);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -212,6 +245,15 @@ impl Notifier {
                 _ = shutdown.cancelled() => break,
                 Some(done) = results.recv() => self.finish(done, &mut states, &mut log, &mut dispatcher),
                 _ = ticker.tick() => {
+                    if self.updates.has_changed().unwrap_or(false) {
+                        let old_names: Vec<String> = self.config.receivers.iter().map(|r| r.name.clone()).collect();
+                        self.config = self.updates.borrow_and_update().clone();
+                        states = self.regroup(&old_names, states);
+                        // Groups re-form under the new routes; the notification log keeps
+                        // them from being announced twice.
+                        dispatcher = Dispatcher::default();
+                        tracing::info!(receivers = self.config.receivers.len(), "notification settings reloaded");
+                    }
                     let now = Instant::now();
                     let wall = SystemTime::now();
                     let alerts = self.fleet.alerts();
@@ -348,11 +390,12 @@ impl Notifier {
             }
             state.in_flight = true;
             state.recent.push_back(now);
-            let (http, robot, body, results) = (
+            let (http, robot, body, results, name) = (
                 self.http.clone(),
                 receiver.robot.clone(),
                 next.row.body.clone(),
                 results.clone(),
+                receiver.name.clone(),
             );
             let now_ms = wall
                 .duration_since(UNIX_EPOCH)
@@ -361,7 +404,7 @@ impl Notifier {
                 let result = client::send(&http, &robot, body, now_ms).await;
                 let _ = results
                     .send(SendResult {
-                        receiver: index,
+                        receiver: name,
                         result,
                     })
                     .await;
@@ -380,15 +423,25 @@ impl Notifier {
         log: &mut HashMap<LogKey, LogEntry>,
         dispatcher: &mut Dispatcher,
     ) {
-        let state = &mut states[done.receiver];
+        let Some(index) = self
+            .config
+            .receivers
+            .iter()
+            .position(|r| r.name == done.receiver)
+        else {
+            return;
+        };
+        let state = &mut states[index];
         state.in_flight = false;
-        let name = self.config.receivers[done.receiver].name.clone();
+        let name = done.receiver;
         let Some(mut outgoing) = state.outbox.pop_front() else {
             return;
         };
         let wall = SystemTime::now();
         let mut shared = self.handle.lock();
-        let status = &mut shared.receivers[done.receiver];
+        let Some(status) = shared.receivers.get_mut(index) else {
+            return;
+        };
         match done.result {
             Ok(()) => {
                 status.sent += 1;
@@ -404,7 +457,7 @@ impl Notifier {
                             sent_at: Some(wall),
                         },
                     );
-                    dispatcher.delivered(&(done.receiver, key.clone()), resolved);
+                    dispatcher.delivered(&(index, key.clone()), resolved);
                 }
                 tracing::info!(receiver = %name, groups = outgoing.row.groups.len(), "DingTalk message sent");
             }
