@@ -70,6 +70,12 @@ pub struct Cli {
     /// Longest reconnect delay (the backoff doubles up to this, with jitter) [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub reconnect_max: Option<String>,
+    /// Log format: text (default, for people) or json (for log collectors).
+    #[arg(long, value_name = "text|json", default_value = "text")]
+    pub log_format: String,
+    /// Log level or filter, e.g. info or debug [default: info, or RUST_LOG].
+    #[arg(long, value_name = "FILTER")]
+    pub log_level: Option<String>,
 }
 
 /// The `--config` file; unknown keys are rejected.

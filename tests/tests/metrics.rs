@@ -181,6 +181,54 @@ async fn promtool_accepts_metrics_that_match_the_snapshots() {
     );
     assert!(line(&after, "flumewatch_agent_up{", &["host=\"h1\""]).is_some_and(|l| value(l) == 1.0));
 
+    // Every series the Grafana dashboard in deploy/ queries is one the aggregator exports.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/grafana/flumewatch-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            p["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["expr"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    assert!(exprs.len() >= 10);
+    let mut checked = 0;
+    for expr in &exprs {
+        for (i, _) in expr.match_indices("flumewatch_") {
+            let name: String = expr[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let in_metrics = metrics.lines().any(|l| {
+                l.starts_with(&format!("# TYPE {name} "))
+                    || l.starts_with(&format!("{name}{{"))
+                    || l.starts_with(&format!("{name} "))
+            });
+            // Per-receiver series exist once a receiver is configured (this aggregator has none);
+            // alert counts once an alert exists.
+            let conditional = name.contains("notifications")
+                || name.contains("dingtalk")
+                || name == "flumewatch_alerts";
+            assert!(
+                in_metrics || conditional,
+                "the dashboard queries {name}, which /metrics does not export"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "{checked}");
+
     assert_eq!(get(http, "/-/healthy").await.0, 200);
     assert_eq!(get(http, "/-/ready").await.0, 200);
     s1.stop().await;
