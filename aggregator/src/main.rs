@@ -35,28 +35,13 @@ fn main() -> ExitCode {
     } else {
         "info"
     };
-    let filter = match log_level {
-        Some(level) => tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| e.to_string()),
-        None => Ok(tracing_subscriber::EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| default_level.into())),
-    };
-    let filter = match filter {
-        Ok(filter) => filter,
-        Err(e) => {
-            eprintln!("flumewatch-aggregator: invalid `log_level`: {e}");
-            return ExitCode::from(64);
-        }
-    };
-    match log_format.as_str() {
-        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        "json" => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        other => {
-            eprintln!("flumewatch-aggregator: invalid `log_format`: {other:?}: use text or json");
-            return ExitCode::from(64);
-        }
+    if let Err(e) = flumewatch_sidecar::telemetry::init_logging(
+        &log_format,
+        log_level.as_deref(),
+        default_level,
+    ) {
+        eprintln!("flumewatch-aggregator: {e}");
+        return ExitCode::from(64);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -19,6 +19,7 @@ mod poller;
 pub mod sim;
 pub mod snapshot;
 mod stats;
+pub mod telemetry;
 pub mod uplink;
 
 use std::sync::Arc;

@@ -15,28 +15,11 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let filter = match log_level {
-        Some(level) => match tracing_subscriber::EnvFilter::try_new(&level) {
-            Ok(filter) => filter,
-            Err(e) => {
-                eprintln!("flumewatch-sidecar: invalid `log_level`: {e}");
-                return ExitCode::from(64);
-            }
-        },
-        None => {
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
-        }
-    };
-    match log_format.as_str() {
-        "text" => tracing_subscriber::fmt().with_env_filter(filter).init(),
-        "json" => tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init(),
-        other => {
-            eprintln!("flumewatch-sidecar: invalid `log_format`: {other:?}: use text or json");
-            return ExitCode::from(64);
-        }
+    if let Err(e) =
+        flumewatch_sidecar::telemetry::init_logging(&log_format, log_level.as_deref(), "info")
+    {
+        eprintln!("flumewatch-sidecar: {e}");
+        return ExitCode::from(64);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
