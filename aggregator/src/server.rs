@@ -72,6 +72,7 @@ impl Aggregator {
         let store = Store::open(&config.state_dir)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
+        fleet.restore_firing(store.firing()?);
         Ok(Self {
             reloader: Reloader::new(None, fleet.clone(), notify_config.clone()),
             notify_config,

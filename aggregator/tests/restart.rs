@@ -160,10 +160,34 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
             .filter(|r| r.failed_attempts >= 1 && r.queued >= 1)
     })
     .await;
+    let firing_before = until("bj-01's alert firing", || async {
+        let mut client = FleetClient::connect(url.clone()).await.ok()?;
+        let alerts = client
+            .list_alerts(pb::ListAlertsRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .alerts;
+        alerts
+            .into_iter()
+            .find(|a| a.labels["host"] == "bj-01" && a.state == pb::AlertState::Firing as i32)?
+            .firing_since
+    })
+    .await;
     aggregator.kill().expect("SIGKILL");
     aggregator.wait().unwrap();
     fake.clear_forced();
     assert!(fake.received().is_empty());
+    // After the restart the rule holds for an hour before firing: a firing alert that still
+    // holds must resume, not start over.
+    std::fs::write(
+        dir.join("rules.toml"),
+        RULES.replace(
+            "kinds = [\"channel\"]",
+            "kinds = [\"channel\"]\nfor = \"1h\"",
+        ),
+    )
+    .unwrap();
 
     let mut restarted = spawn(&config);
     let delivered = until("the outbox delivered after the restart", || async {
@@ -199,6 +223,26 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     assert_eq!(silences.len(), 1);
     assert_eq!(silences[0].id, silence.id);
     assert!(silences[0].active);
+    let resumed = until("bj-01's alert resumed as firing", || async {
+        let mut client = FleetClient::connect(url.clone()).await.ok()?;
+        let alerts = client
+            .list_alerts(pb::ListAlertsRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .alerts;
+        alerts
+            .into_iter()
+            .find(|a| a.labels["host"] == "bj-01" && a.state == pb::AlertState::Firing as i32)
+    })
+    .await;
+    // The state database keeps milliseconds.
+    let ms = |t: &prost_types::Timestamp| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000;
+    assert_eq!(
+        resumed.firing_since.as_ref().map(ms),
+        Some(ms(&firing_before)),
+        "firing since before the kill, despite for = 1h"
+    );
     let alerts = client
         .list_alerts(pb::ListAlertsRequest::default())
         .await

@@ -7,6 +7,7 @@
 mod agent;
 pub mod rates;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -126,7 +127,14 @@ struct State {
     language: Language,
     health: Vec<RuleHealth>,
     cluster_alerts: HashMap<(usize, String), Tracked>,
+    /// Alerts firing at the last stop, waiting to be matched (see `Evaluator::restored`).
+    restored: RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
+    /// When they were loaded: ones not matched within [`RESTORE_WINDOW`] are forgotten.
+    restored_at: Option<Instant>,
 }
+
+/// How long alerts firing at the last stop wait for their condition to hold again.
+const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Cheap to clone; every clone sees the same fleet.
 #[derive(Debug, Clone)]
@@ -149,6 +157,8 @@ impl Fleet {
                 rules,
                 language,
                 cluster_alerts: HashMap::new(),
+                restored: RefCell::default(),
+                restored_at: None,
             })),
             history_len,
             evaluation: prometheus_client::metrics::histogram::Histogram::new(
@@ -207,6 +217,18 @@ impl Fleet {
         state.health = health;
         state.rules = rules;
         state.language = language;
+    }
+
+    /// Alerts that were firing when the aggregator last stopped (from the state database).
+    pub fn restore_firing(&self, firing: impl IntoIterator<Item = (u64, SystemTime, SystemTime)>) {
+        let mut state = self.lock();
+        state.restored = RefCell::new(
+            firing
+                .into_iter()
+                .map(|(fp, active, fired)| (fp, (active, fired)))
+                .collect(),
+        );
+        state.restored_at = Some(Instant::now());
     }
 
     pub fn evaluation_histogram(&self) -> prometheus_client::metrics::histogram::Histogram {
@@ -271,8 +293,10 @@ impl Fleet {
             rules,
             language,
             health,
+            restored,
             ..
         } = &mut *guard;
+        let restored = &*restored;
         let Some(sidecar) = sidecars.get_mut(host) else {
             return Recorded::StaleStream;
         };
@@ -302,6 +326,7 @@ impl Fleet {
                 now: now.mono,
                 wall: now.wall,
                 health,
+                restored,
             };
             evaluator.agent(
                 &mut agent.eval,
@@ -326,14 +351,22 @@ impl Fleet {
             language,
             health,
             cluster_alerts,
+            restored,
+            restored_at,
             ..
         } = &mut *guard;
+        if restored_at.is_some_and(|at| now.mono.saturating_duration_since(at) > RESTORE_WINDOW) {
+            restored.borrow_mut().clear();
+            *restored_at = None;
+        }
+        let restored = &*restored;
         let mut evaluator = Evaluator {
             rules,
             language: *language,
             now: now.mono,
             wall: now.wall,
             health,
+            restored,
         };
         for agent in agents.values_mut() {
             let Some(sidecar) = sidecars.get(&agent.host) else {

@@ -32,6 +32,8 @@ use crate::fleet::Fleet;
 /// How often the pipeline looks at the fleet's alerts.
 const STEP: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long after a start alerts that were firing before it may still resume.
+const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Send results waiting for the pipeline: at most one per receiver is in flight; a sender
 /// beyond this waits, it is never lost.
@@ -236,6 +238,14 @@ impl Notifier {
             Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
         }
         let mut dispatcher = Dispatcher::default();
+        let started = Instant::now();
+        let mut persisted: HashMap<u64, (SystemTime, SystemTime)> = self
+            .store
+            .firing()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(fp, a, f)| (fp, (a, f)))
+            .collect();
         let (results_tx, mut results) = mpsc::channel::<SendResult>(RESULTS_QUEUE);
         let mut ticker = tokio::time::interval(STEP);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,6 +267,7 @@ impl Notifier {
                     let now = Instant::now();
                     let wall = SystemTime::now();
                     let alerts = self.fleet.alerts();
+                    self.persist_firing(&alerts, &mut persisted, now.saturating_duration_since(started) > RESTORE_WINDOW);
                     dispatcher.observe(&alerts, &self.config, now);
                     self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
                     self.send(&mut states, &results_tx, now, wall);
@@ -272,6 +283,51 @@ impl Notifier {
                 queued,
                 "stopping; undelivered messages stay in the outbox for the next start"
             );
+        }
+    }
+
+    /// Keeps the state database's list of firing alerts current, so a restart resumes them.
+    /// Alerts not (yet) re-evaluated after a restart are kept until `forget_absent`.
+    fn persist_firing(
+        &self,
+        alerts: &[Alert],
+        persisted: &mut HashMap<u64, (SystemTime, SystemTime)>,
+        forget_absent: bool,
+    ) {
+        let firing: HashMap<u64, (SystemTime, SystemTime)> = alerts
+            .iter()
+            .filter(|a| a.status == crate::alert::AlertStatus::Firing)
+            .map(|a| {
+                (
+                    a.fingerprint,
+                    (a.active_since, a.firing_since.unwrap_or(a.active_since)),
+                )
+            })
+            .collect();
+        let present: BTreeSet<u64> = alerts.iter().map(|a| a.fingerprint).collect();
+        let started: Vec<(u64, SystemTime, SystemTime)> = firing
+            .iter()
+            .filter(|(fp, t)| persisted.get(*fp) != Some(*t))
+            .map(|(fp, (a, f))| (*fp, *a, *f))
+            .collect();
+        let stopped: Vec<u64> = persisted
+            .keys()
+            .filter(|fp| !firing.contains_key(*fp) && (present.contains(*fp) || forget_absent))
+            .copied()
+            .collect();
+        if started.is_empty() && stopped.is_empty() {
+            return;
+        }
+        match self.store.sync_firing(&started, &stopped) {
+            Ok(()) => {
+                for (fp, a, f) in started {
+                    persisted.insert(fp, (a, f));
+                }
+                for fp in stopped {
+                    persisted.remove(&fp);
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot record firing alerts"),
         }
     }
 

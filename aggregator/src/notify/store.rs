@@ -70,6 +70,8 @@ impl Store {
                 ends_at INTEGER NOT NULL, creator TEXT NOT NULL, comment TEXT NOT NULL, created_at INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS nflog (receiver TEXT NOT NULL, group_key TEXT NOT NULL, firing TEXT NOT NULL,
                 resolved TEXT NOT NULL, sent_at INTEGER NOT NULL, PRIMARY KEY (receiver, group_key));
+             CREATE TABLE IF NOT EXISTS firing (fingerprint TEXT PRIMARY KEY, active_since INTEGER NOT NULL,
+                firing_since INTEGER NOT NULL);
              CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL,
                 body BLOB NOT NULL, groups TEXT NOT NULL, created_at INTEGER NOT NULL);",
         )?;
@@ -204,6 +206,45 @@ impl Store {
                     fps_text(resolved),
                     ms(now)
                 ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Alerts firing at the last stop: (fingerprint, active since, firing since).
+    pub fn firing(&self) -> Result<Vec<(u64, SystemTime, SystemTime)>, StoreError> {
+        let db = self.db();
+        let mut stmt = db.prepare("SELECT fingerprint, active_since, firing_since FROM firing")?;
+        let rows = stmt.query_map([], |r| {
+            let fp: String = r.get(0)?;
+            Ok((
+                u64::from_str_radix(&fp, 16).unwrap_or(0),
+                time(r.get(1)?),
+                time(r.get(2)?),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records alerts that started firing and forgets those that stopped, in one transaction.
+    pub fn sync_firing(
+        &self,
+        started: &[(u64, SystemTime, SystemTime)],
+        stopped: &[u64],
+    ) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        for (fp, active, fired) in started {
+            tx.execute(
+                "INSERT OR REPLACE INTO firing VALUES (?1, ?2, ?3)",
+                params![format!("{fp:016x}"), ms(*active), ms(*fired)],
+            )?;
+        }
+        for fp in stopped {
+            tx.execute(
+                "DELETE FROM firing WHERE fingerprint = ?1",
+                params![format!("{fp:016x}")],
             )?;
         }
         tx.commit()?;

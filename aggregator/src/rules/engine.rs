@@ -4,6 +4,7 @@
 //! Conditions judge data (windows end at the newest scrape time); hold-downs judge the
 //! aggregator's monotonic clock, so a sidecar's clock skew cannot fire or resolve anything.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -69,6 +70,9 @@ pub struct Evaluator<'a> {
     pub now: Instant,
     pub wall: SystemTime,
     pub health: &'a mut Vec<RuleHealth>,
+    /// Alerts that were firing when the aggregator last stopped, by fingerprint: (active since,
+    /// firing since). One that holds again resumes firing instead of serving its `for` again.
+    pub restored: &'a RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
 }
 
 impl Evaluator<'_> {
@@ -322,9 +326,25 @@ impl Evaluator<'_> {
         });
         tracked.seen = pass;
         tracked.holds = value.is_some();
-        let transition = tracked
-            .tracker
-            .step(value.is_some(), on_poll, self.now, &rule.hold);
+        let restored = match (value, &tracked.tracker.phase) {
+            (Some(_), Phase::Inactive) => self
+                .restored
+                .borrow_mut()
+                .remove(&tracked.alert.fingerprint),
+            _ => None,
+        };
+        let transition = match restored {
+            Some((active_since, firing_since)) => {
+                tracked.tracker = Tracker::restored_firing(self.now);
+                tracked.alert.status = AlertStatus::Firing;
+                tracked.alert.active_since = active_since;
+                tracked.alert.firing_since = Some(firing_since);
+                Transition::Unchanged
+            }
+            None => tracked
+                .tracker
+                .step(value.is_some(), on_poll, self.now, &rule.hold),
+        };
         if let Some(v) = value {
             tracked.alert.value = v;
             tracked.alert.annotations = annotations(rule, target, v, self.language);

@@ -111,6 +111,19 @@ impl Tracker {
         }
     }
 
+    /// A tracker that was firing before the aggregator restarted and still holds: it fires on,
+    /// without serving its `for` again.
+    pub fn restored_firing(now: Instant) -> Self {
+        Self {
+            phase: Phase::Firing {
+                since: now,
+                fired_at: now,
+            },
+            true_polls: 1,
+            last_true: Some(now),
+        }
+    }
+
     /// Pending or firing.
     pub fn is_active(&self) -> bool {
         matches!(self.phase, Phase::Pending { .. } | Phase::Firing { .. })
