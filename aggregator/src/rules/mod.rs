@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod engine;
+mod facts;
 pub mod file;
 pub mod series;
 pub mod state;
