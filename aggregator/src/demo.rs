@@ -48,6 +48,7 @@ fn demo_notify(webhook: &str, language: crate::rules::Language) -> NotifyConfig 
         at_mobiles: Some([("critical".to_owned(), vec!["13800000000".to_owned()])].into()),
         at_user_ids: None,
         at_all_on_critical: None,
+        template_file: None,
     };
     notify_config::validate(raw, vec![receiver], None, NotifyFlags::default(), language)
         .expect("the demo's notification settings are valid")

@@ -57,6 +57,8 @@ pub struct RawReceiver {
     pub at_mobiles: Option<BTreeMap<String, Vec<String>>>,
     pub at_user_ids: Option<BTreeMap<String, Vec<String>>>,
     pub at_all_on_critical: Option<bool>,
+    /// A message layout file (see `dingtalk::message::check_template`).
+    pub template_file: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -397,6 +399,16 @@ fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Inv
         .ok_or_else(|| at("webhook", "a receiver needs its robot's webhook URL"))?;
     check_webhook("webhook", webhook.expose())?;
     let secret = secret("secret", r.secret, r.secret_env, r.secret_file)?;
+    let template = match &r.template_file {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| at("template_file", format!("{path}: {e}")))?;
+            super::dingtalk::message::check_template(&text)
+                .map_err(|e| at("template_file", format!("{path}: {e}")))?;
+            Some(text)
+        }
+    };
     Ok(Receiver {
         name: r.name,
         robot: Robot { webhook, secret },
@@ -406,6 +418,7 @@ fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Inv
             at_mobiles: severity_lists("at_mobiles", r.at_mobiles)?,
             at_user_ids: severity_lists("at_user_ids", r.at_user_ids)?,
             at_all_on_critical: r.at_all_on_critical.unwrap_or(false),
+            template,
         },
     })
 }

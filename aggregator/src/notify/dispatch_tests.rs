@@ -20,6 +20,7 @@ fn config() -> NotifyConfig {
         at_mobiles: None,
         at_user_ids: None,
         at_all_on_critical: None,
+        template_file: None,
     };
     validate(
         RawNotify::default(),

@@ -34,6 +34,30 @@ pub struct Style {
     pub at_user_ids: BTreeMap<Severity, Vec<String>>,
     /// @all when a critical alert fires.
     pub at_all_on_critical: bool,
+    /// Operator's layout: `{{title}}`, `{{firing}}`, `{{resolved}}` and `{{mentions}}` stand
+    /// for the sections of the default layout.
+    pub template: Option<String>,
+}
+
+/// The placeholders a message template may use.
+pub const TEMPLATE_PLACEHOLDERS: &[&str] = &["title", "firing", "resolved", "mentions"];
+
+/// Checks a message template: every `{{name}}` must be known, and it must show the alerts.
+pub fn check_template(template: &str) -> Result<(), String> {
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").ok_or("an unclosed {{")?;
+        let name = after[..end].trim();
+        if !TEMPLATE_PLACEHOLDERS.contains(&name) {
+            return Err(format!("unknown placeholder {{{{{name}}}}} (use {{{{title}}}}, {{{{firing}}}}, {{{{resolved}}}}, {{{{mentions}}}})"));
+        }
+        rest = &after[end + 2..];
+    }
+    if !template.contains("{{firing}}") {
+        return Err("the template must show {{firing}}".into());
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]
@@ -152,7 +176,8 @@ fn text(
     cap: usize,
     now: SystemTime,
 ) -> (String, usize) {
-    let mut out = format!("### {}\n\n", escape(title));
+    let heading = format!("### {}\n\n", escape(title));
+    let mut out = String::new();
     let mut omitted = 0;
     for group in groups.iter().filter(|g| !g.firing.is_empty()) {
         let first = &group.firing[0];
@@ -187,6 +212,7 @@ fn text(
         }
         out.push('\n');
     }
+    let firing_section = std::mem::take(&mut out);
     let resolved: Vec<&Alert> = groups.iter().flat_map(|g| &g.resolved).collect();
     if !resolved.is_empty() {
         let _ = writeln!(
@@ -215,14 +241,32 @@ fn text(
         }
         out.push('\n');
     }
+    let resolved_section = std::mem::take(&mut out);
     let mentions: Vec<String> = at
         .at_mobiles
         .iter()
         .chain(&at.at_user_ids)
         .map(|m| format!("@{m}"))
         .collect();
-    if !mentions.is_empty() {
-        let _ = writeln!(out, "{}", mentions.join(" "));
+    let mentions = mentions.join(" ");
+    match &style.template {
+        Some(template) => {
+            out = template
+                .replace("{{title}}", &escape(title))
+                .replace("{{firing}}", &firing_section)
+                .replace("{{resolved}}", &resolved_section)
+                .replace("{{mentions}}", &mentions);
+            // DingTalk highlights a mention only when the text holds it.
+            if !mentions.is_empty() && !out.contains(&mentions) {
+                let _ = writeln!(out, "\n{mentions}");
+            }
+        }
+        None => {
+            out = format!("{heading}{firing_section}{resolved_section}");
+            if !mentions.is_empty() {
+                let _ = writeln!(out, "{mentions}");
+            }
+        }
     }
     if let Some(keyword) = &style.keyword {
         if !out.contains(keyword.as_str()) {

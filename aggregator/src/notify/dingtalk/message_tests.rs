@@ -187,3 +187,45 @@ fn english_and_keyword_and_at_all() {
     let body: serde_json::Value = serde_json::from_slice(&m.body).unwrap();
     assert_eq!(body["at"]["isAtAll"], true);
 }
+
+#[test]
+fn an_operator_template_frames_the_sections() {
+    let template = "## 值班提醒 {{title}}\n\n{{firing}}\n---\n{{resolved}}\n[运维手册](https://wiki.example/flume)\n{{mentions}}\n".to_owned();
+    check_template(&template).expect("valid");
+    let style = Style {
+        template: Some(template),
+        at_mobiles: BTreeMap::from([(Severity::Critical, vec!["13800000000".to_owned()])]),
+        ..Style::default()
+    };
+    let m = render(
+        &[group(
+            vec![alert("h1", Severity::Critical, AlertStatus::Firing)],
+            vec![alert("h2", Severity::Warning, AlertStatus::Resolved)],
+        )],
+        &style,
+        at(300),
+    );
+    assert!(
+        m.text
+            .starts_with("## 值班提醒 【Flume 告警】 严重 1 已恢复 1\n"),
+        "{}",
+        m.text
+    );
+    assert!(m.text.contains("- **h1**/a1: 通道 c1 使用率 97%"));
+    assert!(m
+        .text
+        .contains("---\n#### <font color=#008000>[已恢复]</font> (1)"));
+    assert!(m
+        .text
+        .contains("[运维手册](https://wiki.example/flume)\n@13800000000"));
+    assert!(check_template("{{firing}} {{titel}}")
+        .unwrap_err()
+        .contains("{{titel}}"));
+    assert!(check_template("no alerts here").is_err());
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../deploy/dingtalk-template.md"
+    ))
+    .unwrap();
+    check_template(&shipped).expect("the example template in deploy/ is valid");
+}
