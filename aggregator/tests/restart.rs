@@ -62,6 +62,20 @@ async fn until<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// The firing alert of `host`, if any.
+async fn firing_alert(url: &str, host: &str) -> Option<pb::Alert> {
+    let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
+    let alerts = client
+        .list_alerts(pb::ListAlertsRequest::default())
+        .await
+        .ok()?
+        .into_inner()
+        .alerts;
+    alerts
+        .into_iter()
+        .find(|a| a.labels["host"] == host && a.state == pb::AlertState::Firing as i32)
+}
+
 async fn receivers(url: &str) -> Option<pb::ReceiverStatus> {
     let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
     client
@@ -161,17 +175,7 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     })
     .await;
     let firing_before = until("bj-01's alert firing", || async {
-        let mut client = FleetClient::connect(url.clone()).await.ok()?;
-        let alerts = client
-            .list_alerts(pb::ListAlertsRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .alerts;
-        alerts
-            .into_iter()
-            .find(|a| a.labels["host"] == "bj-01" && a.state == pb::AlertState::Firing as i32)?
-            .firing_since
+        firing_alert(&url, "bj-01").await?.firing_since
     })
     .await;
     aggregator.kill().expect("SIGKILL");
@@ -223,17 +227,8 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     assert_eq!(silences.len(), 1);
     assert_eq!(silences[0].id, silence.id);
     assert!(silences[0].active);
-    let resumed = until("bj-01's alert resumed as firing", || async {
-        let mut client = FleetClient::connect(url.clone()).await.ok()?;
-        let alerts = client
-            .list_alerts(pb::ListAlertsRequest::default())
-            .await
-            .ok()?
-            .into_inner()
-            .alerts;
-        alerts
-            .into_iter()
-            .find(|a| a.labels["host"] == "bj-01" && a.state == pb::AlertState::Firing as i32)
+    let resumed = until("bj-01's alert resumed as firing", || {
+        firing_alert(&url, "bj-01")
     })
     .await;
     // The state database keeps milliseconds.
