@@ -102,6 +102,18 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub dingtalk_secret: Option<String>,
+    /// File of accepted sidecar tokens (one per line, optionally followed by the only host it
+    /// may report for); without it any sidecar may report.
+    #[arg(long, value_name = "FILE")]
+    pub ingest_tokens_file: Option<PathBuf>,
+    /// Token required for silences and reload (read-only queries stay open).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUMEWATCH_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    pub admin_token: Option<String>,
     /// How long a new alert group waits for more alerts before its first message [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub group_wait: Option<String>,
@@ -147,6 +159,11 @@ pub struct FileConfig {
     pub notify: Option<RawNotify>,
     pub receivers: Option<Vec<RawReceiver>>,
     pub inhibit_rules: Option<Vec<RawInhibit>>,
+    pub ingest_tokens_file: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    /// From the command line or FLUMEWATCH_ADMIN_TOKEN only (never in a config file).
+    #[serde(skip)]
+    pub admin_token: Option<String>,
     /// From the command line only.
     #[serde(skip)]
     pub flags: NotifyFlags,
@@ -165,6 +182,10 @@ pub struct Config {
     pub rules: Arc<RuleSet>,
     /// Receivers, routes, grouping and inhibition (no receivers: nothing is sent).
     pub notify: NotifyConfig,
+    /// Sidecar tokens (empty: ingest open).
+    pub ingest_tokens: crate::auth::IngestTokens,
+    /// Needed for silences and reload when set.
+    pub admin_token: Option<crate::secret::Secret>,
     pub language: Language,
     pub evaluation_interval: Duration,
 }
@@ -207,6 +228,9 @@ impl Cli {
             notify: file.notify,
             receivers: file.receivers,
             inhibit_rules: file.inhibit_rules,
+            ingest_tokens_file: self.ingest_tokens_file.or(file.ingest_tokens_file),
+            admin_token_file: file.admin_token_file,
+            admin_token: self.admin_token,
             flags: NotifyFlags {
                 dingtalk_webhook: self.dingtalk_webhook,
                 dingtalk_secret: self.dingtalk_secret,
@@ -306,7 +330,34 @@ impl FileConfig {
             language,
         )
         .map_err(|(key, reason)| ConfigError::InvalidAt { key, reason })?;
+        let ingest_tokens = match &self.ingest_tokens_file {
+            None => crate::auth::IngestTokens::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("ingest_tokens_file", format!("{}: {e}", path.display()))
+                })?;
+                crate::auth::IngestTokens::parse(&text).map_err(|e| {
+                    invalid("ingest_tokens_file", format!("{}: {e}", path.display()))
+                })?
+            }
+        };
+        let admin_token = match (self.admin_token, &self.admin_token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| invalid("admin_token_file", format!("{}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(invalid("admin_token", "must be at least 16 characters"));
+        }
+        let admin_token = admin_token.map(crate::secret::Secret::new);
         Ok(Config {
+            ingest_tokens,
+            admin_token,
             notify,
             grpc_listen,
             http_listen,

@@ -29,6 +29,8 @@ pub struct IngestCounters {
     pub snapshots_stored: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
+    /// Streams refused for a missing, unknown or misbound token.
+    pub auth_rejected: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -66,6 +68,7 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<pb::ReportRequest>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
+        let enrolled = request.extensions().get::<crate::auth::Enrolled>().cloned();
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_TIMEOUT, inbound.message())
             .await
@@ -80,6 +83,15 @@ impl Ingest for IngestService {
                 ))
             }
         };
+        if let Some(bound) = enrolled.and_then(|e| e.bound_host) {
+            if bound != hello.host {
+                self.counters.auth_rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(host = %hello.host, %bound, "a sidecar token was used for another host");
+                return Err(Status::permission_denied(format!(
+                    "this token may only report for host {bound:?}"
+                )));
+            }
+        }
         let host = hello.host.clone();
         let registration = self.fleet.connect(hello, Now::current());
         self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);

@@ -11,6 +11,7 @@
 //! `convert` maps the aggregator's own views to protobuf.
 
 pub mod alert;
+pub mod auth;
 pub mod check;
 pub mod config;
 mod convert;

@@ -230,6 +230,9 @@ pub fn render(
     f.counter("flumewatch_snapshots_replayed_duplicate")
         .get_or_create(&none)
         .inc_by(counters.duplicates.load(Ordering::Relaxed));
+    f.counter("flumewatch_ingest_auth_rejected")
+        .get_or_create(&none)
+        .inc_by(counters.auth_rejected.load(Ordering::Relaxed));
     f.counter("flumewatch_snapshots_rejected")
         .get_or_create(&none)
         .inc_by(counters.rejected.load(Ordering::Relaxed));

@@ -27,6 +27,8 @@ pub struct QueryService {
     /// The notification settings in force (for inhibition in ListAlerts).
     notify_config: watch::Receiver<NotifyConfig>,
     reloader: Reloader,
+    /// Required for silences and reload when set.
+    admin_token: Option<crate::secret::Secret>,
 }
 
 impl QueryService {
@@ -41,7 +43,14 @@ impl QueryService {
             notify,
             notify_config,
             reloader,
+            admin_token: None,
         }
+    }
+
+    /// Silences and reload then need `authorization: Bearer TOKEN`.
+    pub fn with_admin_token(mut self, token: Option<crate::secret::Secret>) -> Self {
+        self.admin_token = token;
+        self
     }
 
     fn inhibit_rules(&self) -> Vec<InhibitRule> {
@@ -165,6 +174,7 @@ impl FleetApi for QueryService {
         &self,
         request: Request<pb::CreateSilenceRequest>,
     ) -> Result<Response<pb::Silence>, Status> {
+        crate::auth::check_admin(self.admin_token.as_ref(), request.metadata())?;
         let r = request.into_inner();
         let now = SystemTime::now();
         if r.matchers.is_empty() {
@@ -255,6 +265,7 @@ impl FleetApi for QueryService {
         &self,
         request: Request<pb::ExpireSilenceRequest>,
     ) -> Result<Response<pb::Silence>, Status> {
+        crate::auth::check_admin(self.admin_token.as_ref(), request.metadata())?;
         let id = request.into_inner().id;
         let now = SystemTime::now();
         if !self
@@ -302,8 +313,9 @@ impl FleetApi for QueryService {
 
     async fn reload(
         &self,
-        _request: Request<pb::ReloadRequest>,
+        request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadResponse>, Status> {
+        crate::auth::check_admin(self.admin_token.as_ref(), request.metadata())?;
         // The reload reads files: keep it off the async workers.
         let reloader = self.reloader.clone();
         let result = tokio::task::spawn_blocking(move || reloader.reload())

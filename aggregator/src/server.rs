@@ -148,7 +148,8 @@ impl Aggregator {
             self.notify.clone(),
             self.notify_config.subscribe(),
             self.reloader(),
-        );
+        )
+        .with_admin_token(self.config.admin_token.clone());
         if self.config.notify.receivers.is_empty() {
             tracing::info!(
                 "no DingTalk receiver configured: alerts are judged and listed, not sent"
@@ -206,7 +207,26 @@ impl Aggregator {
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(IngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                IngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES),
+                {
+                    let tokens = self.config.ingest_tokens.clone();
+                    let counters = self.counters.clone();
+                    move |mut request: tonic::Request<()>| match tokens.check(request.metadata()) {
+                        Ok(enrolled) => {
+                            request.extensions_mut().insert(enrolled);
+                            Ok(request)
+                        }
+                        Err(status) => {
+                            counters
+                                .auth_rejected
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tracing::warn!(reason = status.message(), "sidecar stream refused");
+                            Err(status)
+                        }
+                    }
+                },
+            ))
             .add_service(FleetServer::new(query))
             .add_service(health_service)
             .add_service(reflection_v1)

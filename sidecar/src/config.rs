@@ -76,6 +76,17 @@ pub struct Cli {
     /// Log level or filter, e.g. info or debug [default: info, or RUST_LOG].
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
+    /// The token the aggregator enrolled this sidecar with (or FLUMEWATCH_TOKEN).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUMEWATCH_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// A file holding that token.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
 }
 
 /// The `--config` file; unknown keys are rejected.
@@ -92,6 +103,10 @@ pub struct FileConfig {
     pub buffer: Option<usize>,
     pub reconnect_min: Option<String>,
     pub reconnect_max: Option<String>,
+    pub token_file: Option<PathBuf>,
+    /// From the command line or FLUMEWATCH_TOKEN only (never in a config file).
+    #[serde(skip)]
+    pub token: Option<String>,
 }
 
 /// One Flume agent to poll.
@@ -114,6 +129,24 @@ pub struct Config {
     pub buffer: usize,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
+    /// Sent as `authorization: Bearer …` on the ingest stream.
+    pub token: Option<Token>,
+}
+
+/// A sidecar token; prints as `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl Cli {
@@ -149,6 +182,8 @@ impl Cli {
             buffer: self.buffer.or(file.buffer),
             reconnect_min: self.reconnect_min.or(file.reconnect_min),
             reconnect_max: self.reconnect_max.or(file.reconnect_max),
+            token_file: self.token_file.or(file.token_file),
+            token: self.token,
         })
     }
 }
@@ -227,6 +262,23 @@ impl FileConfig {
                 "must be above 0 and not above reconnect_max",
             ));
         }
+        let token = match (self.token, &self.token_file) {
+            (Some(token), _) => Some(token),
+            (None, Some(path)) => Some(
+                std::fs::read_to_string(path)
+                    .map_err(|e| invalid("token_file", format!("{}: {e}", path.display())))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, None) => None,
+        };
+        if token
+            .as_ref()
+            .is_some_and(|t| t.is_empty() || t.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid("token", "must be one word without spaces"));
+        }
+        let token = token.map(Token);
         Ok(Config {
             aggregator,
             agents,
@@ -238,6 +290,7 @@ impl FileConfig {
             buffer,
             reconnect_min,
             reconnect_max,
+            token,
         })
     }
 }

@@ -90,6 +90,8 @@ impl AggregatorHandle {
             language: Language::Zh,
             evaluation_interval: Duration::from_millis(100),
             notify: flumewatch_aggregator::notify::config::NotifyConfig::disabled(),
+            ingest_tokens: Default::default(),
+            admin_token: None,
         };
         std::fs::create_dir_all(&state_dir).expect("state dir");
         Self::start_config(config).await

@@ -31,6 +31,7 @@ pub(crate) struct Uplink {
     pub stats: Arc<Stats>,
     pub stats_every: Duration,
     pub backoff: Backoff,
+    pub token: Option<crate::config::Token>,
 }
 
 impl Uplink {
@@ -61,6 +62,7 @@ impl Uplink {
             stats,
             stats_every: config.interval,
             backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
+            token: config.token.clone(),
         })
     }
 

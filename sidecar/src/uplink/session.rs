@@ -51,8 +51,17 @@ pub(super) async fn run(
             message: Some(message),
         });
     }
+    let mut request = tonic::Request::new(ReceiverStream::new(rx));
+    if let Some(token) = &uplink.token {
+        let value = format!("Bearer {}", token.expose()).parse().map_err(|_| {
+            SessionError::Refused(tonic::Status::invalid_argument(
+                "the token is not a valid header value",
+            ))
+        })?;
+        request.metadata_mut().insert("authorization", value);
+    }
     let mut inbound = IngestClient::new(channel)
-        .report(ReceiverStream::new(rx))
+        .report(request)
         .await
         .map_err(SessionError::Refused)?
         .into_inner();
