@@ -102,6 +102,15 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub dingtalk_secret: Option<String>,
+    /// PEM certificate chain for TLS on the gRPC port (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle: sidecars must present a client certificate it signed (mTLS).
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
     /// File of accepted sidecar tokens (one per line, optionally followed by the only host it
     /// may report for); without it any sidecar may report.
     #[arg(long, value_name = "FILE")]
@@ -161,6 +170,9 @@ pub struct FileConfig {
     pub inhibit_rules: Option<Vec<RawInhibit>>,
     pub ingest_tokens_file: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     /// From the command line or FLUMEWATCH_ADMIN_TOKEN only (never in a config file).
     #[serde(skip)]
     pub admin_token: Option<String>,
@@ -186,8 +198,27 @@ pub struct Config {
     pub ingest_tokens: crate::auth::IngestTokens,
     /// Needed for silences and reload when set.
     pub admin_token: Option<crate::secret::Secret>,
+    /// TLS for the gRPC port (None: plaintext).
+    pub tls: Option<TlsFiles>,
     pub language: Language,
     pub evaluation_interval: Duration,
+}
+
+/// PEM contents for the gRPC port's TLS, read at validation.
+#[derive(Clone)]
+pub struct TlsFiles {
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+    /// Client certificates must chain to this (mTLS).
+    pub client_ca: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsFiles")
+            .field("mtls", &self.client_ca.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What `main` should run.
@@ -230,6 +261,9 @@ impl Cli {
             inhibit_rules: file.inhibit_rules,
             ingest_tokens_file: self.ingest_tokens_file.or(file.ingest_tokens_file),
             admin_token_file: file.admin_token_file,
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
+            tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
             admin_token: self.admin_token,
             flags: NotifyFlags {
                 dingtalk_webhook: self.dingtalk_webhook,
@@ -355,7 +389,28 @@ impl FileConfig {
             return Err(invalid("admin_token", "must be at least 16 characters"));
         }
         let admin_token = admin_token.map(crate::secret::Secret::new);
+        let read = |key: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: read("tls_cert", cert)?,
+                key: read("tls_key", key)?,
+                client_ca: self
+                    .tls_client_ca
+                    .as_deref()
+                    .map(|p| read("tls_client_ca", p))
+                    .transpose()?,
+            }),
+            (None, None) if self.tls_client_ca.is_some() => {
+                return Err(invalid("tls_client_ca", "needs tls_cert and tls_key"))
+            }
+            (None, None) => None,
+            _ => return Err(invalid("tls_cert", "give both tls_cert and tls_key")),
+        };
+
         Ok(Config {
+            tls,
             ingest_tokens,
             admin_token,
             notify,

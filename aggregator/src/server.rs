@@ -203,7 +203,24 @@ impl Aggregator {
             self.config.evaluation_interval,
             streams_stop.clone(),
         ));
-        let server = tonic::transport::Server::builder()
+        let mut builder = tonic::transport::Server::builder();
+        match &self.config.tls {
+            Some(tls) => {
+                let mut server_tls = tonic::transport::ServerTlsConfig::new()
+                    .identity(tonic::transport::Identity::from_pem(&tls.cert, &tls.key));
+                if let Some(ca) = &tls.client_ca {
+                    server_tls =
+                        server_tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+                }
+                builder = builder.tls_config(server_tls)?;
+                tracing::info!(mtls = tls.client_ca.is_some(), "gRPC port uses TLS");
+            }
+            None if !addr.ip().is_loopback() => {
+                tracing::warn!(%addr, "the gRPC port is plaintext on a non-loopback address: set tls_cert and tls_key")
+            }
+            None => {}
+        }
+        let server = builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))

@@ -87,6 +87,15 @@ pub struct Cli {
     /// A file holding that token.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PEM CA that signed the aggregator's certificate (use an https:// --aggregator).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mTLS (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `--config` file; unknown keys are rejected.
@@ -104,6 +113,9 @@ pub struct FileConfig {
     pub reconnect_min: Option<String>,
     pub reconnect_max: Option<String>,
     pub token_file: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// From the command line or FLUMEWATCH_TOKEN only (never in a config file).
     #[serde(skip)]
     pub token: Option<String>,
@@ -131,6 +143,24 @@ pub struct Config {
     pub reconnect_max: Duration,
     /// Sent as `authorization: Bearer …` on the ingest stream.
     pub token: Option<Token>,
+    /// TLS to the aggregator (None: plaintext).
+    pub tls: Option<SidecarTls>,
+}
+
+/// PEM contents for TLS to the aggregator, read at validation.
+#[derive(Clone)]
+pub struct SidecarTls {
+    pub ca: Vec<u8>,
+    /// Client certificate and key, for mTLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for SidecarTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SidecarTls")
+            .field("mtls", &self.identity.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A sidecar token; prints as `<redacted>`.
@@ -183,6 +213,9 @@ impl Cli {
             reconnect_min: self.reconnect_min.or(file.reconnect_min),
             reconnect_max: self.reconnect_max.or(file.reconnect_max),
             token_file: self.token_file.or(file.token_file),
+            tls_ca: self.tls_ca.or(file.tls_ca),
+            tls_cert: self.tls_cert.or(file.tls_cert),
+            tls_key: self.tls_key.or(file.tls_key),
             token: self.token,
         })
     }
@@ -279,7 +312,35 @@ impl FileConfig {
             return Err(invalid("token", "must be one word without spaces"));
         }
         let token = token.map(Token);
+        let read = |key: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
+        };
+        let identity = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((read("tls_cert", cert)?, read("tls_key", key)?)),
+            (None, None) => None,
+            _ => return Err(invalid("tls_cert", "give both tls_cert and tls_key")),
+        };
+        let tls = match &self.tls_ca {
+            Some(ca) => Some(SidecarTls {
+                ca: read("tls_ca", ca)?,
+                identity,
+            }),
+            None if identity.is_some() => {
+                return Err(invalid(
+                    "tls_ca",
+                    "a client certificate needs the aggregator's CA (tls_ca)",
+                ))
+            }
+            None => None,
+        };
+        if tls.is_some() != aggregator.starts_with("https://") {
+            return Err(invalid(
+                "aggregator",
+                "use https:// together with tls_ca, and http:// without it",
+            ));
+        }
         Ok(Config {
+            tls,
             aggregator,
             agents,
             interval,

@@ -92,6 +92,7 @@ impl AggregatorHandle {
             notify: flumewatch_aggregator::notify::config::NotifyConfig::disabled(),
             ingest_tokens: Default::default(),
             admin_token: None,
+            tls: None,
         };
         std::fs::create_dir_all(&state_dir).expect("state dir");
         Self::start_config(config).await

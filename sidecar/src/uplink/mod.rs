@@ -40,7 +40,16 @@ impl Uplink {
         buffer: ReplayBuffer,
         stats: Arc<Stats>,
     ) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(config.aggregator.clone())?
+        let mut endpoint = Endpoint::from_shared(config.aggregator.clone())?;
+        if let Some(tls) = &config.tls {
+            let mut client_tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca));
+            if let Some((cert, key)) = &tls.identity {
+                client_tls = client_tls.identity(tonic::transport::Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(client_tls)?;
+        }
+        let endpoint = endpoint
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             // Notices a vanished aggregator (host down, network cut) without waiting for TCP.
