@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use clap::Parser;
 use flumewatch_aggregator::{config::Cli, Mode};
-use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -54,12 +53,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            flumewatch_sidecar::shutdown_signal().await;
-            trigger.cancel();
-        });
+        let shutdown = flumewatch_sidecar::shutdown_on_signal();
         match mode {
             Mode::Serve(config) => {
                 // Reloads read the same files with the same flags as this start did.

@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
     let cli = flumewatch_sidecar::config::Cli::parse();
@@ -33,12 +32,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = CancellationToken::new();
-        let trigger = shutdown.clone();
-        tokio::spawn(async move {
-            flumewatch_sidecar::shutdown_signal().await;
-            trigger.cancel();
-        });
+        let shutdown = flumewatch_sidecar::shutdown_on_signal();
         flumewatch_sidecar::run(config, shutdown).await?;
         Ok(())
     });
