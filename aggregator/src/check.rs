@@ -19,7 +19,7 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
         let table: toml::Table = toml::from_str(&text).map_err(|e| RuleError {
             file: path.display().to_string(),
             path: "(syntax)".into(),
-            reason: e.message().trim().to_owned(),
+            reason: flumewatch_sidecar::config::describe_toml_error(&text, &e),
         })?;
         let is_rule_file = ["rule", "use_defaults", "disable"]
             .iter()

@@ -300,7 +300,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })?;
     let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_owned(),
-        reason: e.to_string().trim_end().replace('\n', " "),
+        reason: flumewatch_sidecar::config::describe_toml_error(&text, &e),
     })?;
     // A relative rule file is found next to the config that names it.
     if let (Some(rules), Some(dir)) = (&file.rules, path.parent()) {

@@ -45,7 +45,11 @@ fn unknown_config_keys_are_rejected() {
 
 #[test]
 fn help_explains_every_flag() {
-    let out = sidecar(&["--help"]);
+    let out = Command::new(env!("CARGO_BIN_EXE_flumewatch-sidecar"))
+        .arg("--help")
+        .env("FLUMEWATCH_TOKEN", "sidecar-token-5a6b7c")
+        .output()
+        .expect("binary runs");
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
@@ -61,6 +65,11 @@ fn help_explains_every_flag() {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
     assert!(help.contains("http://127.0.0.1:41414/metrics"));
+    assert!(help.contains("FLUMEWATCH_TOKEN"), "the variable is named");
+    assert!(
+        !help.contains("sidecar-token-5a6b7c"),
+        "a token from the environment is never shown"
+    );
 }
 
 #[test]

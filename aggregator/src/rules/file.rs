@@ -142,14 +142,7 @@ pub fn load(path: &Path) -> Result<Parsed, RuleError> {
 }
 
 fn describe_toml(e: &toml::de::Error, text: &str) -> String {
-    let message = e.message().trim().to_owned();
-    match e.span() {
-        Some(span) => format!(
-            "{message} (line {})",
-            text[..span.start.min(text.len())].lines().count().max(1)
-        ),
-        None => message,
-    }
+    flumewatch_sidecar::config::describe_toml_error(text, e)
 }
 
 type Invalid = (String, String);
