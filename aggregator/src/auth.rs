@@ -100,6 +100,24 @@ pub fn check_admin(admin: Option<&Secret>, metadata: &MetadataMap) -> Result<(),
     }
 }
 
+/// Checks a read-only call when queries are protected; `None` = open.
+pub fn check_reader(readers: Option<&[Secret]>, metadata: &MetadataMap) -> Result<(), Status> {
+    let Some(readers) = readers else {
+        return Ok(());
+    };
+    let presented = bearer(metadata).ok_or_else(|| {
+        Status::unauthenticated("queries need a token here (authorization: Bearer …)")
+    })?;
+    let matched = readers.iter().fold(false, |any, token| {
+        any | constant_time_eq(token.expose().as_bytes(), presented.as_bytes())
+    });
+    if matched {
+        Ok(())
+    } else {
+        Err(Status::unauthenticated("wrong query token"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +174,18 @@ mod tests {
         assert!(check_admin(Some(&admin), &meta("nope")).is_err());
         assert!(check_admin(Some(&admin), &MetadataMap::new()).is_err());
         assert!(check_admin(None, &MetadataMap::new()).is_ok());
+    }
+
+    #[test]
+    fn protected_queries_take_any_listed_token() {
+        let readers = [
+            Secret::new("query-token-0123456789"),
+            Secret::new("admin-token-0123456789"),
+        ];
+        assert!(check_reader(Some(&readers), &meta("query-token-0123456789")).is_ok());
+        assert!(check_reader(Some(&readers), &meta("admin-token-0123456789")).is_ok());
+        assert!(check_reader(Some(&readers), &meta("query-token-012345678")).is_err());
+        assert!(check_reader(Some(&readers), &MetadataMap::new()).is_err());
+        assert!(check_reader(None, &MetadataMap::new()).is_ok());
     }
 }

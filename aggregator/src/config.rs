@@ -123,6 +123,18 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub admin_token: Option<String>,
+    /// Read-only queries and reflection also need a token: the query token or the admin
+    /// token (health stays open for probes).
+    #[arg(long)]
+    pub protect_queries: bool,
+    /// Token for read-only queries when they are protected (the admin token works too).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "FLUMEWATCH_QUERY_TOKEN",
+        hide_env_values = true
+    )]
+    pub query_token: Option<String>,
     /// How long a new alert group waits for more alerts before its first message [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub group_wait: Option<String>,
@@ -170,12 +182,17 @@ pub struct FileConfig {
     pub inhibit_rules: Option<Vec<RawInhibit>>,
     pub ingest_tokens_file: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub protect_queries: Option<bool>,
+    pub query_token_file: Option<PathBuf>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub tls_client_ca: Option<PathBuf>,
     /// From the command line or FLUMEWATCH_ADMIN_TOKEN only (never in a config file).
     #[serde(skip)]
     pub admin_token: Option<String>,
+    /// From the command line or FLUMEWATCH_QUERY_TOKEN only (never in a config file).
+    #[serde(skip)]
+    pub query_token: Option<String>,
     /// From the command line only.
     #[serde(skip)]
     pub flags: NotifyFlags,
@@ -198,6 +215,8 @@ pub struct Config {
     pub ingest_tokens: crate::auth::IngestTokens,
     /// Needed for silences and reload when set.
     pub admin_token: Option<crate::secret::Secret>,
+    /// Tokens any of which opens read-only queries and reflection; None: they are open.
+    pub query_tokens: Option<Vec<crate::secret::Secret>>,
     /// TLS for the gRPC port (None: plaintext).
     pub tls: Option<TlsFiles>,
     pub language: Language,
@@ -261,10 +280,16 @@ impl Cli {
             inhibit_rules: file.inhibit_rules,
             ingest_tokens_file: self.ingest_tokens_file.or(file.ingest_tokens_file),
             admin_token_file: file.admin_token_file,
+            protect_queries: self
+                .protect_queries
+                .then_some(true)
+                .or(file.protect_queries),
+            query_token_file: file.query_token_file,
             tls_cert: self.tls_cert.or(file.tls_cert),
             tls_key: self.tls_key.or(file.tls_key),
             tls_client_ca: self.tls_client_ca.or(file.tls_client_ca),
             admin_token: self.admin_token,
+            query_token: self.query_token,
             flags: NotifyFlags {
                 dingtalk_webhook: self.dingtalk_webhook,
                 dingtalk_secret: self.dingtalk_secret,
@@ -291,6 +316,27 @@ impl Cli {
             Mode::Serve(config)
         })
     }
+}
+
+/// A token given directly (flag or environment) or in a file; at least 16 characters.
+fn token_from(
+    key: &'static str,
+    direct: Option<String>,
+    file_key: &'static str,
+    file: Option<&Path>,
+) -> Result<Option<crate::secret::Secret>, ConfigError> {
+    let token = match (direct, file) {
+        (Some(token), _) => token,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .map_err(|e| invalid(file_key, format!("{}: {e}", path.display())))?
+            .trim()
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    if token.len() < 16 {
+        return Err(invalid(key, "must be at least 16 characters"));
+    }
+    Ok(Some(crate::secret::Secret::new(token)))
 }
 
 pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -375,20 +421,35 @@ impl FileConfig {
                 })?
             }
         };
-        let admin_token = match (self.admin_token, &self.admin_token_file) {
-            (Some(token), _) => Some(token),
-            (None, Some(path)) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| invalid("admin_token_file", format!("{}: {e}", path.display())))?
-                    .trim()
-                    .to_owned(),
-            ),
-            (None, None) => None,
+        let admin_token = token_from(
+            "admin_token",
+            self.admin_token,
+            "admin_token_file",
+            self.admin_token_file.as_deref(),
+        )?;
+        let query_token = token_from(
+            "query_token",
+            self.query_token,
+            "query_token_file",
+            self.query_token_file.as_deref(),
+        )?;
+        let query_tokens = if self.protect_queries.unwrap_or(false) {
+            let tokens: Vec<_> = admin_token.iter().chain(&query_token).cloned().collect();
+            if tokens.is_empty() {
+                return Err(invalid(
+                    "protect_queries",
+                    "needs a query token or an admin token to protect the queries with",
+                ));
+            }
+            Some(tokens)
+        } else {
+            if query_token.is_some() {
+                tracing::warn!(
+                    "a query token is set but protect_queries is off: queries stay open"
+                );
+            }
+            None
         };
-        if admin_token.as_ref().is_some_and(|t| t.len() < 16) {
-            return Err(invalid("admin_token", "must be at least 16 characters"));
-        }
-        let admin_token = admin_token.map(crate::secret::Secret::new);
         let read = |key: &'static str, path: &Path| {
             std::fs::read(path).map_err(|e| invalid(key, format!("{}: {e}", path.display())))
         };
@@ -413,6 +474,7 @@ impl FileConfig {
             tls,
             ingest_tokens,
             admin_token,
+            query_tokens,
             notify,
             grpc_listen,
             http_listen,

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use tonic::service::interceptor::InterceptedService;
 
 use flumewatch_proto::v1::fleet_server::FleetServer;
 use flumewatch_proto::v1::ingest_server::IngestServer;
@@ -220,11 +221,19 @@ impl Aggregator {
             }
             None => {}
         }
+        let readers = {
+            let tokens: Option<Arc<[crate::secret::Secret]>> =
+                self.config.query_tokens.clone().map(Into::into);
+            move |request: tonic::Request<()>| {
+                crate::auth::check_reader(tokens.as_deref(), request.metadata())?;
+                Ok(request)
+            }
+        };
         let server = builder
             .tcp_nodelay(true)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .add_service(tonic::service::interceptor::InterceptedService::new(
+            .add_service(InterceptedService::new(
                 IngestServer::new(ingest).max_decoding_message_size(MAX_MESSAGE_BYTES),
                 {
                     let tokens = self.config.ingest_tokens.clone();
@@ -244,10 +253,13 @@ impl Aggregator {
                     }
                 },
             ))
-            .add_service(FleetServer::new(query))
+            .add_service(InterceptedService::new(
+                FleetServer::new(query),
+                readers.clone(),
+            ))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(reflection_v1, readers.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, readers))
             .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async move {
                 drain.await;
             });

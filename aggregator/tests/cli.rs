@@ -43,6 +43,10 @@ fn help_explains_every_flag() {
         "--config",
         "--demo",
         "--history",
+        "--protect-queries",
+        "--query-token",
+        "--admin-token",
+        "--ingest-tokens-file",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

@@ -92,6 +92,7 @@ impl AggregatorHandle {
             notify: flumewatch_aggregator::notify::config::NotifyConfig::disabled(),
             ingest_tokens: Default::default(),
             admin_token: None,
+            query_tokens: None,
             tls: None,
         };
         std::fs::create_dir_all(&state_dir).expect("state dir");

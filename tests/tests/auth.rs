@@ -1,10 +1,12 @@
 //! Sidecar tokens (optionally bound to a host) on the ingest stream and an admin token for
-//! silences, over tonic and the real grpcurl; read-only queries stay open.
+//! silences, over tonic and the real grpcurl; read-only queries stay open unless
+//! `protect_queries` is set.
 
 use std::process::Command;
 use std::sync::atomic::Ordering;
 
 use flumewatch_e2e::*;
+use flumewatch_proto::v1 as pb;
 
 const TOKEN_A: &str = "sidecar-token-aaaaaaaa";
 const TOKEN_B: &str = "sidecar-token-bbbbbbbb";
@@ -118,6 +120,72 @@ async fn only_enrolled_sidecars_report_and_only_operators_silence() {
     for s in [anonymous, a, b_wrong_host, b] {
         s.stop().await;
     }
+    aggregator.stop().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_queries_need_a_token_but_health_stays_open() {
+    const QUERY: &str = "query-token-0123456789";
+    let dir = std::env::temp_dir().join(format!("fw-auth-q-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("admin"), format!("{ADMIN}\n")).unwrap();
+    std::fs::write(dir.join("query"), format!("{QUERY}\n")).unwrap();
+    let aggregator = AggregatorHandle::start_toml(&format!(
+        "protect_queries = true\nadmin_token_file = {:?}\nquery_token_file = {:?}\nstate_dir = {:?}\n",
+        dir.join("admin"),
+        dir.join("query"),
+        dir.join("state")
+    ))
+    .await;
+
+    let mut fleet = pb::fleet_client::FleetClient::connect(aggregator.url())
+        .await
+        .unwrap();
+    let denied = fleet
+        .list_agents(pb::ListAgentsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::Unauthenticated, "{denied:?}");
+    for token in [QUERY, ADMIN] {
+        let mut request = tonic::Request::new(pb::ListAgentsRequest::default());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse().unwrap());
+        fleet
+            .list_agents(request)
+            .await
+            .expect("a listed token reads");
+    }
+
+    let addr = aggregator.addr.to_string();
+    tokio::task::spawn_blocking(move || {
+        let addr = addr.as_str();
+        let query = format!("authorization: Bearer {QUERY}");
+        let (code, out) = grpcurl_code(&["-plaintext", addr, "list"]);
+        assert_eq!(code, Some(1), "reflection is protected too: {out}");
+        assert!(out.contains("Unauthenticated") || out.contains("queries need a token"), "{out}");
+        let (code, out) = grpcurl_code(&["-plaintext", "-H", &query, addr, "list"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("flumewatch.v1.Fleet"), "{out}");
+        let (code, out) = grpcurl_code(&["-plaintext", "-H", &query, addr, "flumewatch.v1.Fleet/ListAgents"]);
+        assert_eq!(code, Some(0), "{out}");
+        let (code, out) = grpcurl_code(&["-plaintext", "-H", "authorization: Bearer query-token-wrong-000", addr, "flumewatch.v1.Fleet/ListAgents"]);
+        // grpcurl fails at reflection already.
+        assert_eq!(code, Some(1), "{out}");
+        assert!(out.contains("wrong query token"), "a wrong token is refused: {out}");
+        let silence = r#"{"matchers":[{"name":"host","value":"h1"}],"duration":"600s","creator":"ops","comment":"test"}"#;
+        let (code, out) = grpcurl_code(&["-plaintext", "-H", &query, "-d", silence, addr, "flumewatch.v1.Fleet/CreateSilence"]);
+        assert_eq!(code, Some(64 + 16), "the query token cannot silence: {out}");
+        // Probes carry no token: health answers anyway (from a descriptor set, as reflection
+        // is closed to them).
+        let (code, out) = grpcurl_code(&["-plaintext", "-import-path", concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures"), "-proto", "health.proto", addr, "grpc.health.v1.Health/Check"]);
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains("SERVING"), "{out}");
+        assert!(!out.contains(QUERY) && !out.contains(ADMIN));
+    })
+    .await
+    .expect("grpcurl checks");
     aggregator.stop().await;
     std::fs::remove_dir_all(dir).ok();
 }
