@@ -22,6 +22,52 @@ pub enum ConvertError {
     NoAgent { seq: u64 },
     #[error("{what} is not a valid timestamp")]
     BadTimestamp { what: &'static str },
+    #[error("snapshot {seq} is over a limit: {what}")]
+    OverLimit { seq: u64, what: String },
+}
+
+/// The limits a sidecar's parser keeps, checked again by the receiving end, which trusts no
+/// sender: one oversized snapshot would otherwise live in every history it enters.
+fn check_limits(s: &pb::Snapshot) -> Result<(), ConvertError> {
+    use crate::snapshot::{MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
+    let over = |what: String| Err(ConvertError::OverLimit { seq: s.seq, what });
+    if s.agent.len() > MAX_NAME {
+        return over(format!("agent name longer than {MAX_NAME} bytes"));
+    }
+    if s.components.len() > MAX_COMPONENTS {
+        return over(format!(
+            "{} components, more than {MAX_COMPONENTS}",
+            s.components.len()
+        ));
+    }
+    let error = s.outcome.as_ref().map_or(0, |o| o.error.len());
+    if error > 4 * MAX_UNKNOWN_TEXT {
+        return over(format!("error text of {error} bytes"));
+    }
+    // Every known value at most once, plus unknown enum values from newer sidecars.
+    let max_values = 2 * MAX_UNKNOWN;
+    for c in &s.components {
+        if c.kind_name.len() > MAX_NAME || c.name.len() > MAX_NAME {
+            return over(format!("a component name longer than {MAX_NAME} bytes"));
+        }
+        if c.counters.len() > max_values
+            || c.gauges.len() > max_values
+            || c.flags.len() > max_values
+            || c.unknown.len() > MAX_UNKNOWN
+            || c.problems.len() > MAX_UNKNOWN + 1
+        {
+            return over(format!("component {:?} has too many values", c.name));
+        }
+        let long_unknown = c
+            .unknown
+            .iter()
+            .any(|(k, v)| k.len() > MAX_NAME || v.len() > MAX_UNKNOWN_TEXT);
+        let long_problem = c.problems.iter().any(|p| p.len() > 4 * MAX_UNKNOWN_TEXT);
+        if long_unknown || long_problem {
+            return over(format!("component {:?} has overlong text", c.name));
+        }
+    }
+    Ok(())
 }
 
 pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
@@ -144,6 +190,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
         if s.agent.is_empty() {
             return Err(ConvertError::NoAgent { seq });
         }
+        check_limits(&s)?;
         let scraped_at = from_timestamp(
             s.scraped_at
                 .as_ref()

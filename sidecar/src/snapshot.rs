@@ -8,6 +8,16 @@ use std::time::{Duration, SystemTime};
 
 pub use flumewatch_proto::v1::{ComponentKind, Counter, Flag, Gauge};
 
+/// Most components one snapshot may hold. Real agents have tens; a payload with more is
+/// hostile or broken, and both ends refuse it rather than let it grow every history.
+pub const MAX_COMPONENTS: usize = 1000;
+/// Most unreadable or unknown attributes kept per component; the rest are counted in `problems`.
+pub const MAX_UNKNOWN: usize = 64;
+/// Longest text kept for one unknown attribute (bytes); longer text is cut and the cut noted.
+pub const MAX_UNKNOWN_TEXT: usize = 256;
+/// Longest component kind or name (bytes).
+pub const MAX_NAME: usize = 256;
+
 /// One poll of one agent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {

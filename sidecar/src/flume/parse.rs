@@ -7,11 +7,13 @@
 use serde_json::{Map, Value};
 
 use super::vocabulary::{self, Attribute};
-use crate::snapshot::{Component, Gauge};
+use crate::snapshot::{Component, Gauge, MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
 
 /// Java's `Double.MAX_VALUE` as `Double.toString` prints it: Flume's fill percentage when the
 /// capacity is 0 (Kafka channels, pseudo-transaction channels, a file channel that failed to start).
 const JAVA_DOUBLE_MAX: f64 = f64::MAX;
+/// Above this a double no longer holds every whole number exactly.
+const EXACT_DOUBLE_MAX: f64 = 9_007_199_254_740_992.0;
 
 /// Why a response body is not Flume metrics. Never retryable on the same body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -24,6 +26,10 @@ pub enum PayloadError {
     NotAnObject(&'static str),
     #[error("component {key:?} is {found}, not an object of attributes")]
     ComponentNotAnObject { key: String, found: &'static str },
+    #[error("{count} components, more than the {max} a snapshot may hold")]
+    TooManyComponents { count: usize, max: usize },
+    #[error("a component key is {len} bytes long, more than {max}")]
+    NameTooLong { len: usize, max: usize },
 }
 
 /// Reads one `/metrics` body.
@@ -36,12 +42,24 @@ pub fn parse_metrics(body: &[u8]) -> Result<Vec<Component>, PayloadError> {
     let Value::Object(components) = value else {
         return Err(PayloadError::NotAnObject(json_type(&value)));
     };
+    if components.len() > MAX_COMPONENTS {
+        return Err(PayloadError::TooManyComponents {
+            count: components.len(),
+            max: MAX_COMPONENTS,
+        });
+    }
     let mut parsed = Vec::with_capacity(components.len());
     for (key, attributes) in components {
+        if key.len() > MAX_NAME {
+            return Err(PayloadError::NameTooLong {
+                len: key.len(),
+                max: MAX_NAME,
+            });
+        }
         let Value::Object(attributes) = attributes else {
             return Err(PayloadError::ComponentNotAnObject {
                 found: json_type(&attributes),
-                key,
+                key: shorten(&key).to_owned(),
             });
         };
         parsed.push(parse_component(&key, attributes));
@@ -59,6 +77,7 @@ fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
             attributes
                 .get("Type")
                 .and_then(Value::as_str)
+                .filter(|t| t.len() <= MAX_NAME)
                 .unwrap_or("")
                 .to_owned(),
             key.to_owned(),
@@ -77,10 +96,11 @@ fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
             other => {
-                component
-                    .problems
-                    .push(format!("{attribute}: {} value", json_type(&other)));
-                component.unknown.insert(attribute, other.to_string());
+                note(
+                    &mut component,
+                    format!("{}: {} value", shorten(&attribute), json_type(&other)),
+                );
+                keep_unknown(&mut component, attribute, other.to_string());
                 continue;
             }
         };
@@ -93,14 +113,14 @@ fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
 
 fn read_attribute(component: &mut Component, attribute: String, text: String) {
     let Some(known) = vocabulary::attribute(&attribute) else {
-        component.unknown.insert(attribute, text);
+        keep_unknown(component, attribute, text);
         return;
     };
     let trimmed = text.trim();
     let problem = match known {
         Attribute::Type => {
             if trimmed != component.kind_name {
-                component.unknown.insert(attribute, text);
+                keep_unknown(component, attribute, text);
             }
             return;
         }
@@ -125,17 +145,34 @@ fn read_attribute(component: &mut Component, attribute: String, text: String) {
             }
             Err(why) => why,
         },
+        Attribute::Gauge(gauge) if gauge != Gauge::ChannelFillPercentage => {
+            // Sizes and counts are Java longs.
+            match read_u64(trimmed) {
+                Ok(v) if v <= i64::MAX as u64 => {
+                    component.gauges.push((gauge, v as f64));
+                    return;
+                }
+                Ok(_) => "too large for a Java long",
+                Err(why) => why,
+            }
+        }
         Attribute::Gauge(gauge) => match trimmed.parse::<f64>() {
-            Ok(v) if gauge == Gauge::ChannelFillPercentage && v == JAVA_DOUBLE_MAX => {
+            Ok(v) if v == JAVA_DOUBLE_MAX => {
                 // "unknown" (capacity 0), never "full": no gauge, raw text kept.
-                component.unknown.insert(attribute, text);
+                keep_unknown(component, attribute, text);
                 return;
             }
-            Ok(v) if v.is_finite() => {
+            // A share of a size: never below zero.
+            Ok(v) if !v.is_finite() => "not a finite number",
+            Ok(v) if v < 0.0 => "negative",
+            Ok(v) => {
+                if v > 100.0 {
+                    // Kept: a channel reported over-full must still raise its alert.
+                    note(component, format!("{attribute}: above 100: {v}"));
+                }
                 component.gauges.push((gauge, v));
                 return;
             }
-            Ok(_) => "not a finite number",
             Err(_) => "not a number",
         },
         Attribute::Flag(flag) => match trimmed.to_ascii_lowercase().as_str() {
@@ -150,10 +187,65 @@ fn read_attribute(component: &mut Component, attribute: String, text: String) {
             _ => "not true or false",
         },
     };
-    component
-        .problems
-        .push(format!("{attribute}: {problem}: {:?}", shorten(&text)));
+    note(
+        component,
+        format!("{}: {problem}: {:?}", shorten(&attribute), shorten(&text)),
+    );
+    keep_unknown(component, attribute, text);
+}
+
+/// Keeps an attribute this build cannot read, within limits: a hostile agent must not be able
+/// to make every snapshot (and every history entry upstream) huge.
+fn keep_unknown(component: &mut Component, mut attribute: String, mut text: String) {
+    if component.unknown.len() >= MAX_UNKNOWN {
+        note(
+            component,
+            format!("more than {MAX_UNKNOWN} unknown attributes; the rest are dropped"),
+        );
+        return;
+    }
+    if attribute.len() > MAX_NAME {
+        note(
+            component,
+            format!(
+                "an attribute name is {} bytes long; cut to {MAX_NAME}",
+                attribute.len()
+            ),
+        );
+        attribute.truncate(floor_char_boundary(&attribute, MAX_NAME));
+    }
+    if text.len() > MAX_UNKNOWN_TEXT {
+        note(
+            component,
+            format!(
+                "{}: value is {} bytes long; cut to {MAX_UNKNOWN_TEXT}",
+                shorten(&attribute),
+                text.len()
+            ),
+        );
+        text.truncate(floor_char_boundary(&text, MAX_UNKNOWN_TEXT));
+    }
     component.unknown.insert(attribute, text);
+}
+
+/// Notes a problem once, and at most `MAX_UNKNOWN` of them (the last says more were left out).
+fn note(component: &mut Component, problem: String) {
+    let problems = &mut component.problems;
+    if problems.len() > MAX_UNKNOWN || problems.contains(&problem) {
+        return;
+    }
+    if problems.len() == MAX_UNKNOWN {
+        problems.push("more problems left out".into());
+    } else {
+        problems.push(problem);
+    }
+}
+
+fn floor_char_boundary(text: &str, max: usize) -> usize {
+    (0..=max.min(text.len()))
+        .rev()
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0)
 }
 
 /// Reads a Java long that must not be negative. Accepts an integral double form (`"5.0"`)
@@ -166,8 +258,12 @@ fn read_u64(text: &str) -> Result<u64, &'static str> {
         return Err("negative");
     }
     match text.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 1.8e19 => Ok(v as u64),
-        Ok(v) if v.is_finite() && v.fract() == 0.0 && v >= 0.0 => Err("too large"),
+        Ok(v) if v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v <= EXACT_DOUBLE_MAX => {
+            Ok(v as u64)
+        }
+        Ok(v) if v.is_finite() && v >= 0.0 && v > EXACT_DOUBLE_MAX => {
+            Err("too large to be read exactly in this form")
+        }
         Ok(_) => Err("not a whole non-negative number"),
         Err(_) => Err("not a number"),
     }

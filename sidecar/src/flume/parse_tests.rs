@@ -162,6 +162,7 @@ fn unknown_types_attributes_and_odd_values_are_kept() {
                         "EventPutAttemptCount": "-3", "EventTakeSuccessCount": 12,
                         "ChannelFillPercentage": "NaN", "Open": "maybe", "Nested": {"a": 1},
                         "ChannelCapacity": "5.0E-4", "StartTime": "1", "StopTime": "0"},
+        "CHANNEL.c2": {"ChannelCapacity": "1.0E4", "ChannelFillPercentage": "250.0"},
         "SINK.k.with.dots": {"StartTime": "2", "StopTime": "0"}
     }"#;
     let parsed = parse_metrics(body).expect("object of objects parses");
@@ -176,8 +177,16 @@ fn unknown_types_attributes_and_odd_values_are_kept() {
     assert_eq!(c1.unknown["Open"], "maybe");
     assert_eq!(c1.unknown["Nested"], r#"{"a":1}"#);
     assert_eq!(c1.counter(Counter::EventTakeSuccessCount), Some(12));
-    assert_eq!(c1.gauge(Gauge::ChannelCapacity), Some(0.0005));
-    assert_eq!(c1.problems.len(), 5, "{:?}", c1.problems);
+    // A capacity is a Java long: a fraction is not one.
+    assert_eq!(c1.gauge(Gauge::ChannelCapacity), None);
+    assert_eq!(c1.unknown["ChannelCapacity"], "5.0E-4");
+    assert_eq!(c1.problems.len(), 6, "{:?}", c1.problems);
+    // A whole number in double form reads; an over-full channel keeps its value (it must
+    // still alert) with the oddity noted.
+    let c2 = find(&parsed, ComponentKind::Channel, "c2");
+    assert_eq!(c2.gauge(Gauge::ChannelCapacity), Some(10_000.0));
+    assert_eq!(c2.gauge(Gauge::ChannelFillPercentage), Some(250.0));
+    assert_eq!(c2.problems.len(), 1, "{:?}", c2.problems);
     let dotted = find(&parsed, ComponentKind::Sink, "k.with.dots");
     assert_eq!(dotted.start_time_ms, Some(2));
 }
@@ -263,5 +272,86 @@ proptest! {
         if let Ok(components) = result {
             prop_assert_eq!(components.len(), value.as_object().map_or(0, |m| m.len()));
         }
+    }
+}
+
+#[test]
+fn floods_are_refused_or_cut_to_bounded_size() {
+    let flood: serde_json::Map<String, Value> = (0..=MAX_COMPONENTS)
+        .map(|i| (format!("CHANNEL.c{i}"), serde_json::json!({})))
+        .collect();
+    let err = parse_metrics(&serde_json::to_vec(&flood).unwrap()).unwrap_err();
+    assert_eq!(
+        err,
+        PayloadError::TooManyComponents {
+            count: MAX_COMPONENTS + 1,
+            max: MAX_COMPONENTS
+        }
+    );
+
+    let long_key = format!("{{\"CHANNEL.{}\":{{}}}}", "x".repeat(MAX_NAME));
+    assert!(matches!(
+        parse_metrics(long_key.as_bytes()),
+        Err(PayloadError::NameTooLong { .. })
+    ));
+
+    let mut attributes: serde_json::Map<String, Value> = (0..10_000)
+        .map(|i| (format!("Vendor{i}"), Value::String("1".into())))
+        .collect();
+    attributes.insert("Huge".into(), Value::String("y".repeat(100_000)));
+    for i in 0..200 {
+        attributes.insert(format!("EventPutSuccessCount{i}"), Value::Bool(true));
+    }
+    attributes.insert("EventPutSuccessCount".into(), Value::String("-3".into()));
+    let body = serde_json::to_vec(&serde_json::json!({ "CHANNEL.c1": attributes })).unwrap();
+    let parsed = parse_metrics(&body).unwrap();
+    let c = &parsed[0];
+    assert_eq!(c.unknown.len(), MAX_UNKNOWN);
+    assert!(c.unknown.values().all(|v| v.len() <= MAX_UNKNOWN_TEXT));
+    assert!(c.problems.len() <= MAX_UNKNOWN + 1, "{}", c.problems.len());
+    assert!(
+        c.problems.iter().any(|p| p.contains("unknown attributes")),
+        "{:?}",
+        c.problems
+    );
+    let kept: usize = c
+        .unknown
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        + c.problems.iter().map(String::len).sum::<usize>();
+    assert!(
+        kept < 32 * 1024,
+        "{kept} bytes kept of a {} byte payload",
+        body.len()
+    );
+}
+
+#[test]
+fn absurd_numbers_are_problems_never_values() {
+    for text in [
+        "-1",
+        "1e400",
+        "NaN",
+        "Infinity",
+        "-Infinity",
+        "18446744073709551616",
+        "0x1F",
+        "1,000",
+        "",
+        "   ",
+        "1.5",
+        "９",
+        "9999999999999999999999999999999999999999",
+    ] {
+        let body = serde_json::json!({ "CHANNEL.c1": {
+            "EventPutSuccessCount": text,
+            "ChannelFillPercentage": if text == "1.5" { "1e999" } else { text },
+        }});
+        let parsed = parse_metrics(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let c = &parsed[0];
+        assert!(c.counters.is_empty(), "{text:?} read as {:?}", c.counters);
+        assert!(c.gauges.iter().all(|(_, v)| v.is_finite()), "{text:?}");
+        assert!(!c.problems.is_empty(), "{text:?} noted");
     }
 }

@@ -20,6 +20,9 @@ pub enum Reply {
     Status(u16),
     /// Accept the request and never answer (a hung JVM).
     Hang,
+    /// 200 with this body, chunked, a few bytes at a time with a pause between (a JVM in GC
+    /// trouble, or a slowloris).
+    Drip { body: Vec<u8>, every: Duration },
 }
 
 /// Produces the reply for each request; called on every poll so counters can move.
@@ -28,6 +31,7 @@ pub type Responder = Arc<dyn Fn() -> Reply + Send + Sync>;
 /// Bytes per chunk: Flume's bodies arrive in several chunks, so the client's reassembly is exercised.
 const CHUNK: usize = 512;
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
+const DRIP_BYTES: usize = 16;
 
 /// A running fake agent. Dropping it stops it.
 pub struct FakeFlume {
@@ -149,6 +153,20 @@ async fn answer(mut stream: TcpStream, responder: Responder, stop: CancellationT
     let response = match reply {
         Reply::Hang => {
             stop.cancelled().await;
+            return;
+        }
+        Reply::Drip { body, every } => {
+            let response = chunked("200 OK", "application/json;charset=utf-8", &body);
+            for piece in response.chunks(DRIP_BYTES) {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                if stream.write_all(piece).await.is_err() {
+                    return;
+                }
+            }
+            let _ = stream.shutdown().await;
             return;
         }
         Reply::Json(body) => chunked(
