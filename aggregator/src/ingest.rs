@@ -134,7 +134,12 @@ impl StreamTask {
             let message = match message {
                 Ok(Some(message)) => message,
                 Ok(None) => break "sidecar closed the stream".to_owned(),
-                Err(status) => break format!("stream error: {}", status.message()),
+                Err(status) => {
+                    let reason = format!("stream error: {}", status.message());
+                    // Tell the sender why (an oversized message, say) instead of a clean end.
+                    let _ = tx.try_send(Err(status));
+                    break reason;
+                }
             };
             let acked = match message.message {
                 Some(Inbound::Snapshot(snapshot)) => match self.store(snapshot) {

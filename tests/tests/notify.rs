@@ -378,3 +378,41 @@ async fn a_silence_made_with_grpcurl_mutes_and_expiring_it_unmutes() {
     messages(&fake, sent_before + 1).await;
     aggregator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_labels_and_names_render_harmlessly_in_the_real_message() {
+    const NASTY: &str = "**bj** @all <font color=#FF0000>x</font>\n### boom";
+    let fake = FakeDingTalk::start("tok-1", Some(SECRET)).await.unwrap();
+    let aggregator = start(
+        &fake,
+        "group_wait = \"0s\"\ngroup_interval = \"1s\"\ngroup_by = [\"cluster\", \"component\"]",
+    )
+    .await;
+    let mut sidecar = StreamSidecar::connect(&aggregator.url(), "h1", &[("cluster", NASTY)]).await;
+    let mut body: serde_json::Value = serde_json::from_slice(&body_with_fill(95)).unwrap();
+    let channel = body["CHANNEL.mem1"].take();
+    body.as_object_mut().unwrap().remove("CHANNEL.mem1");
+    body[format!("CHANNEL.{NASTY}")] = channel;
+    sidecar.report(&serde_json::to_vec(&body).unwrap()).await;
+    let m = messages(&fake, 1).await.remove(0);
+    println!("{}\n{}", m.title, m.text);
+    assert!(!m.is_at_all, "nobody may @all through a label");
+    for raw in ["@all", "<font color=#FF0000>x", "\n### boom", "**bj**"] {
+        assert!(
+            !m.text.contains(raw),
+            "{raw:?} reached the message:\n{}",
+            m.text
+        );
+        assert!(
+            !m.title.contains(raw),
+            "{raw:?} reached the title: {}",
+            m.title
+        );
+    }
+    assert!(
+        m.text.contains("\\*\\*bj\\*\\* @\u{200b}all &lt;font"),
+        "the text is still there, escaped:\n{}",
+        m.text
+    );
+    aggregator.stop().await;
+}
