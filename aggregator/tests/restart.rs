@@ -2,10 +2,12 @@
 //! restart the message is delivered exactly once, the group is not notified again, and a
 //! silence made before the kill still mutes.
 
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::Duration;
+mod common;
 
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
 use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
@@ -22,71 +24,6 @@ kinds = ["channel"]
 condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
 summary = { zh = "通道 {component} 使用率 {value}%" }
 "#;
-
-fn filling_body() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/flume/samples/steady-load-t15s.json"
-    );
-    let mut body: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-    body["CHANNEL.mem1"]["ChannelSize"] = "8500".into();
-    body["CHANNEL.mem1"]["ChannelFillPercentage"] = "85.0".into();
-    serde_json::to_vec(&body).unwrap()
-}
-
-fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
-        .args(["--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aggregator starts")
-}
-
-async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The firing alert of `host`, if any.
-async fn firing_alert(url: &str, host: &str) -> Option<pb::Alert> {
-    let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
-    let alerts = client
-        .list_alerts(pb::ListAlertsRequest::default())
-        .await
-        .ok()?
-        .into_inner()
-        .alerts;
-    alerts
-        .into_iter()
-        .find(|a| a.labels["host"] == host && a.state == pb::AlertState::Firing as i32)
-}
-
-async fn receivers(url: &str) -> Option<pb::ReceiverStatus> {
-    let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
-    client
-        .list_receivers(pb::ListReceiversRequest {})
-        .await
-        .ok()?
-        .into_inner()
-        .receivers
-        .into_iter()
-        .next()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_keeps_the_outbox_and_the_silences() {

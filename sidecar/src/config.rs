@@ -64,6 +64,10 @@ pub struct Cli {
     /// (and counted) beyond this [default: 2000].
     #[arg(long, value_name = "N")]
     pub buffer: Option<usize>,
+    /// How long acknowledged snapshots are kept (within --buffer) to replay to an aggregator
+    /// that restarted and lost them; 0s turns it off [default: 2m].
+    #[arg(long, value_name = "DURATION")]
+    pub replay_window: Option<String>,
     /// First reconnect delay after losing the aggregator [default: 500ms].
     #[arg(long, value_name = "DURATION")]
     pub reconnect_min: Option<String>,
@@ -110,6 +114,7 @@ pub struct FileConfig {
     pub timeout: Option<String>,
     pub max_body_bytes: Option<usize>,
     pub buffer: Option<usize>,
+    pub replay_window: Option<String>,
     pub reconnect_min: Option<String>,
     pub reconnect_max: Option<String>,
     pub token_file: Option<PathBuf>,
@@ -139,6 +144,7 @@ pub struct Config {
     pub timeout: Duration,
     pub max_body_bytes: usize,
     pub buffer: usize,
+    pub replay_window: Duration,
     pub reconnect_min: Duration,
     pub reconnect_max: Duration,
     /// Sent as `authorization: Bearer …` on the ingest stream.
@@ -210,6 +216,7 @@ impl Cli {
             timeout: self.timeout.or(file.timeout),
             max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
             buffer: self.buffer.or(file.buffer),
+            replay_window: self.replay_window.or(file.replay_window),
             reconnect_min: self.reconnect_min.or(file.reconnect_min),
             reconnect_max: self.reconnect_max.or(file.reconnect_max),
             token_file: self.token_file.or(file.token_file),
@@ -294,6 +301,11 @@ impl FileConfig {
         if buffer == 0 {
             return Err(invalid("buffer", "must be at least 1"));
         }
+        let replay_window = parse_duration(
+            "replay_window",
+            self.replay_window.as_deref(),
+            Duration::from_secs(120),
+        )?;
         let reconnect_min = parse_duration(
             "reconnect_min",
             self.reconnect_min.as_deref(),
@@ -364,6 +376,7 @@ impl FileConfig {
             timeout,
             max_body_bytes,
             buffer,
+            replay_window,
             reconnect_min,
             reconnect_max,
             token,

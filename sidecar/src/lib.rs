@@ -42,7 +42,7 @@ pub enum RunError {
 /// to [`uplink::DRAIN_GRACE`] to hand over what the aggregator has not acknowledged.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = flume::FlumeClient::new(config.timeout, config.max_body_bytes)?;
-    let buffer = uplink::ReplayBuffer::new(config.buffer);
+    let buffer = uplink::ReplayBuffer::with_window(config.buffer, config.replay_window);
     let stats = Arc::new(stats::Stats::default());
     let uplink = uplink::Uplink::new(&config, buffer.clone(), stats.clone())?;
     tracing::info!(

@@ -61,6 +61,7 @@ fn help_explains_every_flag() {
         "--config",
         "--timeout",
         "--buffer",
+        "--replay-window",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

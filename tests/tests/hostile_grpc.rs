@@ -169,7 +169,10 @@ async fn hostile_streams_are_refused_and_hostile_snapshots_skipped() {
         "no refused Hello left an agent behind"
     );
     let huge = agents.iter().find(|a| a.host == "huge").unwrap();
-    assert!(huge.last_outcome.is_none(), "the oversized snapshot was not stored");
+    assert!(
+        huge.last_outcome.is_none(),
+        "the oversized snapshot was not stored"
+    );
     println!(
         "hostile gRPC: 4 hellos refused (InvalidArgument), a 5 MiB message ended its stream ({:?}), \
          4 over-limit snapshots skipped and counted, the aggregator kept serving",

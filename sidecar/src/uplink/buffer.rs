@@ -1,11 +1,16 @@
-//! Snapshots the aggregator has not acknowledged yet, in sequence order, bounded.
+//! Snapshots the aggregator has not acknowledged yet, plus a short window of those it has, in
+//! sequence order, bounded.
 //!
-//! The poller pushes, the uplink sends from it and forgets what the aggregator acknowledged.
-//! When the aggregator is unreachable for long, the oldest snapshots are dropped and counted:
-//! memory stays bounded and the newest state still gets through.
+//! The poller pushes, the uplink sends from it. Acknowledged snapshots are kept for the replay
+//! window: an aggregator keeps snapshots in memory, so one that crashed and restarted answers
+//! the Hello with "nothing held" and gets the window again instead of a gap. When the
+//! aggregator is unreachable for long, the oldest snapshots are dropped (acknowledged ones
+//! first, uncounted; then unacknowledged ones, counted): memory stays bounded and the newest
+//! state still gets through.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
 
 use flumewatch_proto::v1 as pb;
 use tokio::sync::watch;
@@ -23,19 +28,56 @@ pub struct ReplayBuffer {
 #[derive(Debug)]
 struct Inner {
     capacity: usize,
+    /// How long acknowledged snapshots stay for a restarted aggregator (by scrape time).
+    window: Duration,
     next_seq: u64,
     /// Encoded once at push time, so a replay after a reconnect costs no conversion.
+    /// Acknowledged ones (seq <= `acked`) first, then those waiting.
     pending: VecDeque<pb::Snapshot>,
+    acked: u64,
     dropped: u64,
 }
 
+impl Inner {
+    fn waiting(&self) -> usize {
+        self.pending
+            .iter()
+            .rev()
+            .take_while(|s| s.seq > self.acked)
+            .count()
+    }
+
+    /// Forgets acknowledged snapshots scraped before the window.
+    fn expire(&mut self, now: SystemTime) {
+        let cutoff = now
+            .checked_sub(self.window)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        while self.pending.front().is_some_and(|s| {
+            s.seq <= self.acked
+                && s.scraped_at
+                    .as_ref()
+                    .and_then(|t| crate::convert::from_timestamp(t, "scraped_at").ok())
+                    .is_none_or(|t| t < cutoff)
+        }) {
+            self.pending.pop_front();
+        }
+    }
+}
+
 impl ReplayBuffer {
+    /// Without a replay window: acknowledged snapshots are forgotten at once.
     pub fn new(capacity: usize) -> Self {
+        Self::with_window(capacity, Duration::ZERO)
+    }
+
+    pub fn with_window(capacity: usize, window: Duration) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 capacity: capacity.max(1),
+                window,
                 next_seq: 1,
                 pending: VecDeque::new(),
+                acked: 0,
                 dropped: 0,
             })),
             newest: watch::Sender::new(0),
@@ -56,8 +98,10 @@ impl ReplayBuffer {
             inner.next_seq += 1;
             snapshot.seq = seq;
             if inner.pending.len() == inner.capacity {
-                inner.pending.pop_front();
-                inner.dropped += 1;
+                let oldest = inner.pending.pop_front().map_or(0, |s| s.seq);
+                if oldest > inner.acked {
+                    inner.dropped += 1;
+                }
             }
             inner.pending.push_back(pb::Snapshot::from(&snapshot));
             seq
@@ -66,12 +110,11 @@ impl ReplayBuffer {
         seq
     }
 
-    /// Forgets everything up to and including `seq`.
+    /// Marks everything up to and including `seq` acknowledged; it stays for the window.
     pub fn ack(&self, seq: u64) {
         let mut inner = self.lock();
-        while inner.pending.front().is_some_and(|s| s.seq <= seq) {
-            inner.pending.pop_front();
-        }
+        inner.acked = inner.acked.max(seq);
+        inner.expire(SystemTime::now());
     }
 
     /// The first pending snapshot after `seq`, if any, marked as backfill when a newer
@@ -101,8 +144,9 @@ impl ReplayBuffer {
         self.newest.subscribe()
     }
 
+    /// Snapshots the aggregator has not acknowledged.
     pub fn len(&self) -> usize {
-        self.lock().pending.len()
+        self.lock().waiting()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -168,6 +212,48 @@ mod tests {
             "a2's only snapshot"
         );
         assert!(!buffer.next_after(2).unwrap().backfill, "a1's newest");
+    }
+
+    #[test]
+    fn acknowledged_snapshots_stay_for_a_restarted_aggregator() {
+        let buffer = ReplayBuffer::with_window(10, Duration::from_secs(3600));
+        for _ in 0..5 {
+            buffer.push(snapshot());
+        }
+        buffer.ack(3);
+        assert_eq!(buffer.len(), 2, "two wait for an acknowledgement");
+        // A restarted aggregator holds nothing: everything comes again, older ones as backfill.
+        let replay = buffer.next_after(0).unwrap();
+        assert_eq!(replay.seq, 1);
+        assert!(replay.backfill);
+        // The aggregator that acknowledged them gets only what is new.
+        assert_eq!(buffer.next_after(3).map(|s| s.seq), Some(4));
+        // Full: acknowledged ones go first, uncounted; then waiting ones, counted.
+        for _ in 0..7 {
+            buffer.push(snapshot());
+        }
+        assert_eq!(buffer.dropped(), 0);
+        assert_eq!(buffer.next_after(0).map(|s| s.seq), Some(3));
+        for _ in 0..2 {
+            buffer.push(snapshot());
+        }
+        assert_eq!(buffer.dropped(), 1, "snapshot 4 was never acknowledged");
+        assert_eq!(buffer.len(), 10);
+    }
+
+    #[test]
+    fn the_window_is_by_scrape_time() {
+        let buffer = ReplayBuffer::with_window(10, Duration::from_secs(60));
+        let mut old = snapshot();
+        old.scraped_at = SystemTime::now() - Duration::from_secs(120);
+        buffer.push(old);
+        buffer.push(snapshot());
+        buffer.ack(2);
+        assert_eq!(
+            buffer.next_after(0).map(|s| s.seq),
+            Some(2),
+            "2 min old: gone"
+        );
     }
 
     #[test]
