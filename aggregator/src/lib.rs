@@ -17,6 +17,7 @@ pub mod config;
 mod convert;
 pub mod demo;
 pub mod fleet;
+mod health;
 mod http;
 mod ingest;
 pub mod matcher;

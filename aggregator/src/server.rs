@@ -125,7 +125,10 @@ impl Aggregator {
 
     /// Serves until `shutdown`, then drains within the configured grace period.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
-        let (health, health_service) = tonic_health::server::health_reporter();
+        let health = tonic_health::server::HealthReporter::new();
+        let health_service = tonic_health::pb::health_server::HealthServer::new(
+            crate::health::StoppingHealth::new(health.clone(), shutdown.clone()),
+        );
         health.set_serving::<IngestServer<IngestService>>().await;
         health.set_serving::<FleetServer<QueryService>>().await;
         let reflection_v1 = tonic_reflection::server::Builder::configure()

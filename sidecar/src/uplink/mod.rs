@@ -75,12 +75,14 @@ impl Uplink {
         })
     }
 
-    /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`].
+    /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`] (connecting
+    /// once more for it if the aggregator was away).
     pub(crate) async fn run(mut self, shutdown: CancellationToken) {
         let mut was_connected = false;
         loop {
             match session::run(&self, &mut was_connected, &shutdown).await {
                 Ok(()) => return,
+                Err(session::SessionError::Stopped) => break,
                 Err(e) if was_connected => {
                     tracing::warn!(error = %e, "lost the aggregator; reconnecting");
                     was_connected = false;
@@ -89,13 +91,29 @@ impl Uplink {
                 Err(e) => tracing::debug!(error = %e, "aggregator not reachable"),
             }
             if shutdown.is_cancelled() {
-                return;
+                break;
             }
             let delay = self.backoff.next_delay(fastrand::f64());
             tokio::select! {
                 biased;
-                _ = shutdown.cancelled() => return,
+                _ = shutdown.cancelled() => break,
                 _ = tokio::time::sleep(delay) => {}
+            }
+        }
+        if self.buffer.is_empty() {
+            return;
+        }
+        let last_try = session::run(&self, &mut was_connected, &shutdown);
+        match tokio::time::timeout(DRAIN_GRACE, last_try).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, unsent = self.buffer.len(), "stopping; the aggregator did not take the buffer")
+            }
+            Err(_) => {
+                tracing::warn!(
+                    unsent = self.buffer.len(),
+                    "stopping; the aggregator did not take the buffer in time"
+                )
             }
         }
     }

@@ -26,6 +26,8 @@ pub enum SessionError {
     Stream(tonic::Status),
     #[error("aggregator closed the stream")]
     Closed,
+    #[error("stopping before a connection was made")]
+    Stopped,
 }
 
 /// Runs one stream until it breaks (error) or the sidecar stops and has drained (Ok).
@@ -34,10 +36,15 @@ pub(super) async fn run(
     was_connected: &mut bool,
     shutdown: &CancellationToken,
 ) -> Result<(), SessionError> {
-    let channel = tokio::select! {
-        biased;
-        _ = shutdown.cancelled() => return Ok(()),
-        channel = uplink.endpoint.connect() => channel?,
+    let channel = if shutdown.is_cancelled() {
+        // The last attempt to hand over the buffer while stopping; the caller bounds it.
+        uplink.endpoint.connect().await?
+    } else {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => return Err(SessionError::Stopped),
+            channel = uplink.endpoint.connect() => channel?,
+        }
     };
     uplink.stats.record_connect();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
