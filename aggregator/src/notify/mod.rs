@@ -505,6 +505,17 @@ impl Notifier {
                     tracing::error!(error = %e, "delivered, but the notification log could not be written");
                 }
                 for (key, firing, resolved) in &outgoing.row.groups {
+                    // The group came due again while this message waited (DingTalk down, say):
+                    // if nothing changed since, it has just been said.
+                    let unchanged = state.pending.get(key).is_some_and(|waiting| {
+                        let fps = |alerts: &[Alert]| {
+                            alerts.iter().map(|a| a.fingerprint).collect::<BTreeSet<_>>()
+                        };
+                        fps(&waiting.firing) == *firing && fps(&waiting.resolved) == *resolved
+                    });
+                    if unchanged {
+                        state.pending.remove(key);
+                    }
                     log.insert(
                         (name.clone(), key.clone()),
                         LogEntry {

@@ -39,6 +39,10 @@ struct State {
     forced: VecDeque<Forced>,
     /// Requests whose URL, headers or body leaked the secret.
     leaks: usize,
+    /// While set, connections are closed unanswered, as when the robot is unreachable.
+    down: bool,
+    /// Connections closed unanswered while down.
+    refused: usize,
 }
 
 /// A running fake robot; dropping it stops it.
@@ -77,6 +81,13 @@ impl FakeDingTalk {
                     conn = listener.accept() => conn,
                 };
                 if let Ok((stream, _)) = conn {
+                    {
+                        let mut state = state.lock().expect("fake dingtalk lock");
+                        if state.down {
+                            state.refused += 1;
+                            continue;
+                        }
+                    }
                     let (state, token, secret) = (state.clone(), token.clone(), secret.clone());
                     tokio::spawn(async move {
                         let _ = serve(stream, &state, &token, secret.as_deref()).await;
@@ -131,6 +142,20 @@ impl FakeDingTalk {
             .expect("fake dingtalk lock")
             .forced
             .clear();
+    }
+
+    /// Closes every connection unanswered until [`Self::come_back`].
+    pub fn go_down(&self) {
+        self.state.lock().expect("fake dingtalk lock").down = true;
+    }
+
+    pub fn come_back(&self) {
+        self.state.lock().expect("fake dingtalk lock").down = false;
+    }
+
+    /// Connections closed unanswered while down.
+    pub fn refused(&self) -> usize {
+        self.state.lock().expect("fake dingtalk lock").refused
     }
 
     /// Most messages accepted within any 60-second window.
