@@ -88,6 +88,10 @@ fn help(name: &str) -> String {
             "Failed polls in a row ending with the newest".into()
         }
         "flumewatch_alerts" => "Alerts by state and severity".into(),
+        "process_resident_memory_bytes" => "Resident memory size in bytes".into(),
+        "flumewatch_runtime_alive_tasks" => {
+            "Tasks alive in the aggregator's runtime (one per stream, send, timer loop)".into()
+        }
         n if n.starts_with("flumewatch_flume_") => format!(
             "Flume's {} attribute, as the agent reported it",
             n.trim_start_matches("flumewatch_flume_")
@@ -274,6 +278,17 @@ pub fn render(
                 .inc_by(*count);
         }
     }
+    // Leaks show here first: memory that does not come back, tasks that never end.
+    if let Some(rss) = resident_bytes() {
+        f.gauge("process_resident_memory_bytes")
+            .get_or_create(&none)
+            .set(rss as f64);
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        f.gauge("flumewatch_runtime_alive_tasks")
+            .get_or_create(&none)
+            .set(runtime.metrics().num_alive_tasks() as f64);
+    }
     let mut registry = Registry::default();
     for (name, family) in f.counters {
         registry.register(name.clone(), help(&name), family);
@@ -289,6 +304,14 @@ pub fn render(
     let mut out = String::new();
     let _ = encode(&mut out, &registry);
     out
+}
+
+/// Resident set size from /proc (Linux; None elsewhere).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // 4 KiB pages: every platform this is built for (x86_64 and aarch64 Linux defaults).
+    Some(pages * 4096)
 }
 
 /// The same exposition in Prometheus' classic text format (0.0.4), for scrapers and tools

@@ -509,7 +509,10 @@ impl Notifier {
                     // if nothing changed since, it has just been said.
                     let unchanged = state.pending.get(key).is_some_and(|waiting| {
                         let fps = |alerts: &[Alert]| {
-                            alerts.iter().map(|a| a.fingerprint).collect::<BTreeSet<_>>()
+                            alerts
+                                .iter()
+                                .map(|a| a.fingerprint)
+                                .collect::<BTreeSet<_>>()
                         };
                         fps(&waiting.firing) == *firing && fps(&waiting.resolved) == *resolved
                     });
