@@ -190,7 +190,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
         }
         assert_eq!(
             until("silences listed", || silence_ids(&url)).await,
-            [silence.clone()],
+            std::slice::from_ref(&silence),
             "the silence survives kill {}",
             kill + 1
         );

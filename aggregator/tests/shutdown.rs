@@ -7,7 +7,9 @@ mod common;
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::*;
 use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};

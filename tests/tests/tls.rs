@@ -125,7 +125,7 @@ async fn only_sidecars_with_a_client_certificate_from_our_ca_get_in() {
         ]);
         assert!(!wrong_ca.status.success(), "the server is not trusted");
         // A good certificate but no enrolled token: the ingest stream is refused.
-        let mut report = |token: &str| {
+        let report = |token: &str| {
             Command::new(grpcurl())
                 .args([
                     "-cacert",
