@@ -81,20 +81,6 @@ async fn round(url: &str, round: usize, body: &std::sync::Arc<Vec<u8>>) {
     while tasks.join_next().await.is_some() {}
 }
 
-async fn metric(http: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// RSS and alive tasks once every stream has ended.
 async fn settled(http: &str) -> (f64, f64) {
     until("every stream closed", || async {
@@ -119,9 +105,7 @@ async fn settled(http: &str) -> (f64, f64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_sidecars_churning_leave_no_memory_or_tasks_behind() {
-    let dir = std::env::temp_dir().join(format!("fw-churn-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-churn");
     let (port, http_port) = (free_port(), free_port());
     let url = format!("http://127.0.0.1:{port}");
     let http = format!("127.0.0.1:{http_port}");

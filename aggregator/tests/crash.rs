@@ -62,51 +62,23 @@ async fn silence_ids(url: &str) -> Option<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sigkills_lose_no_snapshot_silence_or_message() {
-    let dir = std::env::temp_dir().join(format!("fw-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-crash");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let fake = FakeDingTalk::start("tok-crash", Some("SECcrash"))
         .await
         .unwrap();
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
-    let config = dir.join("aggregator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"off\"\nhistory = 1000\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n\
-             [notify]\ngroup_by = [\"host\"]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
-             [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = \"SECcrash\"\n",
-            dir.join("state"),
-            fake.webhook()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &dir,
+        port,
+        "http_listen = \"off\"\nhistory = 1000",
+        "group_by = [\"host\"]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"",
+        &fake.webhook(),
+        "SECcrash",
+    );
     let mut aggregator = spawn(&config);
-    let silence = until("the aggregator to answer", || async {
-        let mut client = FleetClient::connect(url.clone()).await.ok()?;
-        let request = pb::CreateSilenceRequest {
-            matchers: vec![pb::Matcher {
-                name: "cluster".into(),
-                value: "maintenance".into(),
-                op: pb::MatchOp::Equal as i32,
-            }],
-            duration: Some(prost_types::Duration {
-                seconds: 3600,
-                nanos: 0,
-            }),
-            creator: "ops".into(),
-            comment: "planned work".into(),
-            ..Default::default()
-        };
-        client
-            .create_silence(request)
-            .await
-            .ok()
-            .map(|r| r.into_inner().id)
-    })
-    .await;
+    let silence = silence_cluster(&url, "maintenance").await.id;
 
     // Host i's channel fills once `full[i]` is set; the last host is under maintenance.
     let healthy = Arc::new(body_with_fill(10));

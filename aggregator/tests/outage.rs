@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-use common::body_with_fill;
+use common::{body_with_fill, fresh_dir};
 use flumewatch_aggregator::config::FileConfig;
 use flumewatch_aggregator::fleet::{Fleet, Hello, Now};
 use flumewatch_aggregator::notify::dingtalk::fake::FakeDingTalk;
@@ -33,9 +33,7 @@ condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
 
 #[tokio::test(start_paused = true)]
 async fn ten_minutes_without_dingtalk_then_everything_in_order() {
-    let dir = std::env::temp_dir().join(format!("fw-outage-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-outage");
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
     let fake = FakeDingTalk::start("tok-out", Some("SECout"))
         .await

@@ -27,58 +27,26 @@ summary = { zh = "通道 {component} 使用率 {value}%" }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_keeps_the_outbox_and_the_silences() {
-    let dir = std::env::temp_dir().join(format!("fw-restart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dir = fresh_dir("fw-restart");
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let fake = FakeDingTalk::start("tok-kill", Some("SECkill"))
         .await
         .unwrap();
     fake.force(&[Forced::Http(500); 10_000]);
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
-    let config = dir.join("aggregator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"off\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n\
-             [notify]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\n\
-             [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = \"SECkill\"\n",
-            dir.join("state"),
-            fake.webhook()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &dir,
+        port,
+        "http_listen = \"off\"",
+        "group_wait = \"1s\"\ngroup_interval = \"1s\"",
+        &fake.webhook(),
+        "SECkill",
+    );
     let mut aggregator = spawn(&config);
 
     // A silence for the cluster under maintenance, made before anything fires.
-    let silence = until("the aggregator to answer", || async {
-        let mut client = FleetClient::connect(url.clone()).await.ok()?;
-        let request = pb::CreateSilenceRequest {
-            matchers: vec![pb::Matcher {
-                name: "cluster".into(),
-                value: "maintenance".into(),
-                op: pb::MatchOp::Equal as i32,
-            }],
-            duration: Some(prost_types::Duration {
-                seconds: 3600,
-                nanos: 0,
-            }),
-            creator: "ops".into(),
-            comment: "planned work".into(),
-            ..Default::default()
-        };
-        client
-            .create_silence(request)
-            .await
-            .ok()
-            .map(|r| r.into_inner())
-    })
-    .await;
+    let silence = silence_cluster(&url, "maintenance").await;
 
     let body = Arc::new(filling_body());
     let stop = CancellationToken::new();
@@ -209,25 +177,9 @@ async fn rule_names(url: &str) -> Option<Vec<String>> {
     )
 }
 
-async fn metric(http: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_rules_and_refuses_a_broken_file() {
-    let dir = std::env::temp_dir().join(format!("fw-sighup-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-sighup");
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -1,11 +1,13 @@
 //! A full run of the real binary at debug level — enrolled sidecar, alerts, DingTalk failing
 //! with 500, 310000 and a throttle before accepting — never writes a secret to its logs.
 
-use std::io::Read;
+mod common;
+
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::{free_port, fresh_dir, Output};
 use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
@@ -20,9 +22,7 @@ const ADMIN_TOKEN: &str = "admin-token-9d8c7b6a5f";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_reaches_the_logs() {
-    let dir = std::env::temp_dir().join(format!("fw-secrets-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-secrets");
     let fake = FakeDingTalk::start(ACCESS_TOKEN, Some(SIGNING_SECRET))
         .await
         .unwrap();
@@ -32,11 +32,7 @@ async fn no_secret_reaches_the_logs() {
         Forced::Errcode(-1),
         Forced::Errcode(310_000),
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     std::fs::write(dir.join("tokens"), format!("{SIDECAR_TOKEN} h1\n")).unwrap();
     std::fs::write(dir.join("rules.toml"), "disable = [\"SidecarSilent\"]\n[[rule]]\nname = \"ChannelFilling\"\nseverity = \"warning\"\nkinds = [\"channel\"]\ncondition = { value = \"ChannelFillPercentage\", op = \">=\", threshold = 80 }\n").unwrap();
@@ -69,12 +65,7 @@ async fn no_secret_reaches_the_logs() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("aggregator starts");
-    // Drained as they come: a full pipe would stall the aggregator's logging.
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let drains = [
-        drain(child.stdout.take().unwrap(), logs.clone()),
-        drain(child.stderr.take().unwrap(), logs.clone()),
-    ];
+    let output = Output::capture(&mut child);
 
     let mut body: serde_json::Value = serde_json::from_slice(
         &std::fs::read(concat!(
@@ -120,7 +111,7 @@ async fn no_secret_reaches_the_logs() {
             panic!(
                 "no delivery; answers so far: {:?}\n{}",
                 fake.answers(),
-                String::from_utf8_lossy(&logs.lock().unwrap())
+                output.so_far()
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -146,10 +137,7 @@ async fn no_secret_reaches_the_logs() {
         child.wait().unwrap().success(),
         "SIGTERM stops the aggregator cleanly"
     );
-    for d in drains {
-        d.join().unwrap();
-    }
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logs = output.finish();
     assert!(
         logs.contains("DingTalk refused the message for good"),
         "the permanent failure is logged:\n{logs}"
@@ -170,21 +158,6 @@ async fn no_secret_reaches_the_logs() {
     }
     assert!(logs.lines().count() > 20, "debug logs were captured");
     std::fs::remove_dir_all(&dir).ok();
-}
-
-fn drain(
-    mut from: impl Read + Send + 'static,
-    into: Arc<Mutex<Vec<u8>>>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = from.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    })
 }
 
 /// Secrets given by environment never show in `--help`, and a config file whose secret line is

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -31,9 +30,7 @@ condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_and_keeps_the_outbox() {
-    let dir = std::env::temp_dir().join(format!("fw-term-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("fw-term");
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let fake = FakeDingTalk::start("tok-term", Some("SECterm"))
@@ -41,43 +38,21 @@ async fn sigterm_drains_and_keeps_the_outbox() {
         .unwrap();
     fake.force(&[Forced::Http(503); 10_000]);
     std::fs::write(dir.join("rules.toml"), RULES).unwrap();
-    let config = dir.join("aggregator.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"off\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\nshutdown_grace = \"5s\"\n\
-             [notify]\ngroup_wait = \"0s\"\ngroup_interval = \"1s\"\n\
-             [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = \"SECterm\"\n",
-            dir.join("state"),
-            fake.webhook()
-        ),
-    )
-    .unwrap();
+    let config = write_config(
+        &dir,
+        port,
+        "http_listen = \"off\"\nshutdown_grace = \"5s\"",
+        "group_wait = \"0s\"\ngroup_interval = \"1s\"",
+        &fake.webhook(),
+        "SECterm",
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
         .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let logs = Arc::new(Mutex::new(Vec::<u8>::new()));
-    let drains: Vec<_> = [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ]
-    .into_iter()
-    .map(|mut from| {
-        let into = logs.clone();
-        std::thread::spawn(move || {
-            let mut chunk = [0u8; 8192];
-            while let Ok(n) = from.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                into.lock().unwrap().extend_from_slice(&chunk[..n]);
-            }
-        })
-    })
-    .collect();
+    let output = Output::capture(&mut child);
 
     let body = Arc::new(filling_body());
     let flume = FakeFlume::start(Arc::new(move || Reply::Json(body.as_ref().clone())))
@@ -134,10 +109,7 @@ async fn sigterm_drains_and_keeps_the_outbox() {
     }
     let status = child.wait().unwrap();
     let stopped_in = sent_term.elapsed();
-    for d in drains {
-        d.join().unwrap();
-    }
-    let logs = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
+    let logs = output.finish();
     assert!(status.success(), "exit {status:?}\n{logs}");
     assert!(
         stopped_in < Duration::from_secs(5),

@@ -424,3 +424,68 @@ pub fn body_with_fill(fill: u64) -> Vec<u8> {
     body["CHANNEL.mem1"]["ChannelFillPercentage"] = serde_json::Value::String(format!("{fill}.0"));
     serde_json::to_vec(&body).expect("json")
 }
+
+/// The real sidecar binary, built beside this test binary by `cargo build --workspace` (the
+/// test command builds every target first).
+pub fn sidecar_binary() -> PathBuf {
+    // target/debug/deps/<test> → target/debug/flumewatch-sidecar
+    let exe = std::env::current_exe().expect("test binary path");
+    let path = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir")
+        .join("flumewatch-sidecar");
+    assert!(
+        path.exists(),
+        "{} missing: build the workspace (cargo build --workspace) first",
+        path.display()
+    );
+    path
+}
+
+/// Collects a child's stdout and stderr as they come (a full pipe would stall its logging).
+pub struct Output {
+    text: Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Output {
+    pub fn capture(child: &mut std::process::Child) -> Self {
+        use std::io::Read;
+        let text = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sources: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout piped")),
+            Box::new(child.stderr.take().expect("stderr piped")),
+        ];
+        let readers = sources
+            .into_iter()
+            .map(|mut from| {
+                let into = text.clone();
+                std::thread::spawn(move || {
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n) = from.read(&mut chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                        into.lock()
+                            .expect("output lock")
+                            .extend_from_slice(&chunk[..n]);
+                    }
+                })
+            })
+            .collect();
+        Self { text, readers }
+    }
+
+    pub fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().expect("output lock")).into_owned()
+    }
+
+    /// Everything, once the child has exited.
+    pub fn finish(mut self) -> String {
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        self.so_far()
+    }
+}

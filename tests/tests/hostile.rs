@@ -3,10 +3,9 @@
 //! HTTP to the real sidecar binary, which streams to a real aggregator. Every one must arrive as
 //! a snapshot that says it is bad, the sidecar must not panic, and its memory must stay bounded.
 
-use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flumewatch_e2e::*;
@@ -158,22 +157,6 @@ fn says_bad(snapshot: &Snapshot) -> bool {
     !snapshot.outcome.is_ok() || snapshot.components.iter().any(|c| !c.problems.is_empty())
 }
 
-fn sidecar_binary() -> std::path::PathBuf {
-    // target/debug/deps/hostile-… → target/debug/flumewatch-sidecar
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("flumewatch-sidecar");
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace (cargo build --workspace) first",
-        path.display()
-    );
-    path
-}
-
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -183,18 +166,6 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
-}
-
-fn drain(mut from: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) {
-    std::thread::spawn(move || {
-        let mut chunk = [0u8; 8192];
-        while let Ok(n) = from.read(&mut chunk) {
-            if n == 0 {
-                break;
-            }
-            into.lock().unwrap().extend_from_slice(&chunk[..n]);
-        }
-    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,9 +233,7 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("sidecar starts");
-    let output = Arc::new(Mutex::new(Vec::new()));
-    drain(child.stdout.take().unwrap(), output.clone());
-    drain(child.stderr.take().unwrap(), output.clone());
+    let output = Output::capture(&mut child);
     let pid = child.id();
 
     let started = tokio::time::Instant::now();
@@ -282,7 +251,7 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
         assert!(
             child.try_wait().unwrap().is_none(),
             "the sidecar died:\n{}",
-            String::from_utf8_lossy(&output.lock().unwrap())
+            output.so_far()
         );
         assert!(
             started.elapsed() < Duration::from_secs(240),
@@ -298,7 +267,7 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
         .args(["-TERM", &pid.to_string()])
         .status();
     let status = child.wait().expect("sidecar exits");
-    let output = String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let output = output.finish();
     assert!(status.success(), "sidecar exit {status:?}:\n{output}");
     assert!(!output.contains("panicked"), "{output}");
 

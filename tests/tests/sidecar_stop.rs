@@ -6,21 +6,6 @@ use std::process::{Command, Stdio};
 
 use flumewatch_e2e::*;
 
-fn sidecar_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target dir")
-        .join("flumewatch-sidecar");
-    assert!(
-        path.exists(),
-        "{} missing: build the workspace (cargo build --workspace) first",
-        path.display()
-    );
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_hands_over_the_buffer_when_the_aggregator_is_back() {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")

@@ -35,6 +35,14 @@ pub fn spawn(config: &std::path::Path) -> Child {
         .expect("aggregator starts")
 }
 
+/// An empty directory of its own for this test process.
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -85,4 +93,114 @@ pub async fn receivers(url: &str) -> Option<pb::ReceiverStatus> {
         .receivers
         .into_iter()
         .next()
+}
+
+/// Silences `cluster` for an hour once the aggregator answers; returns the silence.
+pub async fn silence_cluster(url: &str, cluster: &str) -> pb::Silence {
+    until("the aggregator to answer", || async {
+        let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
+        let request = pb::CreateSilenceRequest {
+            matchers: vec![pb::Matcher {
+                name: "cluster".into(),
+                value: cluster.into(),
+                op: pb::MatchOp::Equal as i32,
+            }],
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            creator: "ops".into(),
+            comment: "planned work".into(),
+            ..Default::default()
+        };
+        client
+            .create_silence(request)
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+    })
+    .await
+}
+
+/// Writes an aggregator config for loopback `port` with state and rules in `dir`, these
+/// `[notify]` settings and one receiver `ops` for `webhook` signed with `secret`.
+pub fn write_config(
+    dir: &std::path::Path,
+    port: u16,
+    top: &str,
+    notify: &str,
+    webhook: &str,
+    secret: &str,
+) -> std::path::PathBuf {
+    let config = dir.join("aggregator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "grpc_listen = \"127.0.0.1:{port}\"\nstate_dir = {:?}\nrules = \"rules.toml\"\nevaluation_interval = \"100ms\"\n{top}\n\
+             [notify]\n{notify}\n[[receivers]]\nname = \"ops\"\nwebhook = {webhook:?}\nsecret = {secret:?}\n",
+            dir.join("state"),
+        ),
+    )
+    .unwrap();
+    config
+}
+
+/// Collects a child's stdout and stderr as they come (a full pipe would stall its logging).
+pub struct Output {
+    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Output {
+    pub fn capture(child: &mut Child) -> Self {
+        use std::io::Read;
+        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sources: [Box<dyn Read + Send>; 2] = [
+            Box::new(child.stdout.take().expect("stdout piped")),
+            Box::new(child.stderr.take().expect("stderr piped")),
+        ];
+        let readers = sources
+            .into_iter()
+            .map(|mut from| {
+                let into = text.clone();
+                std::thread::spawn(move || {
+                    let mut chunk = [0u8; 8192];
+                    while let Ok(n) = from.read(&mut chunk) {
+                        if n == 0 {
+                            break;
+                        }
+                        into.lock().unwrap().extend_from_slice(&chunk[..n]);
+                    }
+                })
+            })
+            .collect();
+        Self { text, readers }
+    }
+
+    pub fn so_far(&self) -> String {
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+
+    /// Everything, once the child has exited.
+    pub fn finish(self) -> String {
+        for reader in self.readers {
+            reader.join().unwrap();
+        }
+        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
+    }
+}
+
+/// A value from the aggregator's /metrics at `http` (host:port).
+pub async fn metric(http: &str, name: &str) -> Option<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    text.lines()
+        .find(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }
