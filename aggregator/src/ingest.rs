@@ -1,6 +1,8 @@
 //! The `flumewatch.v1.Ingest` service: one stream per sidecar, Hello first, then snapshots
 //! stored in order and acknowledged.
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use tokio::time::Instant;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +33,19 @@ pub struct IngestCounters {
     pub rejected: AtomicU64,
     /// Streams refused for a missing, unknown or misbound token.
     pub auth_rejected: AtomicU64,
+    pub verdict_latency: VerdictLatency,
+}
+
+/// Time from a snapshot's arrival on its stream to its verdict: stored, windows updated, the
+/// agent's rules judged (waiting for the fleet lock included).
+#[derive(Debug, Clone)]
+pub struct VerdictLatency(pub Histogram);
+
+impl Default for VerdictLatency {
+    fn default() -> Self {
+        // 50 µs … 1.6 s.
+        Self(Histogram::new(exponential_buckets(0.000_05, 2.0, 16)))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -141,9 +156,16 @@ impl StreamTask {
                     break reason;
                 }
             };
+            let arrived = Instant::now();
             let acked = match message.message {
                 Some(Inbound::Snapshot(snapshot)) => match self.store(snapshot) {
-                    Some(seq) => seq,
+                    Some(seq) => {
+                        self.counters
+                            .verdict_latency
+                            .0
+                            .observe(arrived.elapsed().as_secs_f64());
+                        seq
+                    }
                     // Superseded by a newer stream: acking would make the sidecar forget
                     // snapshots nobody stored.
                     None => continue,

@@ -301,6 +301,11 @@ pub fn render(
         "Time to judge one agent's rules on a new snapshot",
         evaluation.clone(),
     );
+    registry.register(
+        "flumewatch_ingest_to_verdict_seconds",
+        "Time from a snapshot's arrival on its stream to its verdict (stored and judged)",
+        counters.verdict_latency.0.clone(),
+    );
     let mut out = String::new();
     let _ = encode(&mut out, &registry);
     out
