@@ -2,10 +2,10 @@
 //! stored in order and acknowledged.
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use tokio::time::Instant;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::time::Instant;
 
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::ingest_server::Ingest;

@@ -2,6 +2,8 @@
 //! serve the captured Flume samples over real HTTP, query over real gRPC, find grpcurl.
 //! Waiting is always "poll with a deadline", never a fixed sleep.
 
+pub mod load;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;

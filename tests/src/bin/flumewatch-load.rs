@@ -1,0 +1,194 @@
+//! `flumewatch-load`: simulate N sidecars against a running aggregator and print what it
+//! sustained. With `--pid` and `--metrics` it also reads the aggregator's CPU, memory and its
+//! own ingest→verdict histogram.
+
+use std::time::Duration;
+
+use clap::Parser;
+use flumewatch_e2e::load::{self, LoadConfig};
+
+#[derive(Parser)]
+#[command(about = "Load an aggregator with simulated sidecar streams")]
+struct Args {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    aggregator: String,
+    #[arg(long, default_value_t = 200)]
+    streams: usize,
+    /// Snapshots per second per stream.
+    #[arg(long, default_value_t = 1.0)]
+    rate: f64,
+    #[arg(long, default_value = "10s")]
+    duration: humantime::Duration,
+    #[arg(long, default_value_t = 10)]
+    min_components: usize,
+    #[arg(long, default_value_t = 30)]
+    max_components: usize,
+    /// Share of agents in trouble (filling channels).
+    #[arg(long, default_value_t = 0.05)]
+    trouble: f64,
+    /// HTTP/2 connections shared by the streams [default: one per stream].
+    #[arg(long)]
+    connections: Option<usize>,
+    #[arg(long, default_value_t = 2000)]
+    ramp_per_second: usize,
+    /// The aggregator's process id, for its CPU time and memory.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// The aggregator's HTTP address (host:port), for its own histogram and counters.
+    #[arg(long)]
+    metrics: Option<String>,
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+fn rss_mib(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kib / 1024.0)
+}
+
+async fn scrape(addr: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.ok()?;
+    Some(text)
+}
+
+/// A quantile from a classic-text histogram's cumulative buckets (upper bound of the bucket).
+fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}_bucket")))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect();
+    let total = buckets.last()?.1;
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= q * total)
+        .map(|(le, _)| *le)
+}
+
+fn value(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let config = LoadConfig {
+        aggregator: args.aggregator,
+        streams: args.streams,
+        rate: args.rate,
+        duration: args.duration.into(),
+        min_components: args.min_components,
+        max_components: args.max_components,
+        trouble: args.trouble,
+        connections: args.connections.unwrap_or(args.streams),
+        ramp_per_second: args.ramp_per_second,
+    };
+    let before = match &args.metrics {
+        Some(m) => scrape(m).await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let cpu_before = args.pid.and_then(cpu_seconds);
+    // RSS once a minute (and at the start): growth shows as a rising series.
+    let sampler = args.pid.map(|pid| {
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                match rss_mib(pid) {
+                    Some(rss) => samples.push(rss),
+                    None => return samples,
+                }
+            }
+        })
+    });
+    let report = load::run(&config).await?;
+    let cpu = args
+        .pid
+        .and_then(cpu_seconds)
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let rss_end = args.pid.and_then(rss_mib);
+    let samples = match sampler {
+        Some(task) => {
+            task.abort();
+            task.await.unwrap_or_default()
+        }
+        None => Vec::new(),
+    };
+    println!(
+        "streams {} × {}/s for {:?}: sent {}, acknowledged {} ({:.0}/s), send→ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        report.streams_opened,
+        config.rate,
+        config.duration,
+        report.sent,
+        report.acked,
+        report.accepted_per_second(),
+        report.quantile_ms(0.5),
+        report.quantile_ms(0.99),
+        report.quantile_ms(1.0),
+    );
+    if let Some(cpu) = cpu {
+        println!(
+            "aggregator CPU {:.1} s over {:.1} s = {:.0}% of one core ({:.0}% of 2 cores)",
+            cpu,
+            report.elapsed.as_secs_f64(),
+            100.0 * cpu / report.elapsed.as_secs_f64(),
+            50.0 * cpu / report.elapsed.as_secs_f64()
+        );
+    }
+    if let Some(rss) = rss_end {
+        println!(
+            "aggregator RSS {:.1} MiB at the end ({:.1} KiB per agent); per minute: {:?}",
+            rss,
+            rss * 1024.0 / config.streams as f64,
+            samples
+                .iter()
+                .map(|s| (s * 10.0).round() / 10.0)
+                .collect::<Vec<_>>()
+        );
+    }
+    if let Some(m) = &args.metrics {
+        let after = scrape(m).await.unwrap_or_default();
+        let name = "flumewatch_ingest_to_verdict_seconds";
+        println!(
+            "aggregator ingest→verdict (bucket upper bounds): p50 ≤ {:.3} ms, p99 ≤ {:.3} ms; stored {} snapshots; alerts firing {}; notifications sent {}",
+            histogram_quantile(&after, name, 0.5).unwrap_or(f64::NAN) * 1000.0,
+            histogram_quantile(&after, name, 0.99).unwrap_or(f64::NAN) * 1000.0,
+            value(&after, "flumewatch_snapshots_stored_total") - value(&before, "flumewatch_snapshots_stored_total"),
+            value(&after, "flumewatch_alerts{state=\"firing\""),
+            value(&after, "flumewatch_notifications_sent_total"),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Load generator: N simulated sidecars, each a real gRPC Ingest stream, sending realistic
+//! snapshots (10–30 components, counters moving, a share of agents in trouble) at a fixed rate
+//! for a bounded time, and measuring how long each snapshot takes to be acknowledged — the
+//! aggregator acknowledges only after storing and judging, so send→ack bounds ingest→verdict.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::ingest_client::IngestClient;
+use pb::report_request::Message;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// What to simulate.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    pub aggregator: String,
+    pub streams: usize,
+    /// Snapshots per second per stream.
+    pub rate: f64,
+    pub duration: Duration,
+    /// Components per agent, spread evenly over this range.
+    pub min_components: usize,
+    pub max_components: usize,
+    /// Share of agents whose channels are filling (they raise alerts).
+    pub trouble: f64,
+    /// HTTP/2 connections the streams share (one per stream is what a real fleet does).
+    pub connections: usize,
+    /// Streams opened per second while ramping up (a fleet does not connect all at once).
+    pub ramp_per_second: usize,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            aggregator: "http://127.0.0.1:50051".into(),
+            streams: 200,
+            rate: 1.0,
+            duration: Duration::from_secs(10),
+            min_components: 10,
+            max_components: 30,
+            trouble: 0.05,
+            connections: 200,
+            ramp_per_second: 2000,
+        }
+    }
+}
+
+/// What happened, from the generator's side.
+#[derive(Debug, Clone, Default)]
+pub struct LoadReport {
+    pub streams_opened: usize,
+    pub sent: u64,
+    pub acked: u64,
+    /// Send → ack, in microseconds, sorted.
+    pub latencies_us: Vec<u32>,
+    /// From the first stream opened to the last ack.
+    pub elapsed: Duration,
+}
+
+impl LoadReport {
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return f64::NAN;
+        }
+        let index = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
+        f64::from(self.latencies_us[index]) / 1000.0
+    }
+
+    pub fn accepted_per_second(&self) -> f64 {
+        self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// One simulated agent's components, as protobuf, with counters that move on every tick.
+struct Agent {
+    components: Vec<pb::Component>,
+    /// Per component and counter: whether it moves (failures and rollbacks stay put).
+    moving: Vec<Vec<bool>>,
+}
+
+fn template() -> Vec<pb::Component> {
+    let body = crate::sample("multi-component-agent.json");
+    flumewatch_sidecar::flume::parse_metrics(&body)
+        .expect("sample parses")
+        .iter()
+        .map(pb::Component::from)
+        .collect()
+}
+
+impl Agent {
+    fn new(template: &[pb::Component], count: usize, troubled: bool) -> Self {
+        let mut components: Vec<pb::Component> = (0..count)
+            .map(|i| {
+                let mut c = template[i % template.len()].clone();
+                c.name = format!("{}{}", c.name, i / template.len());
+                c
+            })
+            .collect();
+        if troubled {
+            for c in &mut components {
+                for g in &mut c.gauges {
+                    match pb::Gauge::try_from(g.gauge) {
+                        Ok(pb::Gauge::ChannelFillPercentage) => g.value = 95.0,
+                        Ok(pb::Gauge::ChannelSize) => g.value = 9500.0,
+                        Ok(pb::Gauge::ChannelCapacity) => g.value = 10_000.0,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        let moving = components
+            .iter()
+            .map(|c| {
+                c.counters
+                    .iter()
+                    .map(|v| {
+                        let name = pb::Counter::try_from(v.counter)
+                            .map(|c| c.as_str_name())
+                            .unwrap_or("");
+                        !(name.contains("FAIL")
+                            || name.contains("ERROR")
+                            || name.contains("ROLLBACK")
+                            || name.contains("TIMER"))
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { components, moving }
+    }
+
+    fn tick(&mut self, seq: u64) -> pb::Snapshot {
+        for (c, moving) in self.components.iter_mut().zip(&self.moving) {
+            for (v, moves) in c.counters.iter_mut().zip(moving) {
+                if *moves {
+                    v.value += 10;
+                }
+            }
+        }
+        pb::Snapshot {
+            seq,
+            agent: "a1".into(),
+            scraped_at: Some(flumewatch_sidecar::convert::timestamp(SystemTime::now())),
+            scrape_duration_ms: 2,
+            outcome: Some(pb::ScrapeOutcome {
+                status: pb::ScrapeStatus::Ok as i32,
+                ..Default::default()
+            }),
+            components: self.components.clone(),
+            backfill: false,
+        }
+    }
+}
+
+/// Runs the load and returns what the generator saw.
+pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Error> {
+    let template = template();
+    let mut channels = Vec::new();
+    for _ in 0..config.connections.clamp(1, config.streams.max(1)) {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(config.aggregator.clone())?
+                .tcp_nodelay(true)
+                .connect()
+                .await?,
+        );
+    }
+    let sent = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let stop_at = started + config.duration;
+    let period = Duration::from_secs_f64(1.0 / config.rate);
+    let span = config.max_components.saturating_sub(config.min_components) + 1;
+    let trouble_every = if config.trouble > 0.0 {
+        (1.0 / config.trouble).round().max(1.0) as usize
+    } else {
+        usize::MAX
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..config.streams {
+        if config.ramp_per_second > 0 && i > 0 && i % config.ramp_per_second == 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let agent = Agent::new(
+            &template,
+            config.min_components + i % span,
+            i % trouble_every == 0,
+        );
+        let channel = channels[i % channels.len()].clone();
+        // Spread the streams over the period so the load is even, not a burst a second.
+        let phase = period.mul_f64(i as f64 / config.streams as f64);
+        tasks.spawn(stream(
+            channel,
+            format!("load-{i:05}"),
+            agent,
+            period,
+            phase,
+            stop_at,
+            sent.clone(),
+        ));
+    }
+    let mut report = LoadReport::default();
+    while let Some(result) = tasks.join_next().await {
+        if let Ok(Some((acked, latencies))) = result {
+            report.streams_opened += 1;
+            report.acked += acked;
+            report.latencies_us.extend(latencies);
+        }
+    }
+    report.elapsed = started.elapsed();
+    report.sent = sent.load(Ordering::Relaxed);
+    report.latencies_us.sort_unstable();
+    Ok(report)
+}
+
+/// One simulated sidecar; returns (acknowledged snapshots, their latencies in µs).
+async fn stream(
+    channel: Channel,
+    host: String,
+    mut agent: Agent,
+    period: Duration,
+    phase: Duration,
+    stop_at: Instant,
+    sent: Arc<AtomicU64>,
+) -> Option<(u64, Vec<u32>)> {
+    let (tx, rx) = mpsc::channel::<pb::ReportRequest>(4);
+    tx.send(pb::ReportRequest {
+        message: Some(Message::Hello(pb::Hello {
+            host: host.clone(),
+            instance_id: format!("{host}-load"),
+            agents: vec!["a1".into()],
+            labels: [("cluster".to_owned(), "load".to_owned())].into(),
+            sidecar_version: "load".into(),
+            poll_interval: Some(flumewatch_sidecar::convert::duration(period)),
+        })),
+    })
+    .await
+    .ok()?;
+    let mut acks = IngestClient::new(channel)
+        .max_decoding_message_size(4 << 20)
+        .report(ReceiverStream::new(rx))
+        .await
+        .ok()?
+        .into_inner();
+    // The first answer is the resume point.
+    acks.message().await.ok()??;
+    let in_flight: Arc<std::sync::Mutex<std::collections::VecDeque<(u64, Instant)>>> =
+        Arc::default();
+    let reader = {
+        let in_flight = in_flight.clone();
+        tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut acked = 0;
+            while let Ok(Some(response)) = acks.message().await {
+                let Some(pb::report_response::Message::Ack(ack)) = response.message else {
+                    continue;
+                };
+                let now = Instant::now();
+                let mut queue = in_flight.lock().expect("in-flight lock");
+                while queue.front().is_some_and(|(seq, _)| *seq <= ack.acked_seq) {
+                    let (_, at) = queue.pop_front().expect("checked");
+                    latencies.push(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+                    acked += 1;
+                }
+            }
+            (acked, latencies)
+        })
+    };
+    let mut next = Instant::now() + phase;
+    let mut seq = 0;
+    while next < stop_at {
+        tokio::time::sleep_until(next).await;
+        seq += 1;
+        let snapshot = agent.tick(seq);
+        in_flight
+            .lock()
+            .expect("in-flight lock")
+            .push_back((seq, Instant::now()));
+        if tx
+            .send(pb::ReportRequest {
+                message: Some(Message::Snapshot(snapshot)),
+            })
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent.fetch_add(1, Ordering::Relaxed);
+        next += period;
+    }
+    // Wait for the last acks, then hang up.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !in_flight.lock().expect("in-flight lock").is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(tx);
+    reader.await.ok()
+}
