@@ -254,14 +254,18 @@ async fn three_hundred_firing_agents_fit_one_message_that_counts_the_rest() {
     .await;
     let mut sidecars = Vec::new();
     for i in 0..300 {
-        let mut s = StreamSidecar::connect(
-            &aggregator.url(),
-            &format!("sh-flume-{i:03}.example.internal"),
-            &[("cluster", "sh-log")],
-        )
-        .await;
+        sidecars.push(
+            StreamSidecar::connect(
+                &aggregator.url(),
+                &format!("sh-flume-{i:03}.example.internal"),
+                &[("cluster", "sh-log")],
+            )
+            .await,
+        );
+    }
+    // All connected first: the 300 reports then land well within group_wait.
+    for s in &mut sidecars {
         s.report(&body_with_fill(88)).await;
-        sidecars.push(s);
     }
     let m = &messages(&fake, 1).await[0];
     assert!(m.body_bytes <= 20_000, "{} bytes", m.body_bytes);

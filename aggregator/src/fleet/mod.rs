@@ -133,6 +133,21 @@ struct State {
     restored_at: Option<Instant>,
 }
 
+/// Firing and resolved alerts across the fleet (see [`engine::announced`]).
+fn announced(
+    agents: &BTreeMap<(String, String), AgentState>,
+    sidecars: &HashMap<String, SidecarState>,
+    cluster_alerts: &HashMap<(usize, String), Tracked>,
+) -> (usize, usize) {
+    engine::announced(
+        agents
+            .values()
+            .flat_map(|a| a.eval.alerts.values())
+            .chain(sidecars.values().flat_map(|s| s.alerts.values()))
+            .chain(cluster_alerts.values()),
+    )
+}
+
 /// How long alerts firing at the last stop wait for their condition to hold again.
 const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
@@ -144,6 +159,8 @@ pub struct Fleet {
     evaluation: prometheus_client::metrics::histogram::Histogram,
     /// Snapshots kept per agent for `GetAgent`'s history.
     history_len: usize,
+    /// Signalled when an alert fires or resolves, so the notifier need not wait for its step.
+    alerts_changed: Arc<tokio::sync::Notify>,
 }
 
 impl Fleet {
@@ -161,10 +178,16 @@ impl Fleet {
                 restored_at: None,
             })),
             history_len,
+            alerts_changed: Arc::default(),
             evaluation: prometheus_client::metrics::histogram::Histogram::new(
                 prometheus_client::metrics::histogram::exponential_buckets(0.000_005, 2.0, 16),
             ),
         }
+    }
+
+    /// Notified (one stored permit) whenever an alert fires or resolves.
+    pub fn alerts_changed(&self) -> Arc<tokio::sync::Notify> {
+        self.alerts_changed.clone()
     }
 
     /// Puts a new rule set in force (config reload). Alerts of rules that stay (same name and
@@ -319,6 +342,7 @@ impl Fleet {
         agent.eval.series.observe(&snapshot, &rules.specs);
         let newest = agent.apply(snapshot.clone(), now.wall, self.history_len);
         if newest && !snapshot.backfill {
+            let before = engine::announced(agent.eval.alerts.values());
             let started = Instant::now();
             let mut evaluator = Evaluator {
                 rules,
@@ -336,6 +360,9 @@ impl Fleet {
                 &sidecar.facts(),
             );
             self.evaluation.observe(started.elapsed().as_secs_f64());
+            if engine::announced(agent.eval.alerts.values()) != before {
+                self.alerts_changed.notify_one();
+            }
         }
         Recorded::Stored
     }
@@ -355,6 +382,7 @@ impl Fleet {
             restored_at,
             ..
         } = &mut *guard;
+        let before = announced(agents, sidecars, cluster_alerts);
         if restored_at.is_some_and(|at| now.mono.saturating_duration_since(at) > RESTORE_WINDOW) {
             restored.borrow_mut().clear();
             *restored_at = None;
@@ -400,6 +428,9 @@ impl Fleet {
         });
         evaluator.clusters(cluster_alerts, members);
         engine::expire(cluster_alerts, now.mono);
+        if announced(agents, sidecars, cluster_alerts) != before {
+            self.alerts_changed.notify_one();
+        }
     }
 
     /// Counts a snapshot that could not be read, so the sequence still advances.

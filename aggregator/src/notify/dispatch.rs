@@ -3,7 +3,7 @@
 //! notification log says something changed or `repeat_interval` passed. Pure: time is `now`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
@@ -93,9 +93,19 @@ impl Dispatcher {
 
     /// Groups whose flush time has come; each is rescheduled `group_interval` later.
     pub fn due(&mut self, now: Instant) -> Vec<Due> {
+        self.due_within(now, Duration::ZERO)
+    }
+
+    /// When some group's flush time has come: it and every group due within `window` after
+    /// it, so groups that formed moments apart (one incident seen by several rules or
+    /// clusters) go out in one message. No group goes early unless another is due.
+    pub fn due_within(&mut self, now: Instant, window: Duration) -> Vec<Due> {
         let mut out = Vec::new();
+        if self.next_flush().is_none_or(|first| first > now) {
+            return out;
+        }
         for (key, group) in &mut self.groups {
-            if group.next_flush > now {
+            if group.next_flush > now + window {
                 continue;
             }
             group.next_flush = now + group.opts.group_interval;

@@ -169,3 +169,23 @@ async fn two_clusters_make_two_groups_for_one_receiver() {
         "same receiver: the notifier merges them into one message"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn groups_formed_moments_apart_flush_together_but_never_early_alone() {
+    let config = config();
+    let mut d = Dispatcher::default();
+    let bj = alert("h1", "bj", AlertStatus::Firing);
+    let sh = alert("h2", "sh", AlertStatus::Firing);
+    d.observe(std::slice::from_ref(&bj), &config, Instant::now());
+    tokio::time::advance(Duration::from_millis(400)).await;
+    d.observe(&[bj.clone(), sh.clone()], &config, Instant::now());
+    let window = Duration::from_secs(1);
+    tokio::time::advance(Duration::from_millis(29_000)).await;
+    assert!(
+        d.due_within(Instant::now(), window).is_empty(),
+        "nothing is due yet: no group goes early on its own"
+    );
+    tokio::time::advance(Duration::from_millis(600)).await;
+    let due = d.due_within(Instant::now(), window);
+    assert_eq!(due.len(), 2, "bj is due; sh, due 400 ms later, joins it");
+}

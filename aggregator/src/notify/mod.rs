@@ -32,6 +32,8 @@ use crate::fleet::Fleet;
 /// How often the pipeline looks at the fleet's alerts.
 const STEP: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Groups falling due this close together share one message.
+const COALESCE: Duration = Duration::from_secs(1);
 /// How long after a start alerts that were firing before it may still resume.
 const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -153,6 +155,10 @@ struct SendResult {
     result: Result<(), SendError>,
 }
 
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(365 * 24 * 3600)
+}
+
 /// The notification pipeline task.
 pub struct Notifier {
     config: NotifyConfig,
@@ -249,30 +255,55 @@ impl Notifier {
         let (results_tx, mut results) = mpsc::channel::<SendResult>(RESULTS_QUEUE);
         let mut ticker = tokio::time::interval(STEP);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let alerts_changed = self.fleet.alerts_changed();
         loop {
-            tokio::select! {
+            // Wake when an alert fires or resolves and when a group's flush falls due, not
+            // only on the next step: a page should not wait for a timer to come round.
+            let next_flush = dispatcher.next_flush().unwrap_or_else(far_future);
+            let sent_only = tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                Some(done) = results.recv() => self.finish(done, &mut states, &mut log, &mut dispatcher),
-                _ = ticker.tick() => {
-                    if self.updates.has_changed().unwrap_or(false) {
-                        let old_names: Vec<String> = self.config.receivers.iter().map(|r| r.name.clone()).collect();
-                        self.config = self.updates.borrow_and_update().clone();
-                        states = self.regroup(&old_names, states);
-                        // Groups re-form under the new routes; the notification log keeps
-                        // them from being announced twice.
-                        dispatcher = Dispatcher::default();
-                        tracing::info!(receivers = self.config.receivers.len(), "notification settings reloaded");
-                    }
-                    let now = Instant::now();
-                    let wall = SystemTime::now();
-                    let alerts = self.fleet.alerts();
-                    self.persist_firing(&alerts, &mut persisted, now.saturating_duration_since(started) > RESTORE_WINDOW);
-                    dispatcher.observe(&alerts, &self.config, now);
-                    self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
-                    self.send(&mut states, &results_tx, now, wall);
+                Some(done) = results.recv() => {
+                    self.finish(done, &mut states, &mut log, &mut dispatcher);
+                    true
                 }
+                _ = ticker.tick() => false,
+                _ = alerts_changed.notified() => false,
+                _ = tokio::time::sleep_until(next_flush) => false,
+            };
+            if sent_only {
+                // The receiver is free again: the next queued message may go now.
+                self.send(&mut states, &results_tx, Instant::now(), SystemTime::now());
+                continue;
             }
+            if self.updates.has_changed().unwrap_or(false) {
+                let old_names: Vec<String> = self
+                    .config
+                    .receivers
+                    .iter()
+                    .map(|r| r.name.clone())
+                    .collect();
+                self.config = self.updates.borrow_and_update().clone();
+                states = self.regroup(&old_names, states);
+                // Groups re-form under the new routes; the notification log keeps
+                // them from being announced twice.
+                dispatcher = Dispatcher::default();
+                tracing::info!(
+                    receivers = self.config.receivers.len(),
+                    "notification settings reloaded"
+                );
+            }
+            let now = Instant::now();
+            let wall = SystemTime::now();
+            let alerts = self.fleet.alerts();
+            self.persist_firing(
+                &alerts,
+                &mut persisted,
+                now.saturating_duration_since(started) > RESTORE_WINDOW,
+            );
+            dispatcher.observe(&alerts, &self.config, now);
+            self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
+            self.send(&mut states, &results_tx, now, wall);
         }
         let queued: usize = states
             .iter()
@@ -342,7 +373,7 @@ impl Notifier {
         wall: SystemTime,
     ) {
         let silences = self.handle.lock().silences.clone();
-        for due in dispatcher.due(now) {
+        for due in dispatcher.due_within(now, COALESCE) {
             let audible = |a: &&Alert| {
                 mute::silenced_by(&silences, &a.labels.0, wall).is_empty()
                     && !mute::inhibited(a, alerts, &self.config.inhibit)
