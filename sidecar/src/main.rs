@@ -20,8 +20,9 @@ fn main() -> ExitCode {
         eprintln!("flumewatch-sidecar: {e}");
         return ExitCode::from(64);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
+    // One thread: a sidecar polls a handful of agents; a second thread (and its malloc arena)
+    // would only cost memory on the Flume host.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -32,6 +32,8 @@ pub type Responder = Arc<dyn Fn() -> Reply + Send + Sync>;
 const CHUNK: usize = 512;
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 const DRIP_BYTES: usize = 16;
+/// Jetty's default idle timeout for a kept-alive connection.
+const IDLE: Duration = Duration::from_secs(30);
 
 /// A running fake agent. Dropping it stops it.
 pub struct FakeFlume {
@@ -92,6 +94,8 @@ async fn serve(
     mut listening: watch::Receiver<bool>,
     stop: CancellationToken,
 ) {
+    // For connections: they close when the agent goes down.
+    let watcher = listening.clone();
     loop {
         loop {
             tokio::select! {
@@ -103,7 +107,7 @@ async fn serve(
                 }
                 accepted = listener.accept() => {
                     if let Ok((stream, _)) = accepted {
-                        tokio::spawn(answer(stream, responder.clone(), stop.clone()));
+                        tokio::spawn(answer(stream, responder.clone(), stop.clone(), watcher.clone()));
                     }
                 }
             }
@@ -133,59 +137,84 @@ async fn rebind(addr: SocketAddr) -> io::Result<TcpListener> {
     Err(last.unwrap_or_else(|| io::Error::other("rebind failed")))
 }
 
-async fn answer(mut stream: TcpStream, responder: Responder, stop: CancellationToken) {
-    let head = tokio::select! {
-        _ = stop.cancelled() => return,
-        head = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)) => match head {
-            Ok(Ok(head)) => head,
-            _ => return,
-        },
-    };
-    let mut words = head.split_whitespace();
-    let method = words.next().unwrap_or("").to_ascii_uppercase();
-    let target = words.next().unwrap_or("");
-    let path = target.split('?').next().unwrap_or("").to_ascii_lowercase();
-    let reply = match (method.as_str(), path.as_str()) {
-        ("TRACE" | "OPTIONS", _) => Reply::Status(403),
-        (_, "/metrics") => responder(),
-        _ => Reply::Status(404),
-    };
-    let response = match reply {
-        Reply::Hang => {
-            stop.cancelled().await;
+/// Serves one connection: like Jetty, it stays open for further requests (HTTP/1.1
+/// keep-alive) until the client closes it, it idles for 30 s, or the agent goes down.
+async fn answer(
+    mut stream: TcpStream,
+    responder: Responder,
+    stop: CancellationToken,
+    mut listening: watch::Receiver<bool>,
+) {
+    loop {
+        let head = tokio::select! {
+            _ = stop.cancelled() => return,
+            // A JVM that goes down takes its open connections with it.
+            _ = listening.wait_for(|up| !*up) => return,
+            head = tokio::time::timeout(IDLE, read_head(&mut stream)) => match head {
+                Ok(Ok(head)) => head,
+                _ => return,
+            },
+        };
+        let mut words = head.split_whitespace();
+        let method = words.next().unwrap_or("").to_ascii_uppercase();
+        let target = words.next().unwrap_or("");
+        let path = target.split('?').next().unwrap_or("").to_ascii_lowercase();
+        // Request bodies are not read: after one, the connection is not reused.
+        let lower = head.to_ascii_lowercase();
+        let has_body = lower.contains("\ncontent-length:")
+            && !lower.contains("\ncontent-length: 0")
+            || lower.contains("\ntransfer-encoding:");
+        let reply = match (method.as_str(), path.as_str()) {
+            ("TRACE" | "OPTIONS", _) => Reply::Status(403),
+            (_, "/metrics") => responder(),
+            _ => Reply::Status(404),
+        };
+        let (response, close) = match reply {
+            Reply::Hang => {
+                stop.cancelled().await;
+                return;
+            }
+            Reply::Drip { body, every } => {
+                let response = chunked("200 OK", "application/json;charset=utf-8", &body);
+                for piece in response.chunks(DRIP_BYTES) {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(every) => {}
+                    }
+                    if stream.write_all(piece).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Reply::Json(body) => (
+                chunked(
+                    "200 OK",
+                    "application/json;charset=utf-8",
+                    if method == "HEAD" { &[] } else { &body },
+                ),
+                has_body,
+            ),
+            Reply::Status(code) => {
+                let body = format!("<html><body><h2>HTTP ERROR {code}</h2></body></html>\n");
+                let response = format!(
+                    "HTTP/1.1 {code} {}\r\nContent-Type: text/html;charset=iso-8859-1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    reason(code),
+                    body.len()
+                )
+                .into_bytes();
+                (response, true)
+            }
+        };
+        if stream.write_all(&response).await.is_err() {
             return;
         }
-        Reply::Drip { body, every } => {
-            let response = chunked("200 OK", "application/json;charset=utf-8", &body);
-            for piece in response.chunks(DRIP_BYTES) {
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(every) => {}
-                }
-                if stream.write_all(piece).await.is_err() {
-                    return;
-                }
-            }
+        if close {
             let _ = stream.shutdown().await;
             return;
         }
-        Reply::Json(body) => chunked(
-            "200 OK",
-            "application/json;charset=utf-8",
-            if method == "HEAD" { &[] } else { &body },
-        ),
-        Reply::Status(code) => {
-            let body = format!("<html><body><h2>HTTP ERROR {code}</h2></body></html>\n");
-            format!(
-                "HTTP/1.1 {code} {}\r\nContent-Type: text/html;charset=iso-8859-1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                reason(code),
-                body.len()
-            )
-            .into_bytes()
-        }
-    };
-    let _ = stream.write_all(&response).await;
-    let _ = stream.shutdown().await;
+    }
 }
 
 async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
@@ -204,7 +233,7 @@ async fn read_head(stream: &mut TcpStream) -> io::Result<String> {
 /// Jetty's answer: chunked transfer encoding and no Content-Length.
 fn chunked(status: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
     let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nServer: Jetty(9.4.57.v20241219)\r\n\r\n"
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nServer: Jetty(9.4.57.v20241219)\r\n\r\n"
     )
     .into_bytes();
     for chunk in body.chunks(CHUNK) {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# The whole benchmark suite, from a clean clone: builds release binaries, installs the seed
+# replica's Python packages, runs the micro-benchmarks, the sidecar-vs-seed footprint, the alert
+# latency and the 10 000-stream load, and prints every table. Not part of the test command:
+# figures vary from run to run. Tunables (environment): LOAD_STREAMS (10000), LOAD_DURATION (5m),
+# LOAD_CONNECTIONS (= streams), FOOTPRINT_DURATION (60s), INCIDENTS (20), SKIP_CRITERION=1.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+LOAD_STREAMS=${LOAD_STREAMS:-10000}
+LOAD_DURATION=${LOAD_DURATION:-5m}
+LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-$LOAD_STREAMS}
+FOOTPRINT_DURATION=${FOOTPRINT_DURATION:-60s}
+INCIDENTS=${INCIDENTS:-20}
+
+echo "== building release binaries" >&2
+cargo build --release --workspace --bins >&2
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q requests DingtalkChatbot >&2
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+BIN=target/release
+
+echo "# flumewatch benchmarks — $(date -u +%F) on $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(rustc --version)"
+echo
+
+if [ "${SKIP_CRITERION:-0}" != 1 ]; then
+  echo "## Micro-benchmarks (criterion, median)"
+  echo
+  echo "| benchmark | time |"
+  echo "|---|---:|"
+  for spec in "flumewatch-sidecar parse" "flumewatch-aggregator evaluate" "flumewatch-aggregator message"; do
+    set -- $spec
+    cargo bench -q -p "$1" --bench "$2" -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
+      | awk '/^[a-z_\/0-9.-]+ *$/ {name=$1} /time:/ {sub(/^ *time: *\[/, ""); split($0, t, " "); if (name == "") name = $1; print "| " name " | " t[3] " " t[4] " |"; name=""}'
+  done
+  echo
+fi
+
+echo "## Sidecar vs the seed script (same simulated agents, same interval, same window)"
+echo
+$BIN/flumewatch-bench footprint --duration "$FOOTPRINT_DURATION"
+echo
+
+echo "## Alert latency (threshold crossed at the agent → DingTalk POST at the robot)"
+echo
+$BIN/flumewatch-bench alert-latency --incidents "$INCIDENTS"
+echo
+
+echo "## Load: $LOAD_STREAMS streams × 1 snapshot/s for $LOAD_DURATION"
+echo
+state=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+$BIN/flumewatch-aggregator --grpc-listen "127.0.0.1:$port" --http-listen "127.0.0.1:$http" \
+  --state-dir "$state" --log-level warn >/dev/null 2>&1 &
+agg=$!
+trap 'kill $agg 2>/dev/null || true; rm -rf "$state"' EXIT
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+idle=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$agg/status)
+echo "aggregator idle RSS: $idle MiB"
+echo '```'
+$BIN/flumewatch-load --aggregator "http://127.0.0.1:$port" --streams "$LOAD_STREAMS" --rate 1 \
+  --duration "$LOAD_DURATION" --connections "$LOAD_CONNECTIONS" --pid "$agg" --metrics "127.0.0.1:$http"
+echo '```'
