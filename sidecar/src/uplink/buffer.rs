@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use flumewatch_proto::v1 as pb;
+use prost::Message;
 use tokio::sync::watch;
 
 use crate::snapshot::Snapshot;
@@ -31,11 +32,20 @@ struct Inner {
     /// How long acknowledged snapshots stay for a restarted aggregator (by scrape time).
     window: Duration,
     next_seq: u64,
-    /// Encoded once at push time, so a replay after a reconnect costs no conversion.
+    /// Protobuf-encoded at push time: a few hundred bytes each instead of a tree of small
+    /// allocations several times that size, which matters on a Flume host with a long window.
     /// Acknowledged ones (seq <= `acked`) first, then those waiting.
-    pending: VecDeque<pb::Snapshot>,
+    pending: VecDeque<Queued>,
     acked: u64,
     dropped: u64,
+}
+
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    agent: String,
+    scraped_at: SystemTime,
+    encoded: Vec<u8>,
 }
 
 impl Inner {
@@ -52,13 +62,11 @@ impl Inner {
         let cutoff = now
             .checked_sub(self.window)
             .unwrap_or(SystemTime::UNIX_EPOCH);
-        while self.pending.front().is_some_and(|s| {
-            s.seq <= self.acked
-                && s.scraped_at
-                    .as_ref()
-                    .and_then(|t| crate::convert::from_timestamp(t, "scraped_at").ok())
-                    .is_none_or(|t| t < cutoff)
-        }) {
+        while self
+            .pending
+            .front()
+            .is_some_and(|s| s.seq <= self.acked && s.scraped_at < cutoff)
+        {
             self.pending.pop_front();
         }
     }
@@ -103,7 +111,12 @@ impl ReplayBuffer {
                     inner.dropped += 1;
                 }
             }
-            inner.pending.push_back(pb::Snapshot::from(&snapshot));
+            inner.pending.push_back(Queued {
+                seq,
+                agent: snapshot.agent.clone(),
+                scraped_at: snapshot.scraped_at,
+                encoded: pb::Snapshot::from(&snapshot).encode_to_vec(),
+            });
             seq
         };
         self.newest.send_replace(seq);
@@ -128,14 +141,16 @@ impl ReplayBuffer {
         } else {
             (seq - first + 1) as usize
         };
-        let mut next = inner.pending.get(index)?.clone();
+        let queued = inner.pending.get(index)?;
+        // Our own encoding of a moment ago: it decodes.
+        let mut next = pb::Snapshot::decode(queued.encoded.as_slice()).ok()?;
         // From the back: the newest snapshot of a replayed agent is usually near the end.
         next.backfill = inner
             .pending
             .iter()
             .skip(index + 1)
             .rev()
-            .any(|later| later.agent == next.agent);
+            .any(|later| later.agent == queued.agent);
         Some(next)
     }
 
