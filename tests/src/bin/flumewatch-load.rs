@@ -119,16 +119,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let cpu_before = args.pid.and_then(cpu_seconds);
     // RSS once a minute (and at the start): growth shows as a rising series.
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sampler = args.pid.map(|pid| {
+        let samples = samples.clone();
         tokio::spawn(async move {
-            let mut samples = Vec::new();
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                match rss_mib(pid) {
-                    Some(rss) => samples.push(rss),
-                    None => return samples,
-                }
+            while let Some(rss) = rss_mib(pid) {
+                samples.lock().expect("samples lock").push(rss);
+                tokio::time::sleep(Duration::from_secs(60)).await;
             }
         })
     });
@@ -139,13 +136,10 @@ async fn main() -> anyhow::Result<()> {
         .zip(cpu_before)
         .map(|(after, before)| after - before);
     let rss_end = args.pid.and_then(rss_mib);
-    let samples = match sampler {
-        Some(task) => {
-            task.abort();
-            task.await.unwrap_or_default()
-        }
-        None => Vec::new(),
-    };
+    if let Some(task) = sampler {
+        task.abort();
+    }
+    let samples = samples.lock().expect("samples lock").clone();
     println!(
         "streams {} × {}/s for {:?}: sent {}, acknowledged {} ({:.0}/s), send→ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         report.streams_opened,
@@ -186,7 +180,11 @@ async fn main() -> anyhow::Result<()> {
             histogram_quantile(&after, name, 0.5).unwrap_or(f64::NAN) * 1000.0,
             histogram_quantile(&after, name, 0.99).unwrap_or(f64::NAN) * 1000.0,
             value(&after, "flumewatch_snapshots_stored_total") - value(&before, "flumewatch_snapshots_stored_total"),
-            value(&after, "flumewatch_alerts{state=\"firing\""),
+            after
+                .lines()
+                .filter(|l| l.starts_with("flumewatch_alerts{") && l.contains("state=\"firing\""))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>(),
             value(&after, "flumewatch_notifications_sent_total"),
         );
     }
