@@ -93,6 +93,9 @@ pub struct AgentSeries {
     resets: VecDeque<Millis>,
     /// Scrape time of the newest successful snapshot: windows end here.
     newest: Millis,
+    /// Where the last lookup found its component: rules read components in snapshot order,
+    /// so the next lookup is usually there or one further (no scan, no name compares).
+    hint: std::cell::Cell<usize>,
 }
 
 impl AgentSeries {
@@ -107,12 +110,19 @@ impl AgentSeries {
         }
         self.newest = now;
         let mut restarted = false;
-        for component in snapshot.components.iter().filter(|c| !c.is_stopped()) {
-            let index = match self
-                .components
-                .iter()
-                .position(|s| s.kind == component.kind && s.name == component.name)
-            {
+        for (position, component) in snapshot
+            .components
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| !c.is_stopped())
+        {
+            let same = |s: &ComponentSeries| s.kind == component.kind && s.name == component.name;
+            // Snapshots of one agent list components in the same order: try that place first.
+            let found = match self.components.get(position) {
+                Some(s) if same(s) => Some(position),
+                _ => self.components.iter().position(same),
+            };
+            let index = match found {
                 Some(index) => index,
                 None => {
                     let tracks = specs
@@ -176,10 +186,14 @@ impl AgentSeries {
         expr: CounterExpr,
         specs: &[SeriesSpec],
     ) -> Option<&Track> {
-        let series = self
-            .components
-            .iter()
-            .find(|s| s.kind == kind && s.name == name)?;
+        let same = |s: &ComponentSeries| s.kind == kind && s.name == name;
+        let hint = self.hint.get();
+        let index = [hint, hint + 1]
+            .into_iter()
+            .find(|i| self.components.get(*i).is_some_and(same))
+            .or_else(|| self.components.iter().position(same))?;
+        self.hint.set(index);
+        let series = &self.components[index];
         specs
             .iter()
             .filter(|s| s.kind == kind)
