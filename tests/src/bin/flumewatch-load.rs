@@ -96,7 +96,9 @@ fn value(text: &str, prefix: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+        .sum::<f64>()
+        // An empty sum is -0.0.
+        + 0.0
 }
 
 #[tokio::main]
@@ -184,7 +186,8 @@ async fn main() -> anyhow::Result<()> {
                 .lines()
                 .filter(|l| l.starts_with("flumewatch_alerts{") && l.contains("state=\"firing\""))
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum::<f64>(),
+                .sum::<f64>()
+                + 0.0,
             value(&after, "flumewatch_notifications_sent_total"),
         );
     }
