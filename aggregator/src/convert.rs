@@ -141,7 +141,7 @@ pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
             .history
             .iter()
             .skip(skip)
-            .map(|s| pb::Snapshot::from(s.as_ref()))
+            .map(|s| s.to_proto())
             .collect(),
         snapshots_received: state.received,
         duplicates_ignored: state.duplicates,

@@ -275,7 +275,12 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
     let mut recovered = 0;
     for view in fleet.agents(&Default::default(), None) {
         let k: usize = view.state.agent[1..].parse().unwrap();
-        let history: Vec<&Snapshot> = view.state.history.iter().map(|s| s.as_ref()).collect();
+        let history: Vec<Snapshot> = view
+            .state
+            .history
+            .iter()
+            .map(|s| s.decode().expect("history decodes"))
+            .collect();
         assert!(history.len() > shares[k], "a{k}: history holds them all");
         for (i, snapshot) in history[..shares[k]].iter().enumerate() {
             assert!(

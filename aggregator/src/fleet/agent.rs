@@ -4,10 +4,40 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::snapshot::Snapshot;
+use prost::Message;
 
 use super::rates::{self, ComponentRates};
 use crate::rules::engine::AgentEval;
+
+/// One history entry, kept protobuf-encoded: about 1 KiB for 20 components where the decoded
+/// snapshot (hundreds of small allocations) takes about 15 KiB. Decoded only when asked for.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub seq: u64,
+    encoded: Box<[u8]>,
+}
+
+impl HistoryEntry {
+    pub fn new(snapshot: &Snapshot) -> Self {
+        Self {
+            seq: snapshot.seq,
+            encoded: pb::Snapshot::from(snapshot)
+                .encode_to_vec()
+                .into_boxed_slice(),
+        }
+    }
+
+    pub fn to_proto(&self) -> pb::Snapshot {
+        // Our own encoding: it decodes.
+        pb::Snapshot::decode(&*self.encoded).unwrap_or_default()
+    }
+
+    pub fn decode(&self) -> Option<Snapshot> {
+        Snapshot::try_from(self.to_proto()).ok()
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct AgentState {
@@ -18,7 +48,7 @@ pub struct AgentState {
     /// Newest successful snapshot, the base for the next rates.
     last_ok: Option<Arc<Snapshot>>,
     /// Recent snapshots oldest first, replays included, at most `history_len`.
-    pub history: VecDeque<Arc<Snapshot>>,
+    pub history: VecDeque<HistoryEntry>,
     /// Between the two newest successful snapshots; empty while the newest poll failed.
     pub rates: Vec<ComponentRates>,
     pub last_seen: Option<SystemTime>,
@@ -57,7 +87,7 @@ impl AgentState {
             if self.history.len() >= history_len {
                 self.history.pop_front();
             }
-            self.history.push_back(snapshot.clone());
+            self.history.push_back(HistoryEntry::new(&snapshot));
         }
         let is_newest = self
             .latest
