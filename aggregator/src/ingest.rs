@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::fleet::{Fleet, Hello, Now, Recorded, Registration};
+use crate::fleet::{Fleet, Hello, HistoryEntry, Now, Recorded, Registration};
 
 /// A sidecar that connects but says nothing is holding a slot for no one.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -194,12 +194,15 @@ impl StreamTask {
     /// Stores one snapshot and returns the sequence number to acknowledge, if any.
     fn store(&self, wire: pb::Snapshot) -> Option<u64> {
         let seq = wire.seq;
+        // History keeps the message as it came: encoding it costs less than converting back.
+        let entry = HistoryEntry::from_wire(&wire);
         match Snapshot::try_from(wire) {
             Ok(snapshot) => {
-                let recorded = self.fleet.record(
+                let recorded = self.fleet.record_with(
                     &self.host,
                     self.registration.stream_id,
                     snapshot,
+                    Some(entry),
                     Now::current(),
                 );
                 let counter = match recorded {

@@ -21,11 +21,14 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     pub fn new(snapshot: &Snapshot) -> Self {
+        Self::from_wire(&pb::Snapshot::from(snapshot))
+    }
+
+    /// From the message as it arrived (no conversion back from the typed snapshot).
+    pub fn from_wire(wire: &pb::Snapshot) -> Self {
         Self {
-            seq: snapshot.seq,
-            encoded: pb::Snapshot::from(snapshot)
-                .encode_to_vec()
-                .into_boxed_slice(),
+            seq: wire.seq,
+            encoded: wire.encode_to_vec().into_boxed_slice(),
         }
     }
 
@@ -80,14 +83,21 @@ impl AgentState {
 
     /// Takes one snapshot in sequence order. Replayed snapshots land in the history; only one
     /// at least as new as the current latest becomes the latest (returns whether it did).
-    pub fn apply(&mut self, snapshot: Arc<Snapshot>, now: SystemTime, history_len: usize) -> bool {
+    pub fn apply(
+        &mut self,
+        snapshot: Arc<Snapshot>,
+        entry: Option<HistoryEntry>,
+        now: SystemTime,
+        history_len: usize,
+    ) -> bool {
         self.received += 1;
         self.last_seen = Some(now);
         if history_len > 0 {
             if self.history.len() >= history_len {
                 self.history.pop_front();
             }
-            self.history.push_back(HistoryEntry::new(&snapshot));
+            self.history
+                .push_back(entry.unwrap_or_else(|| HistoryEntry::new(&snapshot)));
         }
         let is_newest = self
             .latest

@@ -16,7 +16,7 @@ use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::snapshot::Snapshot;
 use tokio::time::Instant;
 
-pub use agent::AgentState;
+pub use agent::{AgentState, HistoryEntry};
 
 use crate::alert::Alert;
 use crate::rules::engine::{self, Evaluator, RuleHealth, SidecarFacts, TargetKey, Tracked};
@@ -309,6 +309,18 @@ impl Fleet {
     /// Stores one snapshot from stream `stream_id` of `host`'s sidecar and, unless it is
     /// backfill, judges the agent's rules on it.
     pub fn record(&self, host: &str, stream_id: u64, snapshot: Snapshot, now: Now) -> Recorded {
+        self.record_with(host, stream_id, snapshot, None, now)
+    }
+
+    /// [`Self::record`] with the snapshot's history entry already made from the wire message.
+    pub fn record_with(
+        &self,
+        host: &str,
+        stream_id: u64,
+        snapshot: Snapshot,
+        entry: Option<HistoryEntry>,
+        now: Now,
+    ) -> Recorded {
         let mut guard = self.lock();
         let State {
             sidecars,
@@ -340,7 +352,7 @@ impl Fleet {
         }
         let snapshot = Arc::new(snapshot);
         agent.eval.series.observe(&snapshot, &rules.specs);
-        let newest = agent.apply(snapshot.clone(), now.wall, self.history_len);
+        let newest = agent.apply(snapshot.clone(), entry, now.wall, self.history_len);
         if newest && !snapshot.backfill {
             let before = engine::announced(agent.eval.alerts.values());
             let started = Instant::now();
