@@ -31,7 +31,9 @@ if [ "${SKIP_CRITERION:-0}" != 1 ]; then
   for spec in "flumewatch-sidecar parse" "flumewatch-aggregator evaluate" "flumewatch-aggregator message"; do
     set -- $spec
     cargo bench -q -p "$1" --bench "$2" -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
-      | awk '/^[a-z_\/0-9.-]+ *$/ {name=$1} /time:/ {sub(/^ *time: *\[/, ""); split($0, t, " "); if (name == "") name = $1; print "| " name " | " t[3] " " t[4] " |"; name=""}'
+      | awk '/^[A-Za-z_\/0-9.-]+ *$/ { name = $1 }
+             /time: *\[/ { if ($1 != "time:") name = $1; s = substr($0, index($0, "[") + 1); split(s, t, " ");
+                            print "| " name " | " t[3] " " t[4] " |"; name = "" }'
   done
   echo
 fi
