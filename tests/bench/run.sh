@@ -57,7 +57,10 @@ $BIN/flumewatch-aggregator --grpc-listen "127.0.0.1:$port" --http-listen "127.0.
   --state-dir "$state" --log-level warn >/dev/null 2>&1 &
 agg=$!
 trap 'kill $agg 2>/dev/null || true; rm -rf "$state"' EXIT
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http/-/ready" >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do
+  python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$http/-/ready')" 2>/dev/null && break
+  sleep 0.1
+done
 idle=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$agg/status)
 echo "aggregator idle RSS: $idle MiB"
 echo '```'
