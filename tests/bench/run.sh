@@ -32,7 +32,7 @@ if [ "${SKIP_CRITERION:-0}" != 1 ]; then
     set -- $spec
     cargo bench -q -p "$1" --bench "$2" -- --warm-up-time 1 --measurement-time 3 2>/dev/null \
       | awk '/^[A-Za-z_\/0-9.-]+ *$/ { name = $1 }
-             /time: *\[/ { if ($1 != "time:") name = $1; s = substr($0, index($0, "[") + 1); split(s, t, " ");
+             $1 == "time:" || ($2 == "time:" && $1 != "change:") { if ($1 != "time:") name = $1; s = substr($0, index($0, "[") + 1); split(s, t, " ");
                             print "| " name " | " t[3] " " t[4] " |"; name = "" }'
   done
   echo
