@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, fresh_dir, Output};
+use common::{free_port, fresh_dir, Output, Running};
 use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
@@ -48,23 +48,25 @@ async fn no_secret_reaches_the_logs() {
     )
     .unwrap();
     // Relative paths in a config are read from where the aggregator runs.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
-        .current_dir(&dir)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "--log-level",
-            "debug",
-            "--log-format",
-            "json",
-        ])
-        .env("FW_TEST_WEBHOOK", fake.webhook())
-        .env("FW_TEST_SECRET", SIGNING_SECRET)
-        .env("FLUMEWATCH_ADMIN_TOKEN", ADMIN_TOKEN)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("aggregator starts");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
+            .current_dir(&dir)
+            .args([
+                "--config",
+                config.to_str().unwrap(),
+                "--log-level",
+                "debug",
+                "--log-format",
+                "json",
+            ])
+            .env("FW_TEST_WEBHOOK", fake.webhook())
+            .env("FW_TEST_SECRET", SIGNING_SECRET)
+            .env("FLUMEWATCH_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("aggregator starts"),
+    );
     let output = Output::capture(&mut child);
 
     let mut body: serde_json::Value = serde_json::from_slice(

@@ -46,12 +46,14 @@ async fn sigterm_drains_and_keeps_the_outbox() {
         &fake.webhook(),
         "SECterm",
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
-        .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
+            .args(["--config", config.to_str().unwrap(), "--log-format", "json"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let output = Output::capture(&mut child);
 
     let body = Arc::new(filling_body());

@@ -25,14 +25,39 @@ pub fn filling_body() -> Vec<u8> {
     body_with_fill(85)
 }
 
-pub fn spawn(config: &std::path::Path) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
-        .args(["--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("aggregator starts")
+pub fn spawn(config: &std::path::Path) -> Running {
+    Running(
+        Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("aggregator starts"),
+    )
+}
+
+/// A child process that is killed when dropped, so a failing test leaves no aggregator behind.
+pub struct Running(pub Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// An empty directory of its own for this test process.
