@@ -77,7 +77,20 @@ impl Uplink {
 
     /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`] (connecting
     /// once more for it if the aggregator was away).
-    pub(crate) async fn run(mut self, shutdown: CancellationToken) {
+    pub(crate) async fn run(self, shutdown: CancellationToken) {
+        // Whatever the uplink is waiting on (a handshake, a first ack), a stop is bounded.
+        let work = self.run_until_drained(shutdown.clone());
+        tokio::pin!(work);
+        tokio::select! {
+            _ = &mut work => {}
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(2 * DRAIN_GRACE).await;
+            } => tracing::warn!("stopping; the aggregator connection did not end in time"),
+        }
+    }
+
+    async fn run_until_drained(mut self, shutdown: CancellationToken) {
         let mut was_connected = false;
         loop {
             match session::run(&self, &mut was_connected, &shutdown).await {
