@@ -2,15 +2,14 @@
 //! (ingest bookkeeping + windows + every rule) while the fleet holds 10 000 agents, and one
 //! periodic tick over all of them. Figures go to BENCHMARKS.md.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use flumewatch_aggregator::fleet::{Fleet, Hello, Now};
 use flumewatch_aggregator::rules::{Language, RuleSet};
+use flumewatch_proto::model::snapshot::{Component, Snapshot};
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::snapshot::{Component, ScrapeOutcome, Snapshot};
 
 const AGENTS: usize = 10_000;
 
@@ -21,9 +20,7 @@ struct Agent {
 }
 
 fn template() -> Vec<Component> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/flume/samples/multi-component-agent.json");
-    parse_metrics(&std::fs::read(path).expect("sample")).expect("parses")
+    parse_metrics(&flumewatch_testkit::sample("multi-component-agent.json")).expect("parses")
 }
 
 /// The template with every counter moved on by `step` polls of 10 events.
@@ -34,15 +31,11 @@ fn snapshot(template: &[Component], seq: u64, step: u64) -> Snapshot {
             *v += step * 10;
         }
     }
-    Snapshot {
+    flumewatch_testkit::snapshot::ok(
         seq,
-        agent: "a1".into(),
-        scraped_at: UNIX_EPOCH + Duration::from_secs(1_795_000_000 + step * 10),
-        scrape_duration: Duration::from_millis(2),
-        outcome: ScrapeOutcome::Ok,
+        UNIX_EPOCH + Duration::from_secs(1_795_000_000 + step * 10),
         components,
-        backfill: false,
-    }
+    )
 }
 
 fn now() -> Now {

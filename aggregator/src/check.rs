@@ -19,7 +19,7 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
         let table: toml::Table = toml::from_str(&text).map_err(|e| RuleError {
             file: path.display().to_string(),
             path: "(syntax)".into(),
-            reason: flumewatch_sidecar::config::describe_toml_error(&text, &e),
+            reason: flumewatch_process::describe_toml_error(&text, &e),
         })?;
         let is_rule_file = ["rule", "use_defaults", "disable"]
             .iter()
@@ -59,7 +59,7 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
                     "component[{}]",
                     rule.kinds
                         .iter()
-                        .map(|k| flumewatch_sidecar::flume::vocabulary::kind_name(*k)
+                        .map(|k| flumewatch_proto::model::vocabulary::kind_name(*k)
                             .to_ascii_lowercase())
                         .collect::<Vec<_>>()
                         .join(",")

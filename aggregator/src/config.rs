@@ -50,12 +50,11 @@ pub struct Cli {
     /// TOML file with any of the settings below.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Address for the gRPC port (Ingest, Fleet, health, reflection) [default: 0.0.0.0:50051;
-    /// 127.0.0.1:50051 with --demo].
+    /// Address for the gRPC port (Ingest, Fleet, health, reflection) [default: 0.0.0.0:50051].
     #[arg(long, value_name = "ADDR")]
     pub grpc_listen: Option<String>,
     /// Address for the HTTP port: /metrics (Prometheus), /-/healthy, /-/ready
-    /// [default: 0.0.0.0:9651; 127.0.0.1:9651 with --demo; "off" disables it].
+    /// [default: 0.0.0.0:9651; "off" disables it].
     #[arg(long, value_name = "ADDR")]
     pub http_listen: Option<String>,
     /// Log format: text (default, for people) or json (for log collectors).
@@ -66,7 +65,7 @@ pub struct Cli {
     #[arg(long, value_name = "FILTER")]
     pub log_level: Option<String>,
     /// Directory for the aggregator's durable state; created if missing
-    /// [default: /var/lib/flumewatch; a temporary directory with --demo].
+    /// [default: /var/lib/flumewatch].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Recent snapshots kept per agent for GetAgent's history [default: 10].
@@ -144,13 +143,6 @@ pub struct Cli {
     /// How long before a still-firing group is notified again [default: 4h].
     #[arg(long, value_name = "DURATION")]
     pub repeat_interval: Option<String>,
-    /// Run a demo fleet on loopback: simulated Flume agents, sidecars and this aggregator,
-    /// printing what the aggregator sees. No Flume needed.
-    #[arg(long)]
-    pub demo: bool,
-    /// With --demo: stop after this long instead of running until Ctrl-C.
-    #[arg(long, value_name = "DURATION", requires = "demo")]
-    pub demo_for: Option<String>,
 }
 
 /// Subcommands.
@@ -243,12 +235,8 @@ impl std::fmt::Debug for TlsFiles {
 /// What `main` should run.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    Serve(Config),
+    Serve(Box<Config>),
     CheckConfig(Vec<PathBuf>),
-    Demo {
-        config: Config,
-        run_for: Option<Duration>,
-    },
 }
 
 impl Cli {
@@ -256,17 +244,17 @@ impl Cli {
         if let Some(Command::CheckConfig { files }) = self.command {
             return Ok(Mode::CheckConfig(files));
         }
+        Ok(Mode::Serve(Box::new(self.merge()?.validate()?)))
+    }
+
+    /// The config file (if any) with these flags laid over it, not yet validated: a caller
+    /// such as the demo may fill in defaults of its own first.
+    pub fn merge(self) -> Result<FileConfig, ConfigError> {
         let file = match &self.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        let demo = self.demo;
-        let run_for = self
-            .demo_for
-            .as_deref()
-            .map(|d| parse_duration("demo_for", d))
-            .transpose()?;
-        let mut merged = FileConfig {
+        Ok(FileConfig {
             grpc_listen: self.grpc_listen.or(file.grpc_listen),
             http_listen: self.http_listen.or(file.http_listen),
             state_dir: self.state_dir.or(file.state_dir),
@@ -297,23 +285,6 @@ impl Cli {
                 group_interval: self.group_interval,
                 repeat_interval: self.repeat_interval,
             },
-        };
-        if demo {
-            merged
-                .grpc_listen
-                .get_or_insert_with(|| "127.0.0.1:50051".into());
-            merged
-                .http_listen
-                .get_or_insert_with(|| "127.0.0.1:9651".into());
-            merged.state_dir.get_or_insert_with(|| {
-                std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
-            });
-        }
-        let config = merged.validate()?;
-        Ok(if demo {
-            Mode::Demo { config, run_for }
-        } else {
-            Mode::Serve(config)
         })
     }
 }
@@ -346,7 +317,7 @@ pub fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     })?;
     let mut file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
         path: path.to_owned(),
-        reason: flumewatch_sidecar::config::describe_toml_error(&text, &e),
+        reason: flumewatch_process::describe_toml_error(&text, &e),
     })?;
     // A relative rule file is found next to the config that names it.
     if let (Some(rules), Some(dir)) = (&file.rules, path.parent()) {
@@ -533,7 +504,7 @@ mod tests {
         let Mode::Serve(config) =
             load(&["--config", file.to_str().unwrap(), "--history", "7"]).unwrap()
         else {
-            panic!("not a demo")
+            panic!("not serve mode")
         };
         assert_eq!(config.grpc_listen.port(), 6000);
         assert_eq!(config.history, 7);

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use flumewatch_proto::model::snapshot::{ComponentKind, Gauge};
+use flumewatch_proto::model::time::{duration, from_duration, timestamp};
 use flumewatch_proto::v1 as pb;
-use flumewatch_sidecar::convert::{duration, from_duration, timestamp};
-use flumewatch_sidecar::snapshot::{ComponentKind, Gauge};
 
 use crate::alert::{Alert, AlertStatus, Severity};
 use crate::fleet::rates::ComponentRates;

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::ingest_server::Ingest;
-use flumewatch_sidecar::snapshot::Snapshot;
 use pb::report_request::Message as Inbound;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;

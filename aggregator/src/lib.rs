@@ -7,7 +7,7 @@
 //!  grpcurl / tools ──gRPC Fleet/ListAgents, GetAgent── query ─┘
 //! ```
 //!
-//! Snapshots are the sidecar crate's typed [`flumewatch_sidecar::snapshot::Snapshot`];
+//! Snapshots are the sidecar crate's typed [`flumewatch_proto::model::snapshot::Snapshot`];
 //! `convert` maps the aggregator's own views to protobuf.
 
 pub mod alert;
@@ -15,7 +15,6 @@ pub mod auth;
 pub mod check;
 pub mod config;
 mod convert;
-pub mod demo;
 pub mod fleet;
 mod health;
 mod http;

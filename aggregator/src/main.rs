@@ -1,4 +1,4 @@
-//! `flumewatch-aggregator`: parse flags, validate, serve (or run the demo) until SIGINT/SIGTERM.
+//! `flumewatch-aggregator`: parse flags, validate, serve until SIGINT/SIGTERM.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -29,16 +29,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let default_level = if matches!(mode, Mode::Demo { .. }) {
-        "warn"
-    } else {
-        "info"
-    };
-    if let Err(e) = flumewatch_sidecar::telemetry::init_logging(
-        &log_format,
-        log_level.as_deref(),
-        default_level,
-    ) {
+    if let Err(e) = flumewatch_process::init_logging(&log_format, log_level.as_deref(), "info") {
         eprintln!("flumewatch-aggregator: {e}");
         return ExitCode::from(64);
     }
@@ -53,16 +44,16 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = flumewatch_sidecar::shutdown_on_signal();
+        let shutdown = flumewatch_process::shutdown_on_signal();
         match mode {
             Mode::Serve(config) => {
                 // Reloads read the same files with the same flags as this start did.
                 let source: flumewatch_aggregator::reload::ConfigSource =
                     Arc::new(move || match reload_cli.clone().load()? {
-                        Mode::Serve(config) => Ok(config),
+                        Mode::Serve(config) => Ok(*config),
                         _ => unreachable!("the same flags load the same mode"),
                     });
-                let aggregator = flumewatch_aggregator::Aggregator::bind(config)
+                let aggregator = flumewatch_aggregator::Aggregator::bind(*config)
                     .await?
                     .with_config_source(source);
                 let reloader = aggregator.reloader();
@@ -79,9 +70,6 @@ fn main() -> ExitCode {
                     }
                 });
                 aggregator.run(shutdown).await?
-            }
-            Mode::Demo { config, run_for } => {
-                flumewatch_aggregator::demo::run(config, run_for, shutdown).await?
             }
             Mode::CheckConfig(_) => unreachable!("handled before the runtime starts"),
         }

@@ -6,7 +6,7 @@
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use flumewatch_sidecar::flume::vocabulary;
+use flumewatch_proto::model::vocabulary;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

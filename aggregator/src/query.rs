@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use std::time::{Duration, SystemTime};
 
-use flumewatch_sidecar::convert::from_timestamp;
+use flumewatch_proto::model::time::from_timestamp;
 
 use crate::convert;
 use crate::fleet::{Fleet, LookupError};
@@ -75,11 +75,11 @@ fn silence_to_pb(s: &Silence, now: SystemTime) -> pb::Silence {
                 } as i32,
             })
             .collect(),
-        starts_at: Some(flumewatch_sidecar::convert::timestamp(s.starts_at)),
-        ends_at: Some(flumewatch_sidecar::convert::timestamp(s.ends_at)),
+        starts_at: Some(flumewatch_proto::model::time::timestamp(s.starts_at)),
+        ends_at: Some(flumewatch_proto::model::time::timestamp(s.ends_at)),
         creator: s.creator.clone(),
         comment: s.comment.clone(),
-        created_at: Some(flumewatch_sidecar::convert::timestamp(s.created_at)),
+        created_at: Some(flumewatch_proto::model::time::timestamp(s.created_at)),
         active: s.is_active(now),
     }
 }

@@ -36,15 +36,7 @@ async fn visit(url: String, host: String, seq: u64, body: std::sync::Arc<Vec<u8>
         ..Default::default()
     };
     let components = flumewatch_sidecar::flume::parse_metrics(&body).unwrap();
-    let snapshot = flumewatch_sidecar::snapshot::Snapshot {
-        seq: 1,
-        agent: "a1".into(),
-        scraped_at: std::time::SystemTime::now(),
-        scrape_duration: Duration::from_millis(1),
-        outcome: flumewatch_sidecar::snapshot::ScrapeOutcome::Ok,
-        components,
-        backfill: false,
-    };
+    let snapshot = flumewatch_testkit::snapshot::ok(1, std::time::SystemTime::now(), components);
     for message in [
         Message::Hello(hello),
         Message::Snapshot(pb::Snapshot::from(&snapshot)),
@@ -83,7 +75,7 @@ async fn round(url: &str, round: usize, body: &std::sync::Arc<Vec<u8>>) {
 
 /// RSS and alive tasks once every stream has ended.
 async fn settled(http: &str) -> (f64, f64) {
-    until("every stream closed", || async {
+    wait_for("every stream closed", || async {
         (metric(http, "flumewatch_ingest_streams_connected").await? == 0.0).then_some(())
     })
     .await;
@@ -127,7 +119,7 @@ async fn a_thousand_sidecars_churning_leave_no_memory_or_tasks_behind() {
     )
     .unwrap();
     let mut aggregator = spawn(&config);
-    until("the aggregator to answer", || {
+    wait_for("the aggregator to answer", || {
         metric(&http, "flumewatch_runtime_alive_tasks")
     })
     .await;

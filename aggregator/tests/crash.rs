@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use flumewatch_aggregator::notify::dingtalk::fake::FakeDingTalk;
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
 
 const HOSTS: usize = 6;
@@ -142,7 +142,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
         aggregator = spawn(&config);
 
         for (i, host) in hosts.iter().enumerate() {
-            let seqs = until(
+            let seqs = wait_for(
                 &format!("{host} replayed after kill {}", kill + 1),
                 || async {
                     let seqs = held(&url, host).await?;
@@ -161,7 +161,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
             );
         }
         assert_eq!(
-            until("silences listed", || silence_ids(&url)).await,
+            wait_for("silences listed", || silence_ids(&url)).await,
             std::slice::from_ref(&silence),
             "the silence survives kill {}",
             kill + 1
@@ -176,7 +176,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
 
     // Every filling channel outside maintenance: one message each, no more, after the dust settles.
     let alerting: Vec<&String> = hosts[..HOSTS - 1].iter().collect();
-    let received = until("a message for every alerting host", || async {
+    let received = wait_for("a message for every alerting host", || async {
         let r = fake.received();
         alerting
             .iter()
@@ -184,7 +184,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
             .then_some(r)
     })
     .await;
-    until(
+    wait_for(
         "two more group flushes found nothing new to say",
         || async {
             let before = receivers(&url).await?.suppressed;

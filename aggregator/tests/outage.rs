@@ -11,11 +11,10 @@ use std::time::{Duration, SystemTime};
 use common::{body_with_fill, fresh_dir};
 use flumewatch_aggregator::config::FileConfig;
 use flumewatch_aggregator::fleet::{Fleet, Hello, Now};
-use flumewatch_aggregator::notify::dingtalk::fake::FakeDingTalk;
 use flumewatch_aggregator::notify::store::Store;
 use flumewatch_aggregator::notify::{Notifier, NotifyHandle};
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
+use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -98,15 +97,7 @@ async fn ten_minutes_without_dingtalk_then_everything_in_order() {
             } else {
                 healthy.clone()
             };
-            let snapshot = Snapshot {
-                seq,
-                agent: "a1".into(),
-                scraped_at: now().wall,
-                scrape_duration: Duration::from_millis(2),
-                outcome: ScrapeOutcome::Ok,
-                components,
-                backfill: false,
-            };
+            let snapshot = flumewatch_testkit::snapshot::ok(seq, now().wall, components);
             fleet.record(host, streams[host], snapshot, now());
         }
         fleet.tick(now());

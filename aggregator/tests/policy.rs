@@ -8,7 +8,7 @@ mod harness;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use flumewatch_aggregator::alert::AlertStatus;
-use flumewatch_sidecar::sim::{Profile, SimAgent};
+use flumewatch_testkit::fake_flume::{Profile, SimAgent};
 use harness::*;
 use serde_json::Value;
 
@@ -536,8 +536,8 @@ async fn one_of_ten_agents_down_is_not_a_degraded_cluster() {
 
 #[tokio::test(start_paused = true)]
 async fn backfill_never_fires_on_its_own() {
+    use flumewatch_proto::model::snapshot::Snapshot;
     use flumewatch_sidecar::flume::parse_metrics;
-    use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
     let mut w = World::new();
     w.connect("h1", &[]);
     w.poll("h1", &sample("multi-component-agent.json"));
@@ -555,13 +555,8 @@ async fn backfill_never_fires_on_its_own() {
     );
     let body = std::fs::read(shared("samples/file-channel-failed-to-start.json")).unwrap();
     let old = Snapshot {
-        seq: 2,
-        agent: "a1".into(),
-        scraped_at: w.now().wall,
-        scrape_duration: Duration::ZERO,
-        outcome: ScrapeOutcome::Ok,
-        components: parse_metrics(&body).unwrap(),
         backfill: true,
+        ..flumewatch_testkit::snapshot::ok(2, w.now().wall, parse_metrics(&body).unwrap())
     };
     w.fleet.record("h1", stream.stream_id, old, w.now());
     assert!(w.summary().is_empty(), "{:?}", w.summary());

@@ -8,11 +8,11 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
-use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced};
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
 
 const RULES: &str = r#"
@@ -73,13 +73,13 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
         flumes.push(flume);
     }
 
-    until("a message stuck in the outbox", || async {
+    wait_for("a message stuck in the outbox", || async {
         receivers(&url)
             .await
             .filter(|r| r.failed_attempts >= 1 && r.queued >= 1)
     })
     .await;
-    let firing_before = until("bj-01's alert firing", || async {
+    let firing_before = wait_for("bj-01's alert firing", || async {
         firing_alert(&url, "bj-01").await?.firing_since
     })
     .await;
@@ -99,13 +99,13 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     .unwrap();
 
     let mut restarted = spawn(&config);
-    let delivered = until("the outbox delivered after the restart", || async {
+    let delivered = wait_for("the outbox delivered after the restart", || async {
         let r = fake.received();
         (!r.is_empty()).then_some(r)
     })
     .await;
     // The group forms again after the restart: it must be found already notified.
-    until(
+    wait_for(
         "the re-formed group flushed and found already notified",
         || async { receivers(&url).await.filter(|r| r.suppressed >= 1) },
     )
@@ -132,7 +132,7 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
     assert_eq!(silences.len(), 1);
     assert_eq!(silences[0].id, silence.id);
     assert!(silences[0].active);
-    let resumed = until("bj-01's alert resumed as firing", || {
+    let resumed = wait_for("bj-01's alert resumed as firing", || {
         firing_alert(&url, "bj-01")
     })
     .await;
@@ -194,7 +194,7 @@ async fn sighup_reloads_rules_and_refuses_a_broken_file() {
     let config = dir.join("aggregator.toml");
     std::fs::write(&config, format!("grpc_listen = \"127.0.0.1:{port}\"\nhttp_listen = \"{http}\"\nstate_dir = {:?}\nrules = \"rules.toml\"\n", dir.join("state"))).unwrap();
     let mut aggregator = spawn(&config);
-    let before = until("the aggregator to answer", || rule_names(&url)).await;
+    let before = wait_for("the aggregator to answer", || rule_names(&url)).await;
     assert!(!before.iter().any(|n| n == "HdfsStalled"));
 
     let extra = "\n[[rule]]\nname = \"HdfsStalled\"\nseverity = \"warning\"\nkinds = [\"sink\"]\ncondition = { rate = \"EventDrainSuccessCount\", window = \"5m\", op = \"<\", threshold = 1 }\n";
@@ -207,14 +207,14 @@ async fn sighup_reloads_rules_and_refuses_a_broken_file() {
             .success())
     };
     hup(aggregator.id());
-    until("the new rule in force", || async {
+    wait_for("the new rule in force", || async {
         rule_names(&url)
             .await
             .filter(|n| n.iter().any(|n| n == "HdfsStalled"))
     })
     .await;
     assert_eq!(
-        until("reload metric", || metric(
+        wait_for("reload metric", || metric(
             &http,
             "flumewatch_config_last_reload_successful"
         ))
@@ -224,7 +224,7 @@ async fn sighup_reloads_rules_and_refuses_a_broken_file() {
 
     std::fs::write(dir.join("rules.toml"), "[[rule]]\nname = 1\n").unwrap();
     hup(aggregator.id());
-    until("the refused reload counted", || async {
+    wait_for("the refused reload counted", || async {
         metric(&http, "flumewatch_config_reload_failures_total")
             .await
             .filter(|v| *v >= 1.0)

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{free_port, fresh_dir, Output, Running};
-use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced};
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
 
 const ACCESS_TOKEN: &str = "dingtalk-access-token-7f3a9c";
@@ -69,14 +69,8 @@ async fn no_secret_reaches_the_logs() {
     );
     let output = Output::capture(&mut child);
 
-    let mut body: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/flume/samples/steady-load-t15s.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
+    let mut body: serde_json::Value =
+        serde_json::from_slice(&flumewatch_testkit::sample("steady-load-t15s.json")).unwrap();
     body["CHANNEL.mem1"]["ChannelFillPercentage"] = "91.0".into();
     let body = Arc::new(serde_json::to_vec(&body).unwrap());
     let flume = FakeFlume::start(Arc::new(move || Reply::Json(body.as_ref().clone())))

@@ -11,9 +11,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use common::*;
-use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced};
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -74,13 +74,13 @@ async fn sigterm_drains_and_keeps_the_outbox() {
     .unwrap();
     let sidecar = tokio::spawn(flumewatch_sidecar::run(sidecar, stop.clone()));
 
-    until("a message waiting in the outbox", || async {
+    wait_for("a message waiting in the outbox", || async {
         receivers(&url)
             .await
             .filter(|r| r.failed_attempts >= 1 && r.queued >= 1)
     })
     .await;
-    let mut health = until("a health watch", || async {
+    let mut health = wait_for("a health watch", || async {
         let channel = tonic::transport::Endpoint::from_shared(url.clone())
             .ok()?
             .connect()
@@ -139,7 +139,7 @@ async fn sigterm_drains_and_keeps_the_outbox() {
     // The next start delivers the kept message once.
     fake.clear_forced();
     let mut restarted = spawn(&config);
-    let received = until("the kept message delivered", || async {
+    let received = wait_for("the kept message delivered", || async {
         let r = fake.received();
         (!r.is_empty()).then_some(r)
     })
@@ -149,7 +149,7 @@ async fn sigterm_drains_and_keeps_the_outbox() {
         "{}",
         received[0].text
     );
-    until("the re-formed group found already notified", || async {
+    wait_for("the re-formed group found already notified", || async {
         receivers(&url).await.filter(|r| r.suppressed >= 1)
     })
     .await;

@@ -1,10 +1,15 @@
-//! The `flumewatch.v1` contract: generated types and services, and the descriptor set that
-//! server reflection serves. No logic and no conversions live here.
+//! The `flumewatch.v1` contract in both its forms: the generated wire types and services with the
+//! descriptor set that server reflection serves (`v1`, also reachable as `pb`), and the validated
+//! typed model both binaries reason about, with the one conversion between the two (`model`).
 
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]
 pub mod v1 {
     tonic::include_proto!("flumewatch.v1");
 }
+
+pub use v1 as pb;
+
+pub mod model;
 
 /// Encoded `FileDescriptorSet` of every flumewatch proto, for `tonic-reflection`.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

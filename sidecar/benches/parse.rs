@@ -1,13 +1,12 @@
 //! Parse + normalize of real Flume responses: bytes → typed components → protobuf snapshot,
 //! the sidecar's per-poll CPU work apart from HTTP. Figures go to BENCHMARKS.md.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
 
 const SAMPLES: &[&str] = &[
     "idle-agent-exec-memory-http.json",
@@ -31,7 +30,7 @@ fn normalize(body: &[u8]) -> pb::Snapshot {
 }
 
 fn bench(c: &mut Criterion) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/flume/samples");
+    let dir = flumewatch_testkit::fixture("flume/samples");
     let mut group = c.benchmark_group("parse_normalize");
     for name in SAMPLES {
         let body = std::fs::read(dir.join(name)).expect("sample readable");

@@ -9,17 +9,13 @@
 //!                       acks ──────────────────────────▶ forget acknowledged snapshots
 //! ```
 //!
-//! `snapshot` and `convert` are also used by the aggregator: they are the typed model of what
-//! a Flume agent reported and its one mapping to protobuf.
+//! The typed [`Snapshot`](flumewatch_proto::model::Snapshot) and its wire mapping are the shared
+//! model in `flumewatch-proto`; only Flume's JSON is read here.
 
 pub mod config;
-pub mod convert;
 pub mod flume;
 mod poller;
-pub mod sim;
-pub mod snapshot;
 mod stats;
-pub mod telemetry;
 pub mod uplink;
 
 use std::sync::Arc;
@@ -73,37 +69,4 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         "sidecar stopped"
     );
     Ok(())
-}
-
-/// A root token that SIGINT or SIGTERM cancels (call inside the runtime).
-pub fn shutdown_on_signal() -> CancellationToken {
-    let shutdown = CancellationToken::new();
-    let trigger = shutdown.clone();
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        trigger.cancel();
-    });
-    shutdown
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

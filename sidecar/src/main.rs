@@ -14,9 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if let Err(e) =
-        flumewatch_sidecar::telemetry::init_logging(&log_format, log_level.as_deref(), "info")
-    {
+    if let Err(e) = flumewatch_process::init_logging(&log_format, log_level.as_deref(), "info") {
         eprintln!("flumewatch-sidecar: {e}");
         return ExitCode::from(64);
     }
@@ -33,7 +31,7 @@ fn main() -> ExitCode {
         }
     };
     let result: anyhow::Result<()> = runtime.block_on(async {
-        let shutdown = flumewatch_sidecar::shutdown_on_signal();
+        let shutdown = flumewatch_process::shutdown_on_signal();
         flumewatch_sidecar::run(config, shutdown).await?;
         Ok(())
     });

@@ -3,18 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use flumewatch_proto::model::snapshot::ScrapeOutcome;
 use flumewatch_sidecar::flume::{scrape, FlumeClient};
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
-use flumewatch_sidecar::snapshot::ScrapeOutcome;
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn sample(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../shared/flume/samples/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .expect("sample")
-}
+use flumewatch_testkit::sample;
 
 async fn serving(reply: Reply) -> FakeFlume {
     FakeFlume::start(Arc::new(move || reply.clone()))

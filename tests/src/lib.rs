@@ -2,9 +2,9 @@
 //! serve the captured Flume samples over real HTTP, query over real gRPC, find grpcurl.
 //! Waiting is always "poll with a deadline", never a fixed sleep.
 
+pub mod demo;
 pub mod load;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,40 +17,12 @@ use flumewatch_aggregator::{Aggregator, Config};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-/// Generous: CI machines have 2 cores and run tests in parallel.
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-pub fn shared_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared")
-}
-
-pub fn sample(name: &str) -> Vec<u8> {
-    let path = shared_dir().join("flume/samples").join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-/// Polls `check` every 20 ms until it yields `Some`, or panics naming `what` after [`DEADLINE`].
-pub async fn wait_for<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        if tokio::time::Instant::now() > deadline {
-            panic!("timed out after {DEADLINE:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+pub use flumewatch_testkit::{body_with_fill, sample, wait_for, Output, DEADLINE};
 
 /// A running aggregator.
 pub struct AggregatorHandle {
@@ -397,17 +369,12 @@ impl StreamSidecar {
 
     /// Sends one successful poll returning `body`.
     pub async fn report(&mut self, body: &[u8]) {
-        use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
         self.seq += 1;
-        let snapshot = Snapshot {
-            seq: self.seq,
-            agent: "a1".into(),
-            scraped_at: std::time::SystemTime::now(),
-            scrape_duration: Duration::from_millis(1),
-            outcome: ScrapeOutcome::Ok,
-            components: flumewatch_sidecar::flume::parse_metrics(body).expect("body parses"),
-            backfill: false,
-        };
+        let snapshot = flumewatch_testkit::snapshot::ok(
+            self.seq,
+            std::time::SystemTime::now(),
+            flumewatch_sidecar::flume::parse_metrics(body).expect("body parses"),
+        );
         let message = pb::report_request::Message::Snapshot(pb::Snapshot::from(&snapshot));
         self.tx
             .send(pb::ReportRequest {
@@ -416,15 +383,6 @@ impl StreamSidecar {
             .await
             .expect("stream open");
     }
-}
-
-/// `steady-load-t15s.json` with channel mem1 at `fill` percent of its 10 000 capacity.
-pub fn body_with_fill(fill: u64) -> Vec<u8> {
-    let mut body: serde_json::Value =
-        serde_json::from_slice(&sample("steady-load-t15s.json")).expect("sample");
-    body["CHANNEL.mem1"]["ChannelSize"] = serde_json::Value::String((fill * 100).to_string());
-    body["CHANNEL.mem1"]["ChannelFillPercentage"] = serde_json::Value::String(format!("{fill}.0"));
-    serde_json::to_vec(&body).expect("json")
 }
 
 /// The real sidecar binary, built beside this test binary by `cargo build --workspace` (the
@@ -443,51 +401,4 @@ pub fn sidecar_binary() -> PathBuf {
         path.display()
     );
     path
-}
-
-/// Collects a child's stdout and stderr as they come (a full pipe would stall its logging).
-pub struct Output {
-    text: Arc<std::sync::Mutex<Vec<u8>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Output {
-    pub fn capture(child: &mut std::process::Child) -> Self {
-        use std::io::Read;
-        let text = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sources: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout piped")),
-            Box::new(child.stderr.take().expect("stderr piped")),
-        ];
-        let readers = sources
-            .into_iter()
-            .map(|mut from| {
-                let into = text.clone();
-                std::thread::spawn(move || {
-                    let mut chunk = [0u8; 8192];
-                    while let Ok(n) = from.read(&mut chunk) {
-                        if n == 0 {
-                            break;
-                        }
-                        into.lock()
-                            .expect("output lock")
-                            .extend_from_slice(&chunk[..n]);
-                    }
-                })
-            })
-            .collect();
-        Self { text, readers }
-    }
-
-    pub fn so_far(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().expect("output lock")).into_owned()
-    }
-
-    /// Everything, once the child has exited.
-    pub fn finish(mut self) -> String {
-        for reader in std::mem::take(&mut self.readers) {
-            let _ = reader.join();
-        }
-        self.so_far()
-    }
 }

@@ -144,7 +144,7 @@ impl Agent {
         pb::Snapshot {
             seq,
             agent: "a1".into(),
-            scraped_at: Some(flumewatch_sidecar::convert::timestamp(SystemTime::now())),
+            scraped_at: Some(flumewatch_proto::model::time::timestamp(SystemTime::now())),
             scrape_duration_ms: 2,
             outcome: Some(pb::ScrapeOutcome {
                 status: pb::ScrapeStatus::Ok as i32,
@@ -233,7 +233,7 @@ async fn stream(
             agents: vec!["a1".into()],
             labels: [("cluster".to_owned(), "load".to_owned())].into(),
             sidecar_version: "load".into(),
-            poll_interval: Some(flumewatch_sidecar::convert::duration(period)),
+            poll_interval: Some(flumewatch_proto::model::time::duration(period)),
         })),
     })
     .await

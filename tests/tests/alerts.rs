@@ -8,7 +8,7 @@ use std::sync::Arc;
 use flumewatch_aggregator::rules::RuleSet;
 use flumewatch_e2e::*;
 use flumewatch_proto::v1 as pb;
-use flumewatch_sidecar::sim::Reply;
+use flumewatch_testkit::fake_flume::Reply;
 use serde_json::Value;
 
 /// The default policy with ChannelFilling held 2 s instead of 2 m, so the test runs in seconds.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use flumewatch_e2e::*;
 use flumewatch_proto::v1 as pb;
-use flumewatch_sidecar::sim::Reply;
+use flumewatch_testkit::fake_flume::Reply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flume_failures_show_as_outcomes_while_the_sidecar_stays_connected() {

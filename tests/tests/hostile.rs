@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flumewatch_e2e::*;
-use flumewatch_sidecar::sim::{FakeFlume, Reply};
-use flumewatch_sidecar::snapshot::Snapshot;
+use flumewatch_proto::model::snapshot::Snapshot;
+use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};

@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use flumewatch_aggregator::notify::dingtalk::fake::{FakeDingTalk, Forced};
 use flumewatch_e2e::*;
 use flumewatch_proto::v1 as pb;
+use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced};
 
 const SECRET: &str = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
 
@@ -54,7 +54,7 @@ async fn start(fake: &FakeDingTalk, notify: &str) -> AggregatorHandle {
 async fn messages(
     fake: &FakeDingTalk,
     n: usize,
-) -> Vec<flumewatch_aggregator::notify::dingtalk::fake::Received> {
+) -> Vec<flumewatch_testkit::fake_dingtalk::Received> {
     wait_for(&format!("{n} DingTalk message(s)"), || async {
         let r = fake.received();
         (r.len() >= n).then_some(r)

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use flumewatch_e2e::*;
+use flumewatch_proto::model::snapshot::{Component, Snapshot};
 use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::sim::Reply;
-use flumewatch_sidecar::snapshot::{Component, Snapshot};
+use flumewatch_testkit::fake_flume::Reply;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_sidecars_report_typed_snapshots_of_the_real_samples() {

@@ -54,8 +54,10 @@ async fn a_valid_reload_applies_without_reconnects_and_a_bad_one_is_refused() {
     )
     .unwrap();
     let aggregator = AggregatorHandle::start_file(&config).await;
-    let flume =
-        ScriptedFlume::start(flumewatch_sidecar::sim::Reply::Json(body_with_fill(85))).await;
+    let flume = ScriptedFlume::start(flumewatch_testkit::fake_flume::Reply::Json(body_with_fill(
+        85,
+    )))
+    .await;
     let sidecar = SidecarHandle::start(sidecar_config(
         &aggregator.url(),
         "h1",
@@ -116,7 +118,9 @@ async fn a_valid_reload_applies_without_reconnects_and_a_bad_one_is_refused() {
         "{}",
         reply.error
     );
-    flume.set(flumewatch_sidecar::sim::Reply::Json(body_with_fill(95)));
+    flume.set(flumewatch_testkit::fake_flume::Reply::Json(body_with_fill(
+        95,
+    )));
     wait_for("the old rules (threshold 90) fire at 95 %", || async {
         (filling_state(&client).await == Some(pb::AlertState::Firing)).then_some(())
     })

@@ -3,10 +3,10 @@
 use std::time::{Duration, SystemTime};
 
 use flumewatch_e2e::*;
+use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::ingest_client::IngestClient;
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
 use pb::report_request::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -78,7 +78,7 @@ type Stream = (
 async fn open_stream(
     url: String,
     i: usize,
-    components: Vec<flumewatch_sidecar::snapshot::Component>,
+    components: Vec<flumewatch_proto::model::snapshot::Component>,
 ) -> Stream {
     let channel = tonic::transport::Endpoint::from_shared(url)
         .expect("url")

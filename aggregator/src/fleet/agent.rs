@@ -4,8 +4,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
-use flumewatch_sidecar::snapshot::Snapshot;
 use prost::Message;
 
 use super::rates::{self, ComponentRates};

@@ -12,8 +12,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
-use flumewatch_sidecar::snapshot::Snapshot;
 use tokio::time::Instant;
 
 pub use agent::{AgentState, HistoryEntry};

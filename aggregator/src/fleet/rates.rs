@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use flumewatch_sidecar::snapshot::{Component, ComponentKind, Counter, Snapshot};
+use flumewatch_proto::model::resets::is_reset;
+use flumewatch_proto::model::{Component, ComponentKind, Counter, Snapshot};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ComponentRates {
@@ -77,53 +78,25 @@ fn component_rates(before: &Component, now: &Component, interval: Duration) -> C
     result
 }
 
-/// The component restarted between the two snapshots.
-pub fn is_reset(before: &Component, now: &Component) -> bool {
-    counters_reset(before.start_time_ms, &before.counters, now)
-}
-
-/// [`is_reset`] against a kept StartTime and counter list rather than a whole component.
-pub fn counters_reset(
-    before_start: Option<u64>,
-    before: &[(Counter, u64)],
-    now: &Component,
-) -> bool {
-    let restarted = matches!((before_start, now.start_time_ms), (Some(a), Some(b)) if a != b);
-    restarted
-        || now.counters.iter().any(|&(counter, value)| {
-            before
-                .iter()
-                .find(|(c, _)| *c == counter)
-                .is_some_and(|&(_, old)| value < old)
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
     use std::time::UNIX_EPOCH;
 
     use flumewatch_sidecar::flume::parse_metrics;
-    use flumewatch_sidecar::snapshot::ScrapeOutcome;
 
     use super::*;
 
     fn snapshot(at_ms: u64, body: &[u8]) -> Snapshot {
-        Snapshot {
-            seq: 1,
-            agent: "a1".into(),
-            scraped_at: UNIX_EPOCH + Duration::from_millis(at_ms),
-            scrape_duration: Duration::ZERO,
-            outcome: ScrapeOutcome::Ok,
-            components: parse_metrics(body).expect("parses"),
-            backfill: false,
-        }
+        flumewatch_testkit::snapshot::ok(
+            1,
+            UNIX_EPOCH + Duration::from_millis(at_ms),
+            parse_metrics(body).expect("parses"),
+        )
     }
 
     fn shared(path: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../shared/flume")
-            .join(path)
+        flumewatch_testkit::fixture("flume").join(path)
     }
 
     #[test]

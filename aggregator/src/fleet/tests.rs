@@ -2,7 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use flumewatch_sidecar::snapshot::ScrapeOutcome;
+use flumewatch_proto::model::snapshot::ScrapeOutcome;
 
 use super::*;
 
@@ -18,18 +18,15 @@ fn hello(host: &str, instance: &str) -> Hello {
 }
 
 fn snap(seq: u64, at_secs: u64, ok: bool) -> Snapshot {
-    Snapshot {
-        seq,
-        agent: "a1".into(),
-        scraped_at: UNIX_EPOCH + Duration::from_secs(at_secs),
-        scrape_duration: Duration::ZERO,
-        outcome: if ok {
-            ScrapeOutcome::Ok
-        } else {
-            ScrapeOutcome::ConnectionRefused("refused".into())
-        },
-        components: vec![],
-        backfill: false,
+    let at = UNIX_EPOCH + Duration::from_secs(at_secs);
+    if ok {
+        flumewatch_testkit::snapshot::ok(seq, at, vec![])
+    } else {
+        flumewatch_testkit::snapshot::failed(
+            seq,
+            at,
+            ScrapeOutcome::ConnectionRefused("refused".into()),
+        )
     }
 }
 

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use flumewatch_sidecar::flume::vocabulary;
-use flumewatch_sidecar::snapshot::{Counter, Flag, Gauge};
+use flumewatch_proto::model::snapshot::{Counter, Flag, Gauge};
+use flumewatch_proto::model::vocabulary;
 
 /// What a rule applies to; each metric belongs to exactly one scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flumewatch_sidecar::flume::vocabulary;
-use flumewatch_sidecar::snapshot::{Component, ComponentKind, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{Component, ComponentKind, Gauge, Snapshot};
+use flumewatch_proto::model::vocabulary;
 use tokio::time::Instant;
 
 use super::condition::{Metric, Scope};

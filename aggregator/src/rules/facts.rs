@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flumewatch_sidecar::snapshot::Component;
+use flumewatch_proto::model::snapshot::Component;
 
 use super::condition::{Facts, Func, Leaf, Metric};
 use super::series::{AgentSeries, SeriesSpec, Window};

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use flumewatch_sidecar::flume::vocabulary::{self, Attribute};
-use flumewatch_sidecar::snapshot::ComponentKind;
+use flumewatch_proto::model::snapshot::ComponentKind;
+use flumewatch_proto::model::vocabulary::{self, Attribute};
 use serde::Deserialize;
 
 use super::condition::{Condition, CounterExpr, Func, Leaf, Metric, Op, Scope};
@@ -142,7 +142,7 @@ pub fn load(path: &Path) -> Result<Parsed, RuleError> {
 }
 
 fn describe_toml(e: &toml::de::Error, text: &str) -> String {
-    flumewatch_sidecar::config::describe_toml_error(text, e)
+    flumewatch_process::describe_toml_error(text, e)
 }
 
 type Invalid = (String, String);

@@ -15,7 +15,7 @@ pub mod template;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use flumewatch_sidecar::snapshot::ComponentKind;
+use flumewatch_proto::model::snapshot::ComponentKind;
 
 pub use condition::{Condition, Scope};
 pub use file::RuleError;
@@ -242,7 +242,8 @@ mod tests {
             .iter()
             .find(|s| {
                 s.kind == ComponentKind::Source
-                    && s.expr.counter == flumewatch_sidecar::snapshot::Counter::EventReceivedCount
+                    && s.expr.counter
+                        == flumewatch_proto::model::snapshot::Counter::EventReceivedCount
                     && s.expr.minus.is_none()
             })
             .unwrap();

@@ -7,10 +7,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_sidecar::snapshot::{Component, ComponentKind, Counter, Snapshot};
+use flumewatch_proto::model::snapshot::{Component, ComponentKind, Counter, Snapshot};
 
 use super::condition::{CounterExpr, Func};
-use crate::fleet::rates::counters_reset;
+use flumewatch_proto::model::resets::counters_reset;
 
 /// Most points one track keeps between its window start and now.
 const POINTS_PER_WINDOW: u32 = 20;
@@ -276,7 +276,6 @@ fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flumewatch_sidecar::snapshot::ScrapeOutcome;
 
     fn spec(expr: CounterExpr, window_secs: u64) -> SeriesSpec {
         let mut spec = SeriesSpec {
@@ -304,15 +303,7 @@ mod tests {
             ],
             ..Component::default()
         };
-        Snapshot {
-            seq: t,
-            agent: "a1".into(),
-            scraped_at: UNIX_EPOCH + Duration::from_secs(t),
-            scrape_duration: Duration::ZERO,
-            outcome: ScrapeOutcome::Ok,
-            components: vec![sink],
-            backfill: false,
-        }
+        flumewatch_testkit::snapshot::ok(t, UNIX_EPOCH + Duration::from_secs(t), vec![sink])
     }
 
     fn window(secs: u64, full: bool) -> Window {

@@ -1,5 +1,5 @@
 //! Helpers for tests that run the real `flumewatch-aggregator` binary.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -7,19 +7,8 @@ use std::time::Duration;
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 
-pub const SAMPLE: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/flume/samples/steady-load-t15s.json"
-);
-
-/// The steady-load sample with channel mem1 at `fill` percent of its 10 000 capacity.
-pub fn body_with_fill(fill: u64) -> Vec<u8> {
-    let mut body: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(SAMPLE).unwrap()).unwrap();
-    body["CHANNEL.mem1"]["ChannelSize"] = (fill * 100).to_string().into();
-    body["CHANNEL.mem1"]["ChannelFillPercentage"] = format!("{fill}.0").into();
-    serde_json::to_vec(&body).unwrap()
-}
+pub use flumewatch_testkit::metrics::metric;
+pub use flumewatch_testkit::{body_with_fill, wait_for, Output};
 
 pub fn filling_body() -> Vec<u8> {
     body_with_fill(85)
@@ -76,24 +65,6 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Polls `check` every 50 ms until it yields `Some`; panics naming `what` after 40 s.
-pub async fn until<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    mut check: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The firing alert of `host`, if any.
 pub async fn firing_alert(url: &str, host: &str) -> Option<pb::Alert> {
     let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
@@ -122,7 +93,7 @@ pub async fn receivers(url: &str) -> Option<pb::ReceiverStatus> {
 
 /// Silences `cluster` for an hour once the aggregator answers; returns the silence.
 pub async fn silence_cluster(url: &str, cluster: &str) -> pb::Silence {
-    until("the aggregator to answer", || async {
+    wait_for("the aggregator to answer", || async {
         let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
         let request = pb::CreateSilenceRequest {
             matchers: vec![pb::Matcher {
@@ -168,64 +139,4 @@ pub fn write_config(
     )
     .unwrap();
     config
-}
-
-/// Collects a child's stdout and stderr as they come (a full pipe would stall its logging).
-pub struct Output {
-    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Output {
-    pub fn capture(child: &mut Child) -> Self {
-        use std::io::Read;
-        let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let sources: [Box<dyn Read + Send>; 2] = [
-            Box::new(child.stdout.take().expect("stdout piped")),
-            Box::new(child.stderr.take().expect("stderr piped")),
-        ];
-        let readers = sources
-            .into_iter()
-            .map(|mut from| {
-                let into = text.clone();
-                std::thread::spawn(move || {
-                    let mut chunk = [0u8; 8192];
-                    while let Ok(n) = from.read(&mut chunk) {
-                        if n == 0 {
-                            break;
-                        }
-                        into.lock().unwrap().extend_from_slice(&chunk[..n]);
-                    }
-                })
-            })
-            .collect();
-        Self { text, readers }
-    }
-
-    pub fn so_far(&self) -> String {
-        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
-    }
-
-    /// Everything, once the child has exited.
-    pub fn finish(self) -> String {
-        for reader in self.readers {
-            reader.join().unwrap();
-        }
-        String::from_utf8_lossy(&self.text.lock().unwrap()).into_owned()
-    }
-}
-
-/// A value from the aggregator's /metrics at `http` (host:port).
-pub async fn metric(http: &str, name: &str) -> Option<f64> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(http).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    text.lines()
-        .find(|l| l.starts_with(&format!("{name} ")) || l.starts_with(&format!("{name}{{")))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
 }

@@ -8,16 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use flumewatch_aggregator::alert::{Alert, AlertStatus};
 use flumewatch_aggregator::fleet::{Fleet, Hello, Now, Registration};
 use flumewatch_aggregator::rules::{Language, RuleSet};
+use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 use flumewatch_sidecar::flume::parse_metrics;
-use flumewatch_sidecar::snapshot::{ScrapeOutcome, Snapshot};
 use tokio::time::Instant;
 
 pub const T0: u64 = 1_795_596_368;
 
 pub fn shared(path: &str) -> std::path::PathBuf {
-    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/flume")
-        .join(path)
+    flumewatch_testkit::fixture("flume").join(path)
 }
 
 pub fn sample(name: &str) -> serde_json::Value {
@@ -82,16 +80,12 @@ impl World {
         let now = self.now();
         let (registration, seq) = self.sidecars.get_mut(host).expect("connected");
         *seq += 1;
+        let components = body
+            .map(|b| parse_metrics(b).expect("body parses"))
+            .unwrap_or_default();
         let snapshot = Snapshot {
-            seq: *seq,
-            agent: "a1".into(),
-            scraped_at: now.wall,
-            scrape_duration: Duration::from_millis(2),
             outcome,
-            components: body
-                .map(|b| parse_metrics(b).expect("body parses"))
-                .unwrap_or_default(),
-            backfill: false,
+            ..flumewatch_testkit::snapshot::ok(*seq, now.wall, components)
         };
         self.fleet
             .record(host, registration.stream_id, snapshot, now);

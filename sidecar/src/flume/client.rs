@@ -3,7 +3,7 @@
 use std::error::Error as _;
 use std::time::Duration;
 
-use crate::snapshot::ScrapeOutcome;
+use flumewatch_proto::model::snapshot::ScrapeOutcome;
 
 /// Polls one endpoint; cheap to clone (the connection pool is shared).
 #[derive(Debug, Clone)]

@@ -3,14 +3,13 @@
 
 mod client;
 mod parse;
-pub mod vocabulary;
 
 use std::time::SystemTime;
 
 pub use client::FlumeClient;
 pub use parse::{parse_metrics, PayloadError};
 
-use crate::snapshot::{ScrapeOutcome, Snapshot};
+use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 
 /// Polls `url` once and describes what was seen; never fails: a failed poll is a snapshot too.
 /// The sequence number is assigned later, when the snapshot is queued for the aggregator.

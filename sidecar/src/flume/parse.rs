@@ -6,8 +6,10 @@
 
 use serde_json::{Map, Value};
 
-use super::vocabulary::{self, Attribute};
-use crate::snapshot::{Component, Gauge, MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
+use flumewatch_proto::model::snapshot::{
+    Component, Gauge, MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT,
+};
+use flumewatch_proto::model::vocabulary::{self, Attribute};
 
 /// Java's `Double.MAX_VALUE` as `Double.toString` prints it: Flume's fill percentage when the
 /// capacity is 0 (Kafka channels, pseudo-transaction channels, a file channel that failed to start).

@@ -1,4 +1,4 @@
-//! Parser tests over every captured sample in ../shared/flume/samples, plus hostile input.
+//! Parser tests over every captured sample in tests/fixtures/flume/samples, plus hostile input.
 
 use std::path::PathBuf;
 
@@ -6,10 +6,10 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::*;
-use crate::snapshot::{ComponentKind, Counter, Flag};
+use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Flag};
 
 fn samples_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/flume/samples")
+    flumewatch_testkit::fixture("flume/samples")
 }
 
 fn sample(name: &str) -> Vec<Component> {
@@ -353,5 +353,31 @@ fn absurd_numbers_are_problems_never_values() {
         assert!(c.counters.is_empty(), "{text:?} read as {:?}", c.counters);
         assert!(c.gauges.iter().all(|(_, v)| v.is_finite()), "{text:?}");
         assert!(!c.problems.is_empty(), "{text:?} noted");
+    }
+}
+
+/// The typed model survives the wire: what the sidecar parses is what the aggregator reads.
+#[test]
+fn every_sample_round_trips_through_protobuf() {
+    use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
+    use std::time::{Duration, UNIX_EPOCH};
+    for name in [
+        "multi-component-agent.json",
+        "file-channel-failed-to-start.json",
+        "config-reload-in-progress-some-stopped.json",
+    ] {
+        let body = flumewatch_testkit::sample(name);
+        let snapshot = Snapshot {
+            seq: 7,
+            agent: "a1".into(),
+            scraped_at: UNIX_EPOCH + Duration::from_millis(1_795_593_979_123),
+            scrape_duration: Duration::from_millis(3),
+            outcome: ScrapeOutcome::Ok,
+            components: parse_metrics(&body).expect("parses"),
+            backfill: false,
+        };
+        let back =
+            Snapshot::try_from(flumewatch_proto::pb::Snapshot::from(&snapshot)).expect("converts");
+        assert_eq!(back, snapshot, "{name}");
     }
 }

@@ -16,7 +16,7 @@ use flumewatch_proto::v1 as pb;
 use prost::Message;
 use tokio::sync::watch;
 
-use crate::snapshot::Snapshot;
+use flumewatch_proto::model::snapshot::Snapshot;
 
 /// Shared by the pollers (producers) and the uplink (consumer). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -179,7 +179,7 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use crate::snapshot::ScrapeOutcome;
+    use flumewatch_proto::model::snapshot::ScrapeOutcome;
 
     fn snapshot() -> Snapshot {
         Snapshot {

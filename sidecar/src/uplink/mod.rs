@@ -62,7 +62,7 @@ impl Uplink {
             agents: config.agents.iter().map(|a| a.name.clone()).collect(),
             labels: config.labels.clone().into_iter().collect(),
             sidecar_version: env!("CARGO_PKG_VERSION").to_owned(),
-            poll_interval: Some(crate::convert::duration(config.interval)),
+            poll_interval: Some(flumewatch_proto::model::time::duration(config.interval)),
         };
         Ok(Self {
             endpoint,

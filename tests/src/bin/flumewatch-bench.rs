@@ -14,9 +14,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
-use flumewatch_aggregator::notify::dingtalk::fake::FakeDingTalk;
 use flumewatch_e2e::*;
-use flumewatch_sidecar::sim::{FakeFlume, Profile, Reply, SimAgent};
+use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
+use flumewatch_testkit::fake_flume::{FakeFlume, Profile, Reply, SimAgent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 

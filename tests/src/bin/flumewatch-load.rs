@@ -58,18 +58,6 @@ fn rss_mib(pid: u32) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
-async fn scrape(addr: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-    stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .ok()?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text).await.ok()?;
-    Some(text)
-}
-
 /// A quantile from a classic-text histogram's cumulative buckets (upper bound of the bucket).
 fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
     let buckets: Vec<(f64, f64)> = text
@@ -116,7 +104,9 @@ async fn main() -> anyhow::Result<()> {
         ramp_per_second: args.ramp_per_second,
     };
     let before = match &args.metrics {
-        Some(m) => scrape(m).await.unwrap_or_default(),
+        Some(m) => flumewatch_testkit::metrics::scrape(m)
+            .await
+            .unwrap_or_default(),
         None => String::new(),
     };
     let cpu_before = args.pid.and_then(cpu_seconds);
@@ -175,7 +165,9 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     if let Some(m) = &args.metrics {
-        let after = scrape(m).await.unwrap_or_default();
+        let after = flumewatch_testkit::metrics::scrape(m)
+            .await
+            .unwrap_or_default();
         let name = "flumewatch_ingest_to_verdict_seconds";
         println!(
             "aggregator ingest→verdict (bucket upper bounds): p50 ≤ {:.3} ms, p99 ≤ {:.3} ms; stored {} snapshots; alerts firing {}; notifications sent {}",

@@ -1,6 +1,5 @@
 //! The DingTalk custom-robot receiver: signing, message layout and the HTTP call.
 
 pub mod client;
-pub mod fake;
 pub mod message;
 pub mod sign;

@@ -44,10 +44,7 @@ mod tests {
 
     #[test]
     fn matches_every_vector_computed_with_dingtalkchatbot() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/dingtalk/sign_vectors.json"
-        );
+        let path = flumewatch_testkit::fixture("dingtalk/sign_vectors.json");
         let file: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let vectors = file["vectors"].as_array().unwrap();

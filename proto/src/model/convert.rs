@@ -1,11 +1,11 @@
 //! Typed snapshot ⇄ `flumewatch.v1` protobuf, both directions, for the sidecar and the aggregator.
 //! The only place that touches the generated snapshot types.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use flumewatch_proto::v1 as pb;
-
-use crate::snapshot::{Component, ComponentKind, Counter, Flag, Gauge, ScrapeOutcome, Snapshot};
+use super::snapshot::{Component, ComponentKind, Counter, Flag, Gauge, ScrapeOutcome, Snapshot};
+use super::time::{from_timestamp, millis_timestamp, timestamp, timestamp_millis};
+use crate::v1 as pb;
 
 /// A protobuf snapshot that cannot be a typed one. Not retryable: the same bytes fail again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum ConvertError {
 /// The limits a sidecar's parser keeps, checked again by the receiving end, which trusts no
 /// sender: one oversized snapshot would otherwise live in every history it enters.
 fn check_limits(s: &pb::Snapshot) -> Result<(), ConvertError> {
-    use crate::snapshot::{MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
+    use super::snapshot::{MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
     let over = |what: String| Err(ConvertError::OverLimit { seq: s.seq, what });
     if s.agent.len() > MAX_NAME {
         return over(format!("agent name longer than {MAX_NAME} bytes"));
@@ -68,49 +68,6 @@ fn check_limits(s: &pb::Snapshot) -> Result<(), ConvertError> {
         }
     }
     Ok(())
-}
-
-pub fn timestamp(time: SystemTime) -> prost_types::Timestamp {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    prost_types::Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-pub fn from_timestamp(
-    ts: &prost_types::Timestamp,
-    what: &'static str,
-) -> Result<SystemTime, ConvertError> {
-    let seconds = u64::try_from(ts.seconds).map_err(|_| ConvertError::BadTimestamp { what })?;
-    let nanos = u32::try_from(ts.nanos)
-        .ok()
-        .filter(|n| *n < 1_000_000_000)
-        .ok_or(ConvertError::BadTimestamp { what })?;
-    UNIX_EPOCH
-        .checked_add(Duration::new(seconds, nanos))
-        .ok_or(ConvertError::BadTimestamp { what })
-}
-
-fn millis_timestamp(ms: u64) -> prost_types::Timestamp {
-    timestamp(UNIX_EPOCH + Duration::from_millis(ms))
-}
-
-fn timestamp_millis(ts: &prost_types::Timestamp) -> Option<u64> {
-    let seconds = u64::try_from(ts.seconds).ok()?;
-    let nanos = u64::try_from(ts.nanos).ok()?;
-    seconds.checked_mul(1000)?.checked_add(nanos / 1_000_000)
-}
-
-pub fn duration(d: Duration) -> prost_types::Duration {
-    prost_types::Duration {
-        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(d.subsec_nanos()).unwrap_or(0),
-    }
-}
-
-pub fn from_duration(d: &prost_types::Duration) -> Duration {
-    Duration::try_from(*d).unwrap_or_default()
 }
 
 impl From<&Snapshot> for pb::Snapshot {
@@ -280,30 +237,7 @@ impl From<pb::Component> for Component {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_sample_round_trips_through_protobuf() {
-        let dir =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/flume/samples");
-        for name in [
-            "multi-component-agent.json",
-            "file-channel-failed-to-start.json",
-            "config-reload-in-progress-some-stopped.json",
-        ] {
-            let body = std::fs::read(dir.join(name)).expect("sample");
-            let snapshot = Snapshot {
-                seq: 7,
-                agent: "a1".into(),
-                scraped_at: UNIX_EPOCH + Duration::from_millis(1_795_593_979_123),
-                scrape_duration: Duration::from_millis(3),
-                outcome: ScrapeOutcome::Ok,
-                components: crate::flume::parse_metrics(&body).expect("parses"),
-                backfill: false,
-            };
-            let back = Snapshot::try_from(pb::Snapshot::from(&snapshot)).expect("converts");
-            assert_eq!(back, snapshot, "{name}");
-        }
-    }
+    use std::time::SystemTime;
 
     #[test]
     fn failures_keep_their_reason() {

@@ -1,6 +1,6 @@
 //! Flume's attribute names and what each one is: the only table that knows Flume's spelling.
 
-use flumewatch_proto::v1::{ComponentKind, Counter, Flag, Gauge};
+use crate::v1::{ComponentKind, Counter, Flag, Gauge};
 
 /// What a known attribute holds, and so how its string value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

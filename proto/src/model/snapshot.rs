@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
-pub use flumewatch_proto::v1::{ComponentKind, Counter, Flag, Gauge};
+pub use crate::v1::{ComponentKind, Counter, Flag, Gauge};
 
 /// Most components one snapshot may hold. Real agents have tens; a payload with more is
 /// hostile or broken, and both ends refuse it rather than let it grow every history.

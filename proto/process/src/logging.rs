@@ -1,4 +1,4 @@
-//! Log setup shared by both binaries: text for people, JSON for log collectors, the level from
+//! Log set-up shared by both binaries: text for people, JSON for log collectors, the level from
 //! the flag, else `RUST_LOG`, else a default.
 
 /// A logging setting that cannot be used, named by its key.

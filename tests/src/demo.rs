@@ -1,24 +1,24 @@
-//! `--demo`: a fleet on loopback — simulated Flume agents, real sidecars, this aggregator —
+//! `flumewatch-demo`: a fleet on loopback — simulated Flume agents, real sidecars, this aggregator —
 //! and a table of what the aggregator sees, read back over gRPC as grpcurl would.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use flumewatch_proto::model::snapshot::{ComponentKind, Counter};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
-use flumewatch_sidecar::sim::{FakeFlume, Profile, Reply, SimAgent};
-use flumewatch_sidecar::snapshot::{ComponentKind, Counter};
+use flumewatch_testkit::fake_flume::{FakeFlume, Profile, Reply, SimAgent};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
-use crate::notify::config::{
+use flumewatch_aggregator::config::{Config, FileConfig};
+use flumewatch_aggregator::notify::config::{
     self as notify_config, NotifyConfig, NotifyFlags, RawNotify, RawReceiver,
 };
-use crate::notify::dingtalk::fake::FakeDingTalk;
-use crate::server::{Aggregator, RunError};
+use flumewatch_aggregator::server::{Aggregator, RunError};
+use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 
 const POLL: &str = "2s";
 const REFRESH: Duration = Duration::from_secs(5);
@@ -30,7 +30,7 @@ const DEMO_TOKEN: &str = "demo-access-token";
 const DEMO_SECRET: &str = "SECdemo0123456789";
 
 /// The demo's notification settings: quick to show, otherwise the defaults.
-fn demo_notify(webhook: &str, language: crate::rules::Language) -> NotifyConfig {
+fn demo_notify(webhook: &str, language: flumewatch_aggregator::rules::Language) -> NotifyConfig {
     let raw = RawNotify {
         group_wait: Some("5s".into()),
         group_interval: Some("1m".into()),
@@ -105,6 +105,19 @@ fn fleet() -> [DemoAgent; 4] {
             },
         },
     ]
+}
+
+/// The demo's own defaults under the flags and file it was given: loopback ports and a
+/// throwaway state directory.
+pub fn with_demo_defaults(mut raw: FileConfig) -> FileConfig {
+    raw.grpc_listen
+        .get_or_insert_with(|| "127.0.0.1:50051".into());
+    raw.http_listen
+        .get_or_insert_with(|| "127.0.0.1:9651".into());
+    raw.state_dir.get_or_insert_with(|| {
+        std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
+    });
+    raw
 }
 
 /// Runs the demo until `shutdown` or `run_for`.

@@ -33,6 +33,11 @@ pub struct SimAgent {
 }
 
 impl SimAgent {
+    /// When the agent started: its counters count from here.
+    pub fn started(&self) -> SystemTime {
+        self.started
+    }
+
     pub fn new(profile: Profile, started: SystemTime) -> Self {
         Self {
             profile,
@@ -211,62 +216,5 @@ fn java_double(v: f64) -> String {
         format!("{v:.1}")
     } else {
         format!("{v}")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flume::parse_metrics;
-    use crate::snapshot::{ComponentKind, Counter, Gauge};
-
-    fn at(agent: &SimAgent, secs: u64) -> Vec<crate::snapshot::Component> {
-        parse_metrics(&agent.render(agent.started + Duration::from_secs(secs))).expect("parses")
-    }
-
-    #[test]
-    fn healthy_agent_counters_rise_and_channel_stays_empty() {
-        let agent = SimAgent::new(
-            Profile::Healthy {
-                events_per_sec: 100.0,
-                file_channel: true,
-            },
-            UNIX_EPOCH + Duration::from_secs(1_795_000_000),
-        );
-        let (a, b) = (at(&agent, 10), at(&agent, 20));
-        let received = |c: &[crate::snapshot::Component]| {
-            c.iter()
-                .find(|c| c.kind == ComponentKind::Source)
-                .unwrap()
-                .counter(Counter::EventReceivedCount)
-                .unwrap()
-        };
-        assert!(received(&b) > received(&a) + 900);
-        let ch = b.iter().find(|c| c.kind == ComponentKind::Channel).unwrap();
-        assert_eq!(ch.gauge(Gauge::ChannelSize), Some(0.0));
-        assert!(ch.problems.is_empty());
-    }
-
-    #[test]
-    fn slow_sink_fills_the_channel_until_puts_fail() {
-        let agent = SimAgent::new(
-            Profile::SlowSink {
-                events_per_sec: 100.0,
-                after: Duration::from_secs(10),
-                drain_share: 0.3,
-            },
-            UNIX_EPOCH + Duration::from_secs(1_795_000_000),
-        );
-        let fill = |secs| {
-            at(&agent, secs)
-                .iter()
-                .find(|c| c.kind == ComponentKind::Channel)
-                .unwrap()
-                .gauge(Gauge::ChannelFillPercentage)
-                .unwrap()
-        };
-        assert!(fill(5) < 1.0);
-        assert!(fill(60) > fill(30));
-        assert_eq!(fill(400), 100.0);
     }
 }

@@ -1,0 +1,27 @@
+//! The one snapshot builder tests share: a successful poll of agent `a1`, to adjust with
+//! struct-update syntax (`Snapshot { backfill: true, ..ok(…) }`).
+
+use std::time::{Duration, SystemTime};
+
+use flumewatch_proto::model::{Component, ScrapeOutcome, Snapshot};
+
+/// A successful poll of agent `a1` taken at `scraped_at` holding `components`.
+pub fn ok(seq: u64, scraped_at: SystemTime, components: Vec<Component>) -> Snapshot {
+    Snapshot {
+        seq,
+        agent: "a1".into(),
+        scraped_at,
+        scrape_duration: Duration::from_millis(1),
+        outcome: ScrapeOutcome::Ok,
+        components,
+        backfill: false,
+    }
+}
+
+/// A failed poll of agent `a1`.
+pub fn failed(seq: u64, scraped_at: SystemTime, outcome: ScrapeOutcome) -> Snapshot {
+    Snapshot {
+        outcome,
+        ..ok(seq, scraped_at, Vec::new())
+    }
+}
