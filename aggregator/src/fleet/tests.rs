@@ -2,7 +2,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use flumewatch_proto::model::snapshot::ScrapeOutcome;
+use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 
 use super::*;
 

@@ -1,0 +1,200 @@
+//! Judging: one agent on each new snapshot, and the periodic pass over hold-downs, silent
+//! sidecars and clusters. Tells the notifier when the set of firing or resolved alerts changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use flumewatch_proto::model::snapshot::Snapshot;
+use tokio::time::Instant;
+
+use super::sidecar::SidecarState;
+use super::{AgentState, Fleet, HistoryEntry, Now, State, RESTORE_WINDOW};
+use crate::alert::AlertStatus;
+use crate::rules::engine::{self, Evaluator, SidecarFacts, Tracked};
+
+/// What became of one snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    Stored,
+    /// Already held (a replay after a lost ack).
+    Duplicate,
+    /// The stream was replaced by a newer one from the same sidecar; nothing stored.
+    StaleStream,
+}
+
+/// Firing and resolved alerts across the fleet, as one [`announced`] digest.
+fn fleet_announced(
+    agents: &BTreeMap<(String, String), AgentState>,
+    sidecars: &HashMap<String, SidecarState>,
+    cluster_alerts: &HashMap<(usize, String), Tracked>,
+) -> u64 {
+    announced(
+        agents
+            .values()
+            .flat_map(|a| a.eval.alerts.values())
+            .chain(sidecars.values().flat_map(|s| s.alerts.values()))
+            .chain(cluster_alerts.values()),
+    )
+}
+
+/// An order-independent digest of which alerts are firing and which resolved: it changes when
+/// any alert starts firing, resolves or is forgotten, which is exactly when the notifier has
+/// something to regroup. Counts alone would miss one alert resolving as another fires.
+fn announced<'a>(tracked: impl IntoIterator<Item = &'a Tracked>) -> u64 {
+    tracked
+        .into_iter()
+        .filter_map(|t| match t.alert.status {
+            AlertStatus::Firing => Some(mix(t.alert.fingerprint ^ 0x9e37_79b9_7f4a_7c15)),
+            AlertStatus::Resolved => Some(mix(t.alert.fingerprint ^ 0x632b_e59b_d9b4_e019)),
+            AlertStatus::Pending => None,
+        })
+        .fold(0, u64::wrapping_add)
+}
+
+/// splitmix64's finaliser: spreads every input bit so the digest's sum does not cancel.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+impl Fleet {
+    /// Stores one snapshot from stream `stream_id` of `host`'s sidecar and, unless it is
+    /// backfill, judges the agent's rules on it.
+    pub fn record(&self, host: &str, stream_id: u64, snapshot: Snapshot, now: Now) -> Recorded {
+        self.record_with(host, stream_id, snapshot, None, now)
+    }
+
+    /// [`Self::record`] with the snapshot's history entry already made from the wire message.
+    pub fn record_with(
+        &self,
+        host: &str,
+        stream_id: u64,
+        snapshot: Snapshot,
+        entry: Option<HistoryEntry>,
+        now: Now,
+    ) -> Recorded {
+        let mut guard = self.lock();
+        let State {
+            sidecars,
+            agents,
+            rules,
+            language,
+            health,
+            restored,
+            ..
+        } = &mut *guard;
+        let restored = &*restored;
+        let Some(sidecar) = sidecars.get_mut(host) else {
+            return Recorded::StaleStream;
+        };
+        if sidecar.stream_id != stream_id {
+            return Recorded::StaleStream;
+        }
+        let duplicate = snapshot.seq <= sidecar.last_seq;
+        if !duplicate {
+            sidecar.last_seq = snapshot.seq;
+            sidecar.last_snapshot_at = now.mono;
+        }
+        let agent = agents
+            .entry((host.to_owned(), snapshot.agent.clone()))
+            .or_insert_with(|| AgentState::new(host, &snapshot.agent));
+        if duplicate {
+            agent.duplicates += 1;
+            return Recorded::Duplicate;
+        }
+        let snapshot = Arc::new(snapshot);
+        agent.eval.series.observe(&snapshot, &rules.specs);
+        let newest = agent.apply(snapshot.clone(), entry, now.wall, self.history_len);
+        if newest && !snapshot.backfill {
+            let before = announced(agent.eval.alerts.values());
+            let started = Instant::now();
+            let mut evaluator = Evaluator {
+                rules,
+                language: *language,
+                now: now.mono,
+                wall: now.wall,
+                health,
+                restored,
+            };
+            evaluator.agent(
+                &mut agent.eval,
+                &agent.agent,
+                agent.latest.as_ref(),
+                agent.consecutive_failures,
+                &sidecar.facts(),
+            );
+            self.evaluation.observe(started.elapsed().as_secs_f64());
+            if announced(agent.eval.alerts.values()) != before {
+                self.alerts_changed.notify_one();
+            }
+        }
+        Recorded::Stored
+    }
+
+    /// Periodic evaluation: hold-downs elapse, silent sidecars and clusters are judged,
+    /// old resolved alerts are forgotten.
+    pub fn tick(&self, now: Now) {
+        let mut guard = self.lock();
+        let State {
+            sidecars,
+            agents,
+            rules,
+            language,
+            health,
+            cluster_alerts,
+            restored,
+            restored_at,
+            ..
+        } = &mut *guard;
+        let before = fleet_announced(agents, sidecars, cluster_alerts);
+        if restored_at.is_some_and(|at| now.mono.saturating_duration_since(at) > RESTORE_WINDOW) {
+            restored.borrow_mut().clear();
+            *restored_at = None;
+        }
+        let restored = &*restored;
+        let mut evaluator = Evaluator {
+            rules,
+            language: *language,
+            now: now.mono,
+            wall: now.wall,
+            health,
+            restored,
+        };
+        for agent in agents.values_mut() {
+            let Some(sidecar) = sidecars.get(&agent.host) else {
+                continue;
+            };
+            let fresh = sidecar.is_fresh(now.mono);
+            evaluator.advance_agent(&mut agent.eval, &agent.host, fresh);
+            engine::expire(&mut agent.eval.alerts, now.mono);
+        }
+        for sidecar in sidecars.values_mut() {
+            let SidecarState {
+                hello,
+                last_snapshot_at,
+                alerts,
+                ..
+            } = sidecar;
+            let facts = SidecarFacts {
+                host: &hello.host,
+                labels: &hello.labels,
+                poll_interval: hello.poll_interval,
+                last_snapshot_at: *last_snapshot_at,
+            };
+            evaluator.sidecar(alerts, &facts);
+            engine::expire(alerts, now.mono);
+        }
+        let members = agents.values().filter_map(|agent| {
+            let sidecar = sidecars.get(&agent.host)?;
+            let critical = engine::has_firing_critical(agent.eval.alerts.values())
+                || engine::has_firing_critical(sidecar.alerts.values());
+            Some((&sidecar.hello.labels, critical))
+        });
+        evaluator.clusters(cluster_alerts, members);
+        engine::expire(cluster_alerts, now.mono);
+        if fleet_announced(agents, sidecars, cluster_alerts) != before {
+            self.alerts_changed.notify_one();
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! The handle queries and the gRPC silence API hold: silences (stored durably first) and each
+//! receiver's delivery status.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use super::mute::Silence;
+use super::store::{self, Store};
+
+/// What a receiver has done, for status queries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiverStatus {
+    pub name: String,
+    pub sent: u64,
+    pub failed_attempts: u64,
+    pub dropped: u64,
+    pub queued: u64,
+    pub last_error: String,
+    pub last_errcode: i64,
+    /// Group flushes that had nothing new to say (deduplicated, silenced or inhibited).
+    pub suppressed: u64,
+    /// DingTalk errcodes seen, with counts.
+    pub errcodes: BTreeMap<i64, u64>,
+}
+
+/// State shared with the query service: silences and receiver status.
+#[derive(Debug, Default)]
+pub struct Shared {
+    pub silences: Vec<Silence>,
+    pub receivers: Vec<ReceiverStatus>,
+}
+
+/// Cheap handle to the shared notification state.
+#[derive(Clone, Default)]
+pub struct NotifyHandle {
+    shared: Arc<Mutex<Shared>>,
+    store: Option<Store>,
+}
+
+impl NotifyHandle {
+    pub fn new(store: Option<Store>) -> Self {
+        let silences = store
+            .as_ref()
+            .and_then(|s| s.silences().ok())
+            .unwrap_or_default();
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                silences,
+                receivers: Vec::new(),
+            })),
+            store,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Stores a silence (durably first).
+    pub fn add_silence(&self, silence: Silence) -> Result<(), store::StoreError> {
+        if let Some(store) = &self.store {
+            store.save_silence(&silence)?;
+        }
+        let mut shared = self.lock();
+        shared.silences.retain(|s| s.id != silence.id);
+        shared.silences.push(silence);
+        Ok(())
+    }
+
+    /// Ends a silence now; false when there is no such silence.
+    pub fn expire_silence(&self, id: &str, now: SystemTime) -> Result<bool, store::StoreError> {
+        let silence = {
+            let mut shared = self.lock();
+            let Some(silence) = shared.silences.iter_mut().find(|s| s.id == id) else {
+                return Ok(false);
+            };
+            if silence.ends_at > now {
+                silence.ends_at = now;
+            }
+            silence.clone()
+        };
+        if let Some(store) = &self.store {
+            store.save_silence(&silence)?;
+        }
+        Ok(true)
+    }
+}

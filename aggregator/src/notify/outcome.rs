@@ -1,0 +1,107 @@
+//! A send's outcome: delivered groups enter the notification log; failures are retried with
+//! backoff (longer when DingTalk throttles) or, when DingTalk refuses for good, dropped and counted.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use super::dispatch::{Dispatcher, LogEntry};
+use super::receiver::{ReceiverState, SendResult};
+use super::store::LogKey;
+use super::{Notifier, MAX_BACKOFF};
+use crate::alert::Alert;
+
+impl Notifier {
+    pub(super) fn finish(
+        &self,
+        done: SendResult,
+        states: &mut [ReceiverState],
+        log: &mut HashMap<LogKey, LogEntry>,
+        dispatcher: &mut Dispatcher,
+    ) {
+        let Some(index) = self
+            .config
+            .receivers
+            .iter()
+            .position(|r| r.name == done.receiver)
+        else {
+            return;
+        };
+        let state = &mut states[index];
+        state.in_flight = false;
+        let name = done.receiver;
+        let Some(mut outgoing) = state.outbox.pop_front() else {
+            return;
+        };
+        let wall = SystemTime::now();
+        let mut shared = self.handle.lock();
+        let Some(status) = shared.receivers.get_mut(index) else {
+            return;
+        };
+        match done.result {
+            Ok(()) => {
+                status.sent += 1;
+                if let Err(e) = self.store.delivered(&outgoing.row, wall) {
+                    tracing::error!(error = %e, "delivered, but the notification log could not be written");
+                }
+                for (key, firing, resolved) in &outgoing.row.groups {
+                    // The group came due again while this message waited (DingTalk down, say):
+                    // if nothing changed since, it has just been said.
+                    let unchanged = state.pending.get(key).is_some_and(|waiting| {
+                        let fps = |alerts: &[Alert]| {
+                            alerts
+                                .iter()
+                                .map(|a| a.fingerprint)
+                                .collect::<BTreeSet<_>>()
+                        };
+                        fps(&waiting.firing) == *firing && fps(&waiting.resolved) == *resolved
+                    });
+                    if unchanged {
+                        state.pending.remove(key);
+                    }
+                    log.insert(
+                        (name.clone(), key.clone()),
+                        LogEntry {
+                            firing: firing.clone(),
+                            resolved: resolved.clone(),
+                            sent_at: Some(wall),
+                        },
+                    );
+                    dispatcher.delivered(&(index, key.clone()), resolved);
+                }
+                tracing::info!(receiver = %name, groups = outgoing.row.groups.len(), "DingTalk message sent");
+            }
+            Err(e) => {
+                status.failed_attempts += 1;
+                status.last_error = e.to_string();
+                if let Some(code) = e.errcode() {
+                    status.last_errcode = code;
+                    *status.errcodes.entry(code).or_default() += 1;
+                }
+                if e.retryable() {
+                    outgoing.attempts += 1;
+                    let backoff =
+                        Duration::from_secs(1 << outgoing.attempts.min(6)).min(MAX_BACKOFF);
+                    let wait = if e.throttled() {
+                        self.config.throttle_pause.max(backoff)
+                    } else {
+                        backoff
+                    };
+                    if e.throttled() {
+                        state.paused_until = Some(Instant::now() + wait);
+                    }
+                    tracing::debug!(receiver = %name, error = %e, retry_in = ?wait, "DingTalk send failed; will retry");
+                    outgoing.not_before = Instant::now() + wait;
+                    state.outbox.push_front(outgoing);
+                } else {
+                    status.dropped += 1;
+                    tracing::error!(receiver = %name, error = %e, "DingTalk refused the message for good; check the robot's settings");
+                    if let Err(e) = self.store.discard(outgoing.row.id) {
+                        tracing::error!(error = %e, "cannot drop a refused message from the outbox");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! One receiver's delivery state: groups waiting to merge into its next message, its outbox,
+//! the rate-limit minute and throttling pause, and when it may next send.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::dingtalk::client::SendError;
+use super::dingtalk::message::GroupNotice;
+use super::store::OutboxRow;
+use super::{Notifier, ReceiverStatus, RETRY_STALLED};
+
+pub(super) struct Outgoing {
+    pub(super) row: OutboxRow,
+    pub(super) attempts: u32,
+    pub(super) not_before: Instant,
+}
+
+impl ReceiverState {
+    pub(super) fn empty() -> Self {
+        Self {
+            pending: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            in_flight: false,
+            recent: VecDeque::new(),
+            paused_until: None,
+        }
+    }
+}
+
+pub(super) struct ReceiverState {
+    /// Groups due but not yet in a message: they merge while the receiver waits.
+    pub(super) pending: BTreeMap<String, GroupNotice>,
+    /// Messages committed to the outbox, oldest first.
+    pub(super) outbox: VecDeque<Outgoing>,
+    pub(super) in_flight: bool,
+    /// Send attempts within the last minute.
+    pub(super) recent: VecDeque<Instant>,
+    pub(super) paused_until: Option<Instant>,
+}
+
+pub(super) struct SendResult {
+    /// By name: a reload may renumber receivers while a send is in flight.
+    pub(super) receiver: String,
+    pub(super) result: Result<(), SendError>,
+}
+
+impl Notifier {
+    /// Receiver states for the current config, carrying over by name what `old` held.
+    pub(super) fn regroup(
+        &self,
+        old_names: &[String],
+        mut old: Vec<ReceiverState>,
+    ) -> Vec<ReceiverState> {
+        let mut shared = self.handle.lock();
+        let old_status = std::mem::take(&mut shared.receivers);
+        shared.receivers = self
+            .config
+            .receivers
+            .iter()
+            .map(|r| {
+                old_status
+                    .iter()
+                    .find(|s| s.name == r.name)
+                    .cloned()
+                    .unwrap_or(ReceiverStatus {
+                        name: r.name.clone(),
+                        ..Default::default()
+                    })
+            })
+            .collect();
+        self.config
+            .receivers
+            .iter()
+            .map(|r| match old_names.iter().position(|n| *n == r.name) {
+                Some(i) => std::mem::replace(&mut old[i], ReceiverState::empty()),
+                None => ReceiverState::empty(),
+            })
+            .collect()
+    }
+
+    /// When a receiver with something to send may next send: its retry time, the end of a
+    /// throttling pause or of the rate-limit minute, whichever is latest.
+    pub(super) fn next_send_at(&self, states: &[ReceiverState], now: Instant) -> Option<Instant> {
+        let limit = self.config.rate_limit_per_minute as usize;
+        states
+            .iter()
+            .filter(|s| !s.in_flight && (!s.outbox.is_empty() || !s.pending.is_empty()))
+            .map(|s| {
+                let mut at = s.outbox.front().map_or(now, |o| o.not_before);
+                if let Some(paused) = s.paused_until {
+                    at = at.max(paused);
+                }
+                if s.recent.len() >= limit {
+                    if let Some(first) = s.recent.front() {
+                        at = at.max(*first + Duration::from_secs(60));
+                    }
+                }
+                if at <= now {
+                    now + RETRY_STALLED
+                } else {
+                    at
+                }
+            })
+            .min()
+    }
+}

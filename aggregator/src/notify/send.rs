@@ -1,0 +1,108 @@
+//! Sending: within DingTalk's rate limit, pending groups render into one message that is
+//! committed to the outbox first, then POSTed in a task of its own.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::dingtalk::client;
+use super::dingtalk::message::{self, GroupNotice};
+use super::receiver::{Outgoing, ReceiverState, SendResult};
+use super::store::{GroupFingerprints, OutboxRow};
+use super::Notifier;
+
+impl Notifier {
+    /// Starts a send for every receiver that may send now.
+    pub(super) fn send(
+        &self,
+        states: &mut [ReceiverState],
+        results: &mpsc::Sender<SendResult>,
+        now: Instant,
+        wall: SystemTime,
+    ) {
+        for (index, state) in states.iter_mut().enumerate() {
+            let receiver = &self.config.receivers[index];
+            while state
+                .recent
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(60))
+            {
+                state.recent.pop_front();
+            }
+            let paused = state.paused_until.is_some_and(|t| now < t);
+            let limited = state.recent.len() >= self.config.rate_limit_per_minute as usize;
+            if state.in_flight || paused || limited {
+                continue;
+            }
+            if state.outbox.is_empty() && !state.pending.is_empty() {
+                let groups: Vec<(String, GroupNotice)> =
+                    std::mem::take(&mut state.pending).into_iter().collect();
+                let notices: Vec<GroupNotice> = groups.iter().map(|(_, g)| g.clone()).collect();
+                let rendered = message::render(&notices, &receiver.style, wall);
+                if rendered.omitted > 0 {
+                    tracing::warn!(receiver = %receiver.name, omitted = rendered.omitted, "message shortened to fit DingTalk's size limit");
+                }
+                let meta: Vec<GroupFingerprints> = groups
+                    .iter()
+                    .map(|(k, g)| {
+                        (
+                            k.clone(),
+                            g.firing.iter().map(|a| a.fingerprint).collect(),
+                            g.resolved.iter().map(|a| a.fingerprint).collect(),
+                        )
+                    })
+                    .collect();
+                match self
+                    .store
+                    .queue(&receiver.name, &rendered.body, &meta, wall)
+                {
+                    Ok(id) => state.outbox.push_back(Outgoing {
+                        row: OutboxRow {
+                            id,
+                            receiver: receiver.name.clone(),
+                            body: rendered.body,
+                            groups: meta,
+                        },
+                        attempts: 0,
+                        not_before: now,
+                    }),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot store a message in the outbox; it will be rebuilt at the next flush")
+                    }
+                }
+            }
+            let Some(next) = state.outbox.front() else {
+                continue;
+            };
+            if next.not_before > now {
+                continue;
+            }
+            state.in_flight = true;
+            state.recent.push_back(now);
+            let (http, robot, body, results, name) = (
+                self.http.clone(),
+                receiver.robot.clone(),
+                next.row.body.clone(),
+                results.clone(),
+                receiver.name.clone(),
+            );
+            let now_ms = wall
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            tokio::spawn(async move {
+                let result = client::send(&http, &robot, body, now_ms).await;
+                let _ = results
+                    .send(SendResult {
+                        receiver: name,
+                        result,
+                    })
+                    .await;
+            });
+        }
+        let mut shared = self.handle.lock();
+        for (status, state) in shared.receivers.iter_mut().zip(states.iter()) {
+            status.queued = (state.outbox.len() + usize::from(!state.pending.is_empty())) as u64;
+        }
+    }
+}
