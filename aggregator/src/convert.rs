@@ -103,7 +103,7 @@ pub fn agent_summary(view: &AgentView) -> pb::AgentSummary {
         } as i32,
         connection_since: Some(timestamp(view.sidecar.since)),
         last_seen: state.last_seen.map(timestamp),
-        last_outcome: latest.map(|s| pb::Snapshot::from(s).outcome.unwrap_or_default()),
+        last_outcome: latest.map(|s| pb::ScrapeOutcome::from(&s.outcome)),
         consecutive_failures: state.consecutive_failures,
         component_count: latest.map_or(0, |s| s.components.len() as u32),
         sidecar_version: view.sidecar.hello.version.clone(),

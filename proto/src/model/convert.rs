@@ -70,9 +70,9 @@ fn check_limits(s: &pb::Snapshot) -> Result<(), ConvertError> {
     Ok(())
 }
 
-impl From<&Snapshot> for pb::Snapshot {
-    fn from(s: &Snapshot) -> Self {
-        let (status, http_status) = match &s.outcome {
+impl From<&ScrapeOutcome> for pb::ScrapeOutcome {
+    fn from(outcome: &ScrapeOutcome) -> Self {
+        let (status, http_status) = match outcome {
             ScrapeOutcome::Ok => (pb::ScrapeStatus::Ok, 0),
             ScrapeOutcome::ConnectionRefused(_) => (pb::ScrapeStatus::ConnectionRefused, 0),
             ScrapeOutcome::Timeout(_) => (pb::ScrapeStatus::Timeout, 0),
@@ -82,16 +82,22 @@ impl From<&Snapshot> for pb::Snapshot {
             ScrapeOutcome::BadPayload(_) => (pb::ScrapeStatus::BadPayload, 0),
             ScrapeOutcome::ConnectionFailed(_) => (pb::ScrapeStatus::ConnectionFailed, 0),
         };
+        pb::ScrapeOutcome {
+            status: status as i32,
+            http_status,
+            error: outcome.error().to_owned(),
+        }
+    }
+}
+
+impl From<&Snapshot> for pb::Snapshot {
+    fn from(s: &Snapshot) -> Self {
         pb::Snapshot {
             seq: s.seq,
             agent: s.agent.clone(),
             scraped_at: Some(timestamp(s.scraped_at)),
             scrape_duration_ms: u32::try_from(s.scrape_duration.as_millis()).unwrap_or(u32::MAX),
-            outcome: Some(pb::ScrapeOutcome {
-                status: status as i32,
-                http_status,
-                error: s.outcome.error().to_owned(),
-            }),
+            outcome: Some(pb::ScrapeOutcome::from(&s.outcome)),
             components: s.components.iter().map(pb::Component::from).collect(),
             backfill: s.backfill,
         }
