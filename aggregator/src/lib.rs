@@ -1,14 +1,23 @@
-//! flumewatch aggregator: receives typed snapshots from every sidecar, keeps the fleet's state
-//! and answers questions about it over gRPC (grpcurl-friendly: reflection and health).
+//! flumewatch aggregator: receives typed snapshots from every sidecar, keeps the fleet's state,
+//! judges the alert policy across it, groups the alerts and sends one DingTalk message per
+//! incident; answers questions over gRPC (reflection and health) and serves `/metrics`.
 //!
 //! ```text
 //!  sidecars ──gRPC Ingest/Report──▶ ingest ──▶ fleet (per agent: latest, history, rates)
-//!                                                 ▲
-//!  grpcurl / tools ──gRPC Fleet/ListAgents, GetAgent── query ─┘
+//!                                                 │ judged on every snapshot and tick
+//!                                                 ▼
+//!                                     rules (pending → firing → resolved)
+//!                                                 │ alert changes wake the notifier
+//!                                                 ▼
+//!      notify: dispatch (groups) → mute (silences, inhibition) → dedup (notification log)
+//!              → one message per receiver → outbox (SQLite) → dingtalk (sign, POST, retry)
+//!
+//!  grpcurl / tools ──gRPC Fleet/*── query ◀── read-only views of fleet, rules, notify
+//!  Prometheus ──GET /metrics── http
 //! ```
 //!
-//! Snapshots are the sidecar crate's typed [`flumewatch_proto::model::snapshot::Snapshot`];
-//! `convert` maps the aggregator's own views to protobuf.
+//! Snapshots are the shared model's [`flumewatch_proto::model::Snapshot`]; `convert` maps the
+//! aggregator's own views to protobuf.
 
 pub mod alert;
 pub mod auth;
