@@ -43,6 +43,8 @@ pub enum RunError {
     Store(#[from] crate::notify::store::StoreError),
     #[error("cannot build the DingTalk client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Notify(#[from] crate::notify::StartError),
 }
 
 /// A bound, not yet serving aggregator: tests read its address before it runs.
@@ -73,7 +75,6 @@ impl Aggregator {
         let store = Store::open(&config.state_dir)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
-        fleet.restore_firing(store.firing()?);
         Ok(Self {
             reloader: Reloader::new(None, fleet.clone(), notify_config.clone()),
             notify_config,

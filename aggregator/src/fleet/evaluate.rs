@@ -8,8 +8,9 @@ use flumewatch_proto::model::snapshot::Snapshot;
 use tokio::time::Instant;
 
 use super::sidecar::SidecarState;
-use super::{AgentState, Fleet, HistoryEntry, Now, State, RESTORE_WINDOW};
+use super::{AgentState, Fleet, HistoryEntry, Now, State};
 use crate::alert::AlertStatus;
+use crate::notify::firing::RESTORE_WINDOW;
 use crate::rules::engine::{self, Evaluator, SidecarFacts, Tracked};
 
 /// What became of one snapshot.

@@ -15,7 +15,7 @@ mod views;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use tokio::time::Instant;
 
@@ -40,12 +40,9 @@ struct State {
     cluster_alerts: HashMap<(usize, String), Tracked>,
     /// Alerts firing at the last stop, waiting to be matched (see `Evaluator::restored`).
     restored: RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
-    /// When they were loaded: ones not matched within [`RESTORE_WINDOW`] are forgotten.
+    /// When they were loaded: ones not matched within [`crate::notify::firing::RESTORE_WINDOW`] are forgotten.
     restored_at: Option<Instant>,
 }
-
-/// How long alerts firing at the last stop wait for their condition to hold again.
-const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// Cheap to clone; every clone sees the same fleet.
 #[derive(Debug, Clone)]

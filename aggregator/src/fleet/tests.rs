@@ -1,6 +1,6 @@
 //! Fleet bookkeeping: resume points, duplicates, restarted sidecars, stale streams, history.
 
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 

@@ -1,21 +1,55 @@
-//! Firing-state persistence: the state database's list of firing alerts kept current, so a
-//! restart resumes them instead of announcing them anew.
+//! Firing-state persistence, its one owner: what was firing at the last stop is read once at
+//! start and handed to the fleet to match, and the state database's list is kept current from
+//! then on, so a restart resumes alerts instead of announcing them anew.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use super::Notifier;
+use tokio::time::Instant;
+
+use super::store::{Store, StoreError};
 use crate::alert::{Alert, AlertStatus};
+use crate::fleet::Fleet;
 
-impl Notifier {
+/// How long after a start alerts that were firing before it may still resume; the fleet
+/// forgets unmatched ones and this log stops keeping absent ones after it.
+pub const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// The firing alerts as last written to the state database.
+pub(super) struct FiringLog {
+    persisted: HashMap<u64, (SystemTime, SystemTime)>,
+    started: Instant,
+}
+
+impl FiringLog {
+    /// Reads what was firing at the last stop and gives it to `fleet` to match.
+    pub(super) fn load(store: &Store, fleet: &Fleet) -> Result<Self, StoreError> {
+        let firing = store.firing()?;
+        fleet.restore_firing(firing.iter().copied());
+        Ok(Self {
+            persisted: firing
+                .into_iter()
+                .map(|(fp, active, fired)| (fp, (active, fired)))
+                .collect(),
+            started: Instant::now(),
+        })
+    }
+
+    /// When alerts from before the start stop being waited for.
+    pub(super) fn window_end(&self) -> Instant {
+        self.started + RESTORE_WINDOW
+    }
+
+    /// Entries are still written that no evaluation has confirmed or cleared.
+    pub(super) fn holds_any(&self) -> bool {
+        !self.persisted.is_empty()
+    }
+
     /// Keeps the state database's list of firing alerts current, so a restart resumes them.
-    /// Alerts not (yet) re-evaluated after a restart are kept until `forget_absent`.
-    pub(super) fn persist_firing(
-        &self,
-        alerts: &[Alert],
-        persisted: &mut HashMap<u64, (SystemTime, SystemTime)>,
-        forget_absent: bool,
-    ) {
+    /// Alerts not (yet) re-evaluated after a restart are kept until the window ends.
+    pub(super) fn sync(&mut self, store: &Store, alerts: &[Alert], now: Instant) {
+        let forget_absent = now >= self.window_end();
+        let persisted = &mut self.persisted;
         let firing: HashMap<u64, (SystemTime, SystemTime)> = alerts
             .iter()
             .filter(|a| a.status == AlertStatus::Firing)
@@ -40,7 +74,7 @@ impl Notifier {
         if started.is_empty() && stopped.is_empty() {
             return;
         }
-        match self.store.sync_firing(&started, &stopped) {
+        match store.sync_firing(&started, &stopped) {
             Ok(()) => {
                 for (fp, a, f) in started {
                     persisted.insert(fp, (a, f));

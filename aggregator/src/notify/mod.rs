@@ -11,7 +11,7 @@ pub mod dispatch;
 pub mod mute;
 pub mod store;
 
-mod firing;
+pub mod firing;
 mod flush;
 mod handle;
 mod outcome;
@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use config::NotifyConfig;
 use dingtalk::client;
 use dispatch::{Dispatcher, LogEntry};
+use firing::FiringLog;
 use receiver::{Outgoing, SendResult};
 use store::{LogKey, Store};
 
@@ -41,8 +42,6 @@ const RETRY_STALLED: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Groups falling due this close together share one message.
 const COALESCE: Duration = Duration::from_secs(1);
-/// How long after a start alerts that were firing before it may still resume.
-const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Send results waiting for the pipeline: at most one per receiver is in flight; a sender
 /// beyond this waits, it is never lost.
@@ -68,24 +67,39 @@ pub struct Notifier {
     fleet: Fleet,
     handle: NotifyHandle,
     store: Store,
+    firing: FiringLog,
     http: reqwest::Client,
 }
 
+/// Why the notifier could not start. Not retryable: the client or the database is broken.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot build the DingTalk client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
 impl Notifier {
+    /// Also hands `fleet` the alerts that were firing at the last stop, before anything is
+    /// judged: call it before serving.
     pub fn new(
         mut updates: watch::Receiver<NotifyConfig>,
         fleet: Fleet,
         handle: NotifyHandle,
         store: Store,
-    ) -> Result<Self, reqwest::Error> {
+    ) -> Result<Self, StartError> {
         let config = updates.borrow_and_update().clone();
+        let http = client::http_client(SEND_TIMEOUT)?;
+        let firing = FiringLog::load(&store, &fleet)?;
         Ok(Self {
             config,
             updates,
             fleet,
             handle,
             store,
-            http: client::http_client(SEND_TIMEOUT)?,
+            firing,
+            http,
         })
     }
 
@@ -116,18 +130,10 @@ impl Notifier {
             Err(e) => tracing::error!(error = %e, "cannot read the outbox"),
         }
         let mut dispatcher = Dispatcher::default();
-        let started = Instant::now();
-        let mut persisted: HashMap<u64, (SystemTime, SystemTime)> = self
-            .store
-            .firing()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(fp, a, f)| (fp, (a, f)))
-            .collect();
         let (results_tx, mut results) = mpsc::channel::<SendResult>(RESULTS_QUEUE);
         let alerts_changed = self.fleet.alerts_changed();
         let mut updates = self.updates.clone();
-        let restore_deadline = started + RESTORE_WINDOW;
+        let restore_deadline = self.firing.window_end();
         // The fleet's alerts as last read: read again only when they changed, a group falls
         // due (so a message shows current values) or the restore window closes. Between
         // those, a fleet of any size costs this loop nothing.
@@ -185,16 +191,12 @@ impl Notifier {
                 Wake::Timer => {
                     let flush_due = dispatcher.next_flush().is_some_and(|at| at <= now);
                     let restore_closed = now >= restore_deadline;
-                    stale |= flush_due || (restore_closed && !persisted.is_empty());
+                    stale |= flush_due || (restore_closed && self.firing.holds_any());
                 }
             }
             if stale {
                 alerts = self.fleet.alerts();
-                self.persist_firing(
-                    &alerts,
-                    &mut persisted,
-                    now.saturating_duration_since(started) > RESTORE_WINDOW,
-                );
+                self.firing.sync(&self.store, &alerts, now);
                 dispatcher.observe(&alerts, &self.config, now);
                 stale = false;
             }
