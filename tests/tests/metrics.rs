@@ -6,55 +6,13 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use flumewatch_e2e::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use flumewatch_testkit::metrics::get;
 
-async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr)
+/// The status and body of `GET path`; the aggregator is up, so it answers.
+async fn get_ok(http: std::net::SocketAddr, path: &str) -> (u16, String) {
+    get(&http.to_string(), path)
         .await
-        .expect("connects");
-    stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    (
-        status,
-        if chunked {
-            dechunk(body)
-        } else {
-            body.to_owned()
-        },
-    )
-}
-
-/// A chunked answer's payload.
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            return body.to_owned();
-        };
-        if n == 0 {
-            break;
-        }
-        out.push_str(&after[..n.min(after.len())]);
-        rest = after.get(n + 2..).unwrap_or("");
-    }
-    out
+        .expect("the aggregator answers")
 }
 
 fn promtool() -> String {
@@ -94,7 +52,7 @@ async fn promtool_accepts_metrics_that_match_the_snapshots() {
         &[("cluster", "bj-log")],
     ));
     let metrics = wait_for("both agents up in /metrics", || async {
-        let (_, m) = get(http, "/metrics").await;
+        let (_, m) = get_ok(http, "/metrics").await;
         let up = |host: &str| {
             line(&m, "flumewatch_agent_up{", &[&format!("host=\"{host}\"")])
                 .is_some_and(|l| value(l) == 1.0)
@@ -169,7 +127,7 @@ async fn promtool_accepts_metrics_that_match_the_snapshots() {
     // Flume on h2 dies: its agent is down and its values disappear rather than go stale.
     flume2.server.go_down();
     let after = wait_for("h2 down in /metrics", || async {
-        let (_, m) = get(http, "/metrics").await;
+        let (_, m) = get_ok(http, "/metrics").await;
         line(&m, "flumewatch_agent_up{", &["host=\"h2\""])
             .is_some_and(|l| value(l) == 0.0)
             .then_some(m)
@@ -229,8 +187,8 @@ async fn promtool_accepts_metrics_that_match_the_snapshots() {
     }
     assert!(checked >= 15, "{checked}");
 
-    assert_eq!(get(http, "/-/healthy").await.0, 200);
-    assert_eq!(get(http, "/-/ready").await.0, 200);
+    assert_eq!(get_ok(http, "/-/healthy").await.0, 200);
+    assert_eq!(get_ok(http, "/-/ready").await.0, 200);
     s1.stop().await;
     s2.stop().await;
     aggregator.stop().await;
