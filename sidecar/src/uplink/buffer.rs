@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
 use flumewatch_proto::v1 as pb;
+use prost::bytes::Bytes;
 use prost::Message;
 use tokio::sync::watch;
 
@@ -34,6 +35,7 @@ struct Inner {
     next_seq: u64,
     /// Protobuf-encoded at push time: a few hundred bytes each instead of a tree of small
     /// allocations several times that size, which matters on a Flume host with a long window.
+    /// These bytes are what goes on the wire: a send shares them, never decodes them.
     /// Acknowledged ones (seq <= `acked`) first, then those waiting.
     pending: VecDeque<Queued>,
     acked: u64,
@@ -45,7 +47,17 @@ struct Queued {
     seq: u64,
     agent: String,
     scraped_at: SystemTime,
-    encoded: Vec<u8>,
+    encoded: Bytes,
+}
+
+/// A buffered snapshot on its way out: the wire form made at push, shared rather than copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outgoing {
+    pub seq: u64,
+    /// A newer snapshot of the same agent is queued behind this one: send it as backfill.
+    pub backfill: bool,
+    /// The `flumewatch.v1.Snapshot` as encoded at push, with `backfill` unset.
+    pub encoded: Bytes,
 }
 
 impl Inner {
@@ -115,7 +127,7 @@ impl ReplayBuffer {
                 seq,
                 agent: snapshot.agent.clone(),
                 scraped_at: snapshot.scraped_at,
-                encoded: pb::Snapshot::from(&snapshot).encode_to_vec(),
+                encoded: pb::Snapshot::from(&snapshot).encode_to_vec().into(),
             });
             seq
         };
@@ -132,7 +144,7 @@ impl ReplayBuffer {
 
     /// The first pending snapshot after `seq`, if any, marked as backfill when a newer
     /// snapshot of the same agent is queued behind it.
-    pub fn next_after(&self, seq: u64) -> Option<pb::Snapshot> {
+    pub fn next_after(&self, seq: u64) -> Option<Outgoing> {
         let inner = self.lock();
         // Sequence numbers in the queue are consecutive except where drops cut the front.
         let first = inner.pending.front()?.seq;
@@ -142,16 +154,18 @@ impl ReplayBuffer {
             (seq - first + 1) as usize
         };
         let queued = inner.pending.get(index)?;
-        // Our own encoding of a moment ago: it decodes.
-        let mut next = pb::Snapshot::decode(queued.encoded.as_slice()).ok()?;
         // From the back: the newest snapshot of a replayed agent is usually near the end.
-        next.backfill = inner
+        let backfill = inner
             .pending
             .iter()
             .skip(index + 1)
             .rev()
             .any(|later| later.agent == queued.agent);
-        Some(next)
+        Some(Outgoing {
+            seq: queued.seq,
+            backfill,
+            encoded: queued.encoded.clone(),
+        })
     }
 
     /// Wakes whenever a snapshot is pushed.

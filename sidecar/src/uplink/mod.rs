@@ -6,6 +6,7 @@
 mod backoff;
 mod buffer;
 mod session;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Endpoint;
 
 pub use backoff::Backoff;
-pub use buffer::ReplayBuffer;
+pub use buffer::{Outgoing, ReplayBuffer};
 pub use session::SessionError;
 
 use crate::config::Config;

@@ -1,14 +1,13 @@
 //! One connected stream: Hello, the aggregator's resume point, then snapshots in order and acks back.
 
 use flumewatch_proto::v1 as pb;
-use flumewatch_proto::v1::ingest_client::IngestClient;
-use pb::report_request::Message as Outbound;
 use pb::report_response::Message as Inbound;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::wire::{self, Message as Outbound};
 use super::{Uplink, DRAIN_GRACE};
 
 /// Outbound messages in flight inside this process; the buffer holds the rest, so a small
@@ -54,7 +53,7 @@ pub(super) async fn run(
     ];
     for message in opening {
         // Cannot fail: the receiver is alive and the queue has room for both.
-        let _ = tx.try_send(pb::ReportRequest {
+        let _ = tx.try_send(wire::ReportRequest {
             message: Some(message),
         });
     }
@@ -67,8 +66,7 @@ pub(super) async fn run(
         })?;
         request.metadata_mut().insert("authorization", value);
     }
-    let mut inbound = IngestClient::new(channel)
-        .report(request)
+    let mut inbound = wire::report(channel, request)
         .await
         .map_err(SessionError::Refused)?
         .into_inner();
@@ -114,12 +112,12 @@ pub(super) async fn run(
                 let Ok(permit) = permit else { return Err(SessionError::Closed) };
                 let snapshot = next.expect("guarded by has_next");
                 sent = snapshot.seq;
-                permit.send(pb::ReportRequest { message: Some(Outbound::Snapshot(snapshot)) });
+                permit.send(wire::ReportRequest { message: Some(Outbound::snapshot(snapshot)) });
             }
             _ = newest.changed(), if !has_next => {}
             _ = stats_tick.tick() => {
                 // Stats are advisory: skip a beat rather than wait behind snapshots.
-                let _ = tx.try_send(pb::ReportRequest {
+                let _ = tx.try_send(wire::ReportRequest {
                     message: Some(Outbound::Stats(uplink.stats.to_proto(&uplink.buffer))),
                 });
             }
