@@ -1,6 +1,11 @@
-//! Compiles the .proto contract with protox (no protoc needed) and keeps the descriptor set for reflection.
+//! Compiles the .proto contract with protox (no protoc needed) and keeps the descriptor set for
+//! reflection. A second, server-side pass generates the Ingest service with a report's snapshot
+//! left as the bytes that arrived (the same wire format), so the aggregator decodes each
+//! snapshot once and keeps those bytes for history instead of encoding it again.
 
 use std::{env, fs, path::PathBuf};
+
+use prost_types::field_descriptor_proto::Type;
 
 const PROTOS: &[&str] = &[
     "flumewatch/v1/snapshot.proto",
@@ -15,6 +20,33 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("flumewatch_descriptor.bin"),
         prost::Message::encode_to_vec(&fds),
     )?;
+
+    let mut raw = fds.clone();
+    raw.file
+        .retain(|f| f.name() == "flumewatch/v1/ingest.proto");
+    for message in raw.file.iter_mut().flat_map(|f| f.message_type.iter_mut()) {
+        if message.name() == "ReportRequest" {
+            for field in message.field.iter_mut().filter(|f| f.name() == "snapshot") {
+                field.set_type(Type::Bytes);
+                field.type_name = None;
+            }
+        }
+    }
+    let raw_dir = out_dir.join("raw");
+    fs::create_dir_all(&raw_dir)?;
+    let mut raw_build = tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .bytes(".flumewatch.v1.ReportRequest.snapshot")
+        .out_dir(&raw_dir);
+    for shared in ["Hello", "SidecarStats", "ReportResponse", "Ack"] {
+        raw_build = raw_build.extern_path(
+            format!(".flumewatch.v1.{shared}"),
+            format!("crate::v1::{shared}"),
+        );
+    }
+    raw_build.compile_fds(raw)?;
+
     tonic_prost_build::configure().compile_fds(fds)?;
     println!("cargo:rerun-if-changed=flumewatch");
     Ok(())

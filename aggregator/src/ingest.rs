@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
+use flumewatch_proto::ingest_raw::ingest_server::Ingest;
+use flumewatch_proto::ingest_raw::report_request::Message as Inbound;
+use flumewatch_proto::ingest_raw::ReportRequest;
 use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
-use flumewatch_proto::v1::ingest_server::Ingest;
-use pb::report_request::Message as Inbound;
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -81,7 +83,7 @@ impl Ingest for IngestService {
 
     async fn report(
         &self,
-        request: Request<Streaming<pb::ReportRequest>>,
+        request: Request<Streaming<ReportRequest>>,
     ) -> Result<Response<Self::ReportStream>, Status> {
         let enrolled = request.extensions().get::<crate::auth::Enrolled>().cloned();
         let mut inbound = request.into_inner();
@@ -136,7 +138,7 @@ struct StreamTask {
 impl StreamTask {
     async fn run(
         self,
-        mut inbound: Streaming<pb::ReportRequest>,
+        mut inbound: Streaming<ReportRequest>,
         tx: AckSender,
         shutdown: CancellationToken,
     ) {
@@ -158,17 +160,13 @@ impl StreamTask {
             };
             let arrived = Instant::now();
             let acked = match message.message {
-                Some(Inbound::Snapshot(snapshot)) => match self.store(snapshot) {
-                    Some(seq) => {
-                        self.counters
-                            .verdict_latency
-                            .0
-                            .observe(arrived.elapsed().as_secs_f64());
-                        seq
+                Some(Inbound::Snapshot(bytes)) => match self.store(&bytes) {
+                    Err(status) => {
+                        let reason = format!("stream error: {}", status.message());
+                        let _ = tx.try_send(Err(status));
+                        break reason;
                     }
-                    // Superseded by a newer stream: acking would make the sidecar forget
-                    // snapshots nobody stored.
-                    None => continue,
+                    Ok(stored) => stored,
                 },
                 Some(Inbound::Stats(stats)) => {
                     self.fleet
@@ -176,6 +174,18 @@ impl StreamTask {
                     continue;
                 }
                 Some(Inbound::Hello(_)) | None => continue,
+            };
+            let acked = match acked {
+                Some(seq) => {
+                    self.counters
+                        .verdict_latency
+                        .0
+                        .observe(arrived.elapsed().as_secs_f64());
+                    seq
+                }
+                // Superseded by a newer stream: acking would make the sidecar forget
+                // snapshots nobody stored.
+                None => continue,
             };
             let sent = tokio::select! {
                 biased;
@@ -191,11 +201,14 @@ impl StreamTask {
         tracing::info!(host = %self.host, %reason, "sidecar disconnected");
     }
 
-    /// Stores one snapshot and returns the sequence number to acknowledge, if any.
-    fn store(&self, wire: pb::Snapshot) -> Option<u64> {
+    /// Stores one snapshot, as the bytes that arrived, and returns the sequence number to
+    /// acknowledge, if any. Bytes that are not a snapshot end the stream, as a message tonic
+    /// could not decode would.
+    fn store(&self, bytes: &[u8]) -> Result<Option<u64>, Status> {
+        let wire = pb::Snapshot::decode(bytes).map_err(|e| Status::internal(e.to_string()))?;
         let seq = wire.seq;
-        // History keeps the message as it came: encoding it costs less than converting back.
-        let entry = HistoryEntry::from_wire(&wire);
+        // History keeps the message as it came: decoded once here, never encoded again.
+        let entry = HistoryEntry::from_encoded(seq, bytes);
         match Snapshot::try_from(wire) {
             Ok(snapshot) => {
                 let recorded = self.fleet.record_with(
@@ -210,7 +223,7 @@ impl StreamTask {
                     Recorded::Duplicate => &self.counters.duplicates,
                     Recorded::StaleStream => {
                         self.counters.rejected.fetch_add(1, Ordering::Relaxed);
-                        return None;
+                        return Ok(None);
                     }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
@@ -223,6 +236,6 @@ impl StreamTask {
                     .skip(&self.host, self.registration.stream_id, seq);
             }
         }
-        Some(seq)
+        Ok(Some(seq))
     }
 }

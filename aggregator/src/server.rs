@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 
 use flumewatch_proto::v1::fleet_server::FleetServer;
-use flumewatch_proto::v1::ingest_server::IngestServer;
+use flumewatch_proto::ingest_raw::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;

@@ -9,6 +9,14 @@ pub mod v1 {
 
 pub use v1 as pb;
 
+/// The Ingest service as the aggregator serves it: `flumewatch.v1` on the wire, but a report's
+/// snapshot is the bytes that arrived (decode them into [`pb::Snapshot`] once; keep them for
+/// history). Hello, stats and acks are the `v1` types.
+#[allow(clippy::all, missing_docs, rust_2018_idioms)]
+pub mod ingest_raw {
+    include!(concat!(env!("OUT_DIR"), "/raw/flumewatch.v1.rs"));
+}
+
 pub mod model;
 
 /// Encoded `FileDescriptorSet` of every flumewatch proto, for `tonic-reflection`.

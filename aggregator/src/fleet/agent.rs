@@ -21,14 +21,16 @@ pub struct HistoryEntry {
 
 impl HistoryEntry {
     pub fn new(snapshot: &Snapshot) -> Self {
-        Self::from_wire(&pb::Snapshot::from(snapshot))
+        let wire = pb::Snapshot::from(snapshot);
+        Self::from_encoded(wire.seq, &wire.encode_to_vec())
     }
 
-    /// From the message as it arrived (no conversion back from the typed snapshot).
-    pub fn from_wire(wire: &pb::Snapshot) -> Self {
+    /// The snapshot's bytes as they arrived (no conversion back from the typed snapshot, no
+    /// encoding again).
+    pub fn from_encoded(seq: u64, encoded: &[u8]) -> Self {
         Self {
-            seq: wire.seq,
-            encoded: wire.encode_to_vec().into_boxed_slice(),
+            seq,
+            encoded: encoded.into(),
         }
     }
 
