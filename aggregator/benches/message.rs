@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use flumewatch_aggregator::alert::{Alert, AlertStatus, Labels, Severity};
+use flumewatch_aggregator::alert::{
+    Alert, AlertContext, AlertStatus, ChannelFill, ComponentRef, Labels, Severity,
+};
 use flumewatch_aggregator::notify::dingtalk::message::{render, GroupNotice, Style};
 use flumewatch_aggregator::notify::dingtalk::sign::signed_url;
+use flumewatch_proto::model::ComponentKind;
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_000_000 + secs)
@@ -29,16 +32,25 @@ fn alert(i: usize) -> Alert {
         severity: Severity::Warning,
         status: AlertStatus::Firing,
         labels,
-        annotations: BTreeMap::from([
-            ("summary".to_owned(), "通道 c1 使用率 97%".to_owned()),
-            ("channel_size".to_owned(), "9700".to_owned()),
-            ("channel_capacity".to_owned(), "10000".to_owned()),
-            ("channel_fill_percentage".to_owned(), "97".to_owned()),
-        ]),
+        annotations: BTreeMap::from([("summary".to_owned(), "通道 c1 使用率 97%".to_owned())]),
         value: 97.0,
         active_since: at(0),
         firing_since: Some(at(120)),
         resolved_at: None,
+        context: AlertContext {
+            host: Some(format!("bj-flume-{i:03}")),
+            agent: Some("a1".to_owned()),
+            component: Some(ComponentRef {
+                kind: ComponentKind::Channel,
+                kind_name: "CHANNEL".to_owned(),
+                name: "c1".to_owned(),
+            }),
+            channel: Some(ChannelFill {
+                size: 9700.0,
+                capacity: 10000.0,
+                fill_percent: Some(97.0),
+            }),
+        },
     }
 }
 

@@ -1,9 +1,13 @@
-//! What an alert is: severity, labels with a stable fingerprint, lifecycle state, annotations.
+//! What an alert is: severity, labels with a stable fingerprint, lifecycle state, annotations,
+//! and the typed context (host, agent, component, channel figures) notifications render from.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
+
+use flumewatch_proto::model::vocabulary;
+use flumewatch_proto::model::ComponentKind;
 
 /// How urgent an alert is; ordered so that `Critical > Warning > Info`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -95,12 +99,66 @@ pub struct Alert {
     pub severity: Severity,
     pub status: AlertStatus,
     pub labels: Labels,
-    /// summary, description (in the configured language), value.
+    /// summary, description (in the configured language), value; for channels also
+    /// channel_size, channel_capacity, channel_fill_percentage. For people (queries show
+    /// them); code reads [`Alert::context`] instead.
     pub annotations: BTreeMap<String, String>,
     pub value: f64,
     pub active_since: SystemTime,
     pub firing_since: Option<SystemTime>,
     pub resolved_at: Option<SystemTime>,
+    /// What the alert is about, typed. Not part of its identity (that is `labels`).
+    pub context: AlertContext,
+}
+
+/// The target of an alert and the figures a notification shows, as the rule engine saw them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertContext {
+    /// The sidecar's host; `None` for a fleet-level (cluster) alert.
+    pub host: Option<String>,
+    /// The Flume agent; `None` for sidecar and cluster alerts.
+    pub agent: Option<String>,
+    /// The component, for component rules.
+    pub component: Option<ComponentRef>,
+    /// A channel's figures at the last evaluation where the condition held; `None` unless the
+    /// component is a channel that reported both its size and its capacity.
+    pub channel: Option<ChannelFill>,
+}
+
+/// One Flume component of an agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentRef {
+    pub kind: ComponentKind,
+    /// TYPE exactly as Flume printed it (names kinds flumewatch does not know).
+    pub kind_name: String,
+    pub name: String,
+}
+
+impl ComponentRef {
+    /// The kind as the `kind` label spells it: Flume's name for it, lowercased.
+    pub fn kind_label(&self) -> String {
+        kind_label(self.kind, &self.kind_name)
+    }
+}
+
+/// A component kind as the `kind` label spells it: Flume's name for it, lowercased
+/// (`kind_name`, Flume's TYPE as printed, for kinds flumewatch does not know).
+pub fn kind_label(kind: ComponentKind, kind_name: &str) -> String {
+    match vocabulary::kind_name(kind) {
+        "" => kind_name.to_ascii_lowercase(),
+        name => name.to_ascii_lowercase(),
+    }
+}
+
+/// How full a channel was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChannelFill {
+    /// Events in the channel (Flume's ChannelSize).
+    pub size: f64,
+    /// Flume's ChannelCapacity.
+    pub capacity: f64,
+    /// Flume's ChannelFillPercentage; `None` when Flume did not print it.
+    pub fill_percent: Option<f64>,
 }
 
 #[cfg(test)]

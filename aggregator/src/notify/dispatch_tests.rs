@@ -49,6 +49,7 @@ fn alert(host: &str, cluster: &str, status: AlertStatus) -> Alert {
         active_since: SystemTime::UNIX_EPOCH,
         firing_since: None,
         resolved_at: None,
+        context: Default::default(),
     }
 }
 

@@ -82,6 +82,7 @@ mod tests {
             active_since: SystemTime::UNIX_EPOCH,
             firing_since: None,
             resolved_at: None,
+            context: Default::default(),
         }
     }
 

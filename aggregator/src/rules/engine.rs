@@ -1,5 +1,7 @@
 //! Evaluation: reads an agent's newest snapshot and windows (or a sidecar's silence, or a
 //! cluster's share of critical agents), steps each (rule, target) lifecycle, keeps the alerts.
+//! Building an alert is `compose`'s, the tracked lifecycles' bookkeeping is `tracked`'s (both
+//! re-exported here as far as other modules use them).
 //!
 //! Conditions judge data (windows end at the newest scrape time); hold-downs judge the
 //! aggregator's monotonic clock, so a sidecar's clock skew cannot fire or resolve anything.
@@ -9,34 +11,21 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use flumewatch_proto::model::snapshot::{Component, ComponentKind, Gauge, Snapshot};
-use flumewatch_proto::model::vocabulary;
+use flumewatch_proto::model::snapshot::{Component, ComponentKind, Snapshot};
 use tokio::time::Instant;
 
+use super::compose::{new_alert, update, Target};
 use super::condition::{Metric, Scope};
 use super::facts::{AgentFacts, ClusterFacts, ComponentFacts, Fixed};
 use super::series::AgentSeries;
 use super::state::{Phase, Tracker, Transition};
-use super::template::format_value;
+use super::tracked::settle;
+pub use super::tracked::{announced, expire, has_firing_critical, Tracked, RESOLVED_RETENTION};
 use super::{Language, Rule, RuleSet};
-use crate::alert::{Alert, AlertStatus, Labels, Severity};
+use crate::alert::AlertStatus;
 
-/// How long a resolved alert stays listed (and available to notify) before it is forgotten.
-pub const RESOLVED_RETENTION: Duration = Duration::from_secs(15 * 60);
 /// A poll interval counts as at least this long when judging a sidecar's silence.
 const MIN_POLL_FOR_SILENCE: Duration = Duration::from_secs(10);
-
-/// One (rule, target) lifecycle and the alert it shows.
-#[derive(Debug, Clone)]
-pub struct Tracked {
-    pub tracker: Tracker,
-    pub alert: Alert,
-    /// The evaluation pass that last looked at this target.
-    seen: u64,
-    /// What the condition said at the last evaluation (ticks replay it).
-    holds: bool,
-    resolved_at: Option<Instant>,
-}
 
 /// Identifies a target within one agent: the rule and, for component rules, the component.
 pub type TargetKey = (usize, Option<(ComponentKind, String)>);
@@ -318,13 +307,9 @@ impl Evaluator<'_> {
         if value.is_none() && !alerts.contains_key(&key) {
             return;
         }
-        let tracked = alerts.entry(key.clone()).or_insert_with(|| Tracked {
-            tracker: Tracker::default(),
-            alert: new_alert(rule, target, self.wall),
-            seen: pass,
-            holds: false,
-            resolved_at: None,
-        });
+        let tracked = alerts
+            .entry(key.clone())
+            .or_insert_with(|| Tracked::new(new_alert(rule, target, self.wall), pass));
         tracked.seen = pass;
         tracked.holds = value.is_some();
         let restored = match (value, &tracked.tracker.phase) {
@@ -347,8 +332,7 @@ impl Evaluator<'_> {
                 .step(value.is_some(), on_poll, self.now, &rule.hold),
         };
         if let Some(v) = value {
-            tracked.alert.value = v;
-            tracked.alert.annotations = annotations(rule, target, v, self.language);
+            update(&mut tracked.alert, rule, target, v, self.language);
         }
         if !settle(tracked, transition, rule, target.host, self.wall, self.now) {
             alerts.remove(&key);
@@ -356,181 +340,8 @@ impl Evaluator<'_> {
     }
 }
 
-/// Applies a lifecycle step to the alert; false when the target is to be forgotten (a pending
-/// alert whose condition stopped holding).
-fn settle(
-    tracked: &mut Tracked,
-    transition: Transition,
-    rule: &Rule,
-    host: &str,
-    wall: SystemTime,
-    now: Instant,
-) -> bool {
-    match transition {
-        Transition::Unchanged => {}
-        Transition::Pending => {
-            tracked.alert.status = AlertStatus::Pending;
-            tracked.alert.active_since = wall;
-            tracked.alert.firing_since = None;
-            tracked.alert.resolved_at = None;
-            tracked.resolved_at = None;
-        }
-        Transition::Fired => {
-            if tracked.alert.status != AlertStatus::Pending {
-                tracked.alert.active_since = wall;
-            }
-            tracked.alert.status = AlertStatus::Firing;
-            tracked.alert.firing_since = Some(wall);
-            tracked.alert.resolved_at = None;
-            tracked.resolved_at = None;
-            tracing::info!(alert = %tracked.alert.alertname, severity = %rule.severity, host, value = tracked.alert.value, "alert firing");
-        }
-        Transition::Cleared => return false,
-        Transition::Resolved => {
-            mark_resolved(tracked, now, wall);
-            tracing::info!(alert = %tracked.alert.alertname, host, "alert resolved");
-        }
-    }
-    true
-}
-
-/// How many of these alerts are firing and how many resolved: when the pair changes, something
-/// is to be announced.
-pub fn announced<'a>(tracked: impl IntoIterator<Item = &'a Tracked>) -> (usize, usize) {
-    tracked
-        .into_iter()
-        .fold((0, 0), |(firing, resolved), t| match t.alert.status {
-            AlertStatus::Firing => (firing + 1, resolved),
-            AlertStatus::Resolved => (firing, resolved + 1),
-            AlertStatus::Pending => (firing, resolved),
-        })
-}
-
-fn mark_resolved(tracked: &mut Tracked, now: Instant, wall: SystemTime) {
-    tracked.alert.status = AlertStatus::Resolved;
-    tracked.alert.resolved_at = Some(wall);
-    tracked.resolved_at = Some(now);
-}
-
-/// Drops resolved alerts older than [`RESOLVED_RETENTION`].
-pub fn expire<K: Eq + std::hash::Hash>(alerts: &mut HashMap<K, Tracked>, now: Instant) {
-    alerts.retain(|_, t| {
-        !matches!(t.tracker.phase, Phase::Resolved { .. })
-            || t.resolved_at
-                .is_some_and(|at| now.saturating_duration_since(at) < RESOLVED_RETENTION)
-    });
-}
-
 fn applies(rule: &Rule, component: &Component) -> bool {
     !component.is_stopped()
         && rule.kinds.contains(&component.kind)
         && rule.components.matches(&component.name)
-}
-
-struct Target<'a> {
-    host: &'a str,
-    agent: Option<&'a str>,
-    component: Option<&'a Component>,
-    group: Option<(&'a str, &'a str)>,
-    labels: &'a BTreeMap<String, String>,
-}
-
-fn kind_label(component: &Component) -> String {
-    match vocabulary::kind_name(component.kind) {
-        "" => component.kind_name.to_ascii_lowercase(),
-        name => name.to_ascii_lowercase(),
-    }
-}
-
-fn new_alert(rule: &Rule, target: &Target<'_>, wall: SystemTime) -> Alert {
-    let mut labels: BTreeMap<String, String> = match target.group {
-        // A fleet-level alert is about the group, not about any one agent's labels.
-        Some((label, value)) => BTreeMap::from([(label.to_owned(), value.to_owned())]),
-        None => target.labels.clone(),
-    };
-    if !target.host.is_empty() {
-        labels.insert("host".into(), target.host.to_owned());
-    }
-    if let Some(agent) = target.agent {
-        labels.insert("agent".into(), agent.to_owned());
-    }
-    if let Some(component) = target.component {
-        labels.insert("kind".into(), kind_label(component));
-        labels.insert("component".into(), component.name.clone());
-    }
-    labels.extend(rule.labels.clone());
-    labels.insert("alertname".into(), rule.name.clone());
-    labels.insert("severity".into(), rule.severity.as_str().to_owned());
-    let labels = Labels(labels);
-    Alert {
-        fingerprint: labels.fingerprint(),
-        alertname: rule.name.clone(),
-        severity: rule.severity,
-        status: AlertStatus::Pending,
-        labels,
-        annotations: BTreeMap::new(),
-        value: 0.0,
-        active_since: wall,
-        firing_since: None,
-        resolved_at: None,
-    }
-}
-
-fn annotations(
-    rule: &Rule,
-    target: &Target<'_>,
-    value: f64,
-    language: Language,
-) -> BTreeMap<String, String> {
-    let mut fields: BTreeMap<&str, String> = BTreeMap::new();
-    fields.insert("alertname", rule.name.clone());
-    fields.insert("severity", rule.severity.as_str().to_owned());
-    fields.insert("host", target.host.to_owned());
-    fields.insert("value", format_value(value));
-    fields.insert("threshold", format_value(rule.condition.threshold()));
-    if let Some(agent) = target.agent {
-        fields.insert("agent", agent.to_owned());
-    }
-    if let Some(component) = target.component {
-        fields.insert("kind", kind_label(component));
-        fields.insert("component", component.name.clone());
-    }
-    let cluster = match target.group {
-        Some((_, value)) => Some(value.to_owned()),
-        None => target.labels.get("cluster").cloned(),
-    };
-    if let Some(cluster) = cluster {
-        fields.insert("cluster", cluster);
-    }
-    let mut out = BTreeMap::new();
-    if let Some(t) = rule.summary.get(language) {
-        out.insert("summary".to_owned(), t.render(&fields, target.labels));
-    }
-    if let Some(t) = rule.description.get(language) {
-        out.insert("description".to_owned(), t.render(&fields, target.labels));
-    }
-    out.insert("value".to_owned(), format_value(value));
-    // What the old script showed for every channel alert.
-    if let Some(c) = target
-        .component
-        .filter(|c| c.kind == ComponentKind::Channel)
-    {
-        for (key, gauge) in [
-            ("channel_size", Gauge::ChannelSize),
-            ("channel_capacity", Gauge::ChannelCapacity),
-            ("channel_fill_percentage", Gauge::ChannelFillPercentage),
-        ] {
-            if let Some(v) = c.gauge(gauge) {
-                out.insert(key.to_owned(), format_value(v));
-            }
-        }
-    }
-    out
-}
-
-/// Whether any of these alerts is a firing critical one (ClusterDegraded counts such agents).
-pub fn has_firing_critical<'a>(alerts: impl IntoIterator<Item = &'a Tracked>) -> bool {
-    alerts
-        .into_iter()
-        .any(|t| t.alert.severity == Severity::Critical && t.alert.status == AlertStatus::Firing)
 }

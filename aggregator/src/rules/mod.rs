@@ -4,6 +4,7 @@
 //! Conditions are data (enums), not strings evaluated at run time; `file` is the only place
 //! that reads rule text.
 
+mod compose;
 pub mod condition;
 pub mod engine;
 mod facts;
@@ -11,6 +12,7 @@ pub mod file;
 pub mod series;
 pub mod state;
 pub mod template;
+mod tracked;
 
 use std::collections::BTreeMap;
 use std::path::Path;

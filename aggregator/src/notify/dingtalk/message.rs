@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::alert::{Alert, Severity};
+use crate::rules::template::format_value;
 use crate::rules::Language;
 
 /// Bodies are kept under this (DingTalk refuses over 20 000 bytes; leave room for headroom).
@@ -282,42 +283,49 @@ fn alert_line(
     until: SystemTime,
     since: Option<SystemTime>,
 ) -> String {
-    let label = |k: &str| alert.labels.get(k).map(escape);
+    let context = &alert.context;
     let mut where_ = String::new();
-    match (label("host"), label("agent")) {
+    match (&context.host, &context.agent) {
         (Some(h), Some(a)) => {
-            let _ = write!(where_, "**{h}**/{a}");
+            let _ = write!(where_, "**{}**/{}", escape(h), escape(a));
         }
         (Some(h), None) => {
-            let _ = write!(where_, "**{h}**");
+            let _ = write!(where_, "**{}**", escape(h));
         }
         _ => {
-            if let Some(cluster) = label("cluster") {
-                let _ = write!(where_, "**{cluster}**");
+            // A fleet-level alert: its group is one of its labels.
+            if let Some(cluster) = alert.labels.get("cluster") {
+                let _ = write!(where_, "**{}**", escape(cluster));
             }
         }
     }
     let summary = alert.annotations.get("summary");
-    if let (Some(kind), Some(component)) = (label("kind"), label("component")) {
+    if let Some(component) = &context.component {
         // Summaries usually name the component already.
-        if !summary.is_some_and(|s| s.contains(alert.labels.get("component").unwrap_or(""))) {
-            let _ = write!(where_, " {kind} {component}");
+        if !summary.is_some_and(|s| s.contains(component.name.as_str())) {
+            let _ = write!(
+                where_,
+                " {} {}",
+                escape(&component.kind_label()),
+                escape(&component.name)
+            );
         }
     }
     let mut line = where_;
     if let Some(summary) = summary {
         let _ = write!(line, ": {}", escape(summary));
     }
-    let a = &alert.annotations;
-    if let (Some(size), Some(capacity)) = (a.get("channel_size"), a.get("channel_capacity")) {
-        let fill = a
-            .get("channel_fill_percentage")
-            .map(String::as_str)
-            .unwrap_or("-");
+    if let Some(channel) = &context.channel {
+        let fill = channel
+            .fill_percent
+            .map_or_else(|| "-".to_owned(), format_value);
         let _ = write!(
             line,
-            " ({} {size} / {} {capacity} / {fill}%)",
-            words.channel_size, words.channel_capacity
+            " ({} {} / {} {} / {fill}%)",
+            words.channel_size,
+            format_value(channel.size),
+            words.channel_capacity,
+            format_value(channel.capacity)
         );
     }
     if let Some(since) = since {

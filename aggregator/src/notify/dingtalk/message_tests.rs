@@ -2,11 +2,31 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use flumewatch_proto::model::ComponentKind;
+
 use super::*;
-use crate::alert::{AlertStatus, Labels};
+use crate::alert::{AlertContext, AlertStatus, ChannelFill, ComponentRef, Labels};
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_000_000 + secs)
+}
+
+/// What the engine would know about channel c1 of agent a1 on `host`, 97% full.
+fn channel_context(host: &str) -> AlertContext {
+    AlertContext {
+        host: Some(host.to_owned()),
+        agent: Some("a1".to_owned()),
+        component: Some(ComponentRef {
+            kind: ComponentKind::Channel,
+            kind_name: "CHANNEL".to_owned(),
+            name: "c1".to_owned(),
+        }),
+        channel: Some(ChannelFill {
+            size: 9700.0,
+            capacity: 10000.0,
+            fill_percent: Some(97.0),
+        }),
+    }
 }
 
 fn alert(host: &str, severity: Severity, status: AlertStatus) -> Alert {
@@ -28,14 +48,12 @@ fn alert(host: &str, severity: Severity, status: AlertStatus) -> Alert {
         annotations: BTreeMap::from([
             ("summary".to_owned(), "通道 c1 使用率 97%".to_owned()),
             ("description".to_owned(), "下游 sink 跟不上".to_owned()),
-            ("channel_size".to_owned(), "9700".to_owned()),
-            ("channel_capacity".to_owned(), "10000".to_owned()),
-            ("channel_fill_percentage".to_owned(), "97".to_owned()),
         ]),
         value: 97.0,
         active_since: at(0),
         firing_since: Some(at(120)),
         resolved_at: (status == AlertStatus::Resolved).then(|| at(900)),
+        context: channel_context(host),
     }
 }
 
@@ -133,10 +151,11 @@ fn three_hundred_alerts_fit_and_say_how_many_were_left_out() {
 #[test]
 fn hostile_names_render_harmlessly() {
     let mut a = alert("h1", Severity::Critical, AlertStatus::Firing);
-    a.labels.0.insert(
-        "component".into(),
-        "**bold** @all <font color=#FF0000>x</font>\n### fake".into(),
-    );
+    let hostile = "**bold** @all <font color=#FF0000>x</font>\n### fake";
+    a.labels.0.insert("component".into(), hostile.into());
+    if let Some(component) = &mut a.context.component {
+        component.name = hostile.into();
+    }
     let m = render(&[group(vec![a], vec![])], &Style::default(), at(300));
     let line = m
         .text
