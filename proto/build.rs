@@ -1,7 +1,7 @@
 //! Compiles the .proto contract with protox (no protoc needed) and keeps the descriptor set for
-//! reflection. A second, server-side pass generates the Ingest service with a report's snapshot
-//! left as the bytes that arrived (the same wire format), so the aggregator decodes each
-//! snapshot once and keeps those bytes for history instead of encoding it again.
+//! reflection. A second pass generates the Ingest service once more with a report's snapshot as
+//! bytes (the same wire format): the sidecar sends the bytes it buffered without decoding them
+//! again, and the aggregator decodes each snapshot once and keeps those bytes for history.
 
 use std::{env, fs, path::PathBuf};
 
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let raw_dir = out_dir.join("raw");
     fs::create_dir_all(&raw_dir)?;
     let mut raw_build = tonic_prost_build::configure()
-        .build_client(false)
+        .build_client(true)
         .build_server(true)
         .bytes(".flumewatch.v1.ReportRequest.snapshot")
         .out_dir(&raw_dir);

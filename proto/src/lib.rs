@@ -9,9 +9,10 @@ pub mod v1 {
 
 pub use v1 as pb;
 
-/// The Ingest service as the aggregator serves it: `flumewatch.v1` on the wire, but a report's
-/// snapshot is the bytes that arrived (decode them into [`pb::Snapshot`] once; keep them for
-/// history). Hello, stats and acks are the `v1` types.
+/// The Ingest service, client and server, as flumewatch itself speaks it: `flumewatch.v1` on the
+/// wire, but a report's snapshot is an encoded [`pb::Snapshot`] — the sidecar sends the bytes
+/// it buffered, the aggregator decodes them once and keeps them for history. Hello, stats and
+/// acks are the `v1` types.
 #[allow(clippy::all, missing_docs, rust_2018_idioms)]
 pub mod ingest_raw {
     include!(concat!(env!("OUT_DIR"), "/raw/flumewatch.v1.rs"));

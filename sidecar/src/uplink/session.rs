@@ -112,7 +112,7 @@ pub(super) async fn run(
                 let Ok(permit) = permit else { return Err(SessionError::Closed) };
                 let snapshot = next.expect("guarded by has_next");
                 sent = snapshot.seq;
-                permit.send(wire::ReportRequest { message: Some(Outbound::snapshot(snapshot)) });
+                permit.send(wire::ReportRequest { message: Some(wire::snapshot(snapshot)) });
             }
             _ = newest.changed(), if !has_next => {}
             _ = stats_tick.tick() => {

@@ -3,35 +3,19 @@
 //! send neither decodes nor re-encodes it.
 //!
 //! On the wire a length-delimited field is the same whether the schema calls it a message or
-//! bytes: the aggregator decodes these as the generated [`pb::ReportRequest`].
+//! bytes: `flumewatch_proto::ingest_raw` is generated from the same contract with the snapshot
+//! as bytes, and anything else decodes these as the generated [`pb::ReportRequest`].
 
+use flumewatch_proto::ingest_raw::ingest_client::IngestClient;
 use flumewatch_proto::v1 as pb;
-use prost::bytes::Bytes;
 use prost::Message as _;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
 use super::buffer::Outgoing;
 
-/// [`pb::ReportRequest`], with the snapshot pre-encoded.
-#[derive(Clone, PartialEq, prost::Message)]
-pub(super) struct ReportRequest {
-    #[prost(oneof = "Message", tags = "1, 2, 3")]
-    pub message: Option<Message>,
-}
-
-/// [`pb::report_request::Message`]: same tags, same wire types.
-#[derive(Clone, PartialEq, prost::Oneof)]
-pub(super) enum Message {
-    #[prost(message, tag = "1")]
-    Hello(pb::Hello),
-    /// An encoded `flumewatch.v1.Snapshot`.
-    #[prost(bytes = "bytes", tag = "2")]
-    Snapshot(Bytes),
-    #[prost(message, tag = "3")]
-    Stats(pb::SidecarStats),
-}
+pub(super) use flumewatch_proto::ingest_raw::report_request::Message;
+pub(super) use flumewatch_proto::ingest_raw::ReportRequest;
 
 /// `flumewatch.v1.Snapshot`'s `backfill` field alone. Appended to an encoded snapshot (which the
 /// buffer encodes with it unset) it sets the flag: the last occurrence of a scalar field wins.
@@ -41,34 +25,21 @@ struct BackfillFlag {
     backfill: bool,
 }
 
-impl Message {
-    /// A buffered snapshot as it is sent; shares its bytes unless it has to be marked backfill.
-    pub(super) fn snapshot(snapshot: Outgoing) -> Self {
-        if !snapshot.backfill {
-            return Self::Snapshot(snapshot.encoded);
-        }
-        let flag = BackfillFlag { backfill: true }.encode_to_vec();
-        Self::Snapshot([snapshot.encoded.as_ref(), &flag].concat().into())
+/// A buffered snapshot as it is sent; shares its bytes unless it has to be marked backfill.
+pub(super) fn snapshot(snapshot: Outgoing) -> Message {
+    if !snapshot.backfill {
+        return Message::Snapshot(snapshot.encoded);
     }
+    let flag = BackfillFlag { backfill: true }.encode_to_vec();
+    Message::Snapshot([snapshot.encoded.as_ref(), &flag].concat().into())
 }
 
-/// Opens `Ingest/Report` exactly as the generated `IngestClient::report` does, sending
-/// [`ReportRequest`]s instead of [`pb::ReportRequest`]s.
+/// Opens `Ingest/Report` with the generated client of the bytes-carrying twin.
 pub(super) async fn report(
     channel: Channel,
     request: tonic::Request<ReceiverStream<ReportRequest>>,
 ) -> Result<tonic::Response<tonic::Streaming<pb::ReportResponse>>, tonic::Status> {
-    let mut grpc = tonic::client::Grpc::new(channel);
-    grpc.ready()
-        .await
-        .map_err(|e| tonic::Status::unknown(format!("Service was not ready: {e}")))?;
-    let codec = tonic_prost::ProstCodec::<ReportRequest, pb::ReportResponse>::default();
-    let path = PathAndQuery::from_static("/flumewatch.v1.Ingest/Report");
-    let mut request = request;
-    request
-        .extensions_mut()
-        .insert(tonic::GrpcMethod::new("flumewatch.v1.Ingest", "Report"));
-    grpc.streaming(request, path, codec).await
+    IngestClient::new(channel).report(request).await
 }
 
 #[cfg(test)]
@@ -114,7 +85,7 @@ mod tests {
             expected.seq = after + 1;
             expected.backfill = backfill;
             assert_eq!(
-                as_received(Message::snapshot(outgoing)),
+                as_received(super::snapshot(outgoing)),
                 Some(Generated::Snapshot(pb::Snapshot::from(&expected))),
                 "after {after}"
             );
