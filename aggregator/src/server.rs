@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tonic::service::interceptor::InterceptedService;
 
-use flumewatch_proto::v1::fleet_server::FleetServer;
 use flumewatch_proto::ingest_raw::ingest_server::IngestServer;
+use flumewatch_proto::v1::fleet_server::FleetServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
