@@ -96,10 +96,27 @@ impl Template {
 
 /// A number the way operators read it: integers without decimals, others to two places.
 pub fn format_value(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e15 {
-        format!("{value:.0}")
-    } else {
-        format!("{value:.2}")
+    Value(value).to_string()
+}
+
+/// A value as people read it, written straight into a message: whole numbers without a
+/// fraction (through the integer formatter: precision formatting of floats is slow when a
+/// message lists hundreds of them), others with two decimals.
+#[derive(Debug, Clone, Copy)]
+pub struct Value(pub f64);
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let value = self.0;
+        if value.fract() == 0.0 && value.abs() < 1e15 {
+            if value == 0.0 && value.is_sign_negative() {
+                f.write_str("-0")
+            } else {
+                write!(f, "{}", value as i64)
+            }
+        } else {
+            write!(f, "{value:.2}")
+        }
     }
 }
 
@@ -119,6 +136,14 @@ mod tests {
             t.render(&fields, &labels),
             "通道 c1 使用率 97.50% (prod) {x}"
         );
+        for (value, text) in [
+            (9700.0, "9700"),
+            (-0.0, "-0"),
+            (0.5, "0.50"),
+            (1e16, "10000000000000000.00"),
+        ] {
+            assert_eq!(format_value(value), text, "{value}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::alert::{Alert, Severity};
-use crate::rules::template::format_value;
+use crate::rules::template::Value;
 use crate::rules::Language;
 
 /// Bodies are kept under this (DingTalk refuses over 20 000 bytes; leave room for headroom).
@@ -316,17 +316,18 @@ fn alert_line(
         let _ = write!(line, ": {}", escape(summary));
     }
     if let Some(channel) = &context.channel {
-        let fill = channel
-            .fill_percent
-            .map_or_else(|| "-".to_owned(), format_value);
         let _ = write!(
             line,
-            " ({} {} / {} {} / {fill}%)",
+            " ({} {} / {} {} / ",
             words.channel_size,
-            format_value(channel.size),
+            Value(channel.size),
             words.channel_capacity,
-            format_value(channel.capacity)
+            Value(channel.capacity)
         );
+        let _ = match channel.fill_percent {
+            Some(fill) => write!(line, "{}%)", Value(fill)),
+            None => write!(line, "-%)"),
+        };
     }
     if let Some(since) = since {
         let held = until.duration_since(since).unwrap_or_default();
