@@ -108,16 +108,20 @@ fn fleet() -> [DemoAgent; 4] {
 }
 
 /// The demo's own defaults under the flags and file it was given: loopback ports and a
-/// throwaway state directory.
-pub fn with_demo_defaults(mut raw: FileConfig) -> FileConfig {
+/// throwaway state directory, returned so the caller removes it when the demo ends.
+pub fn with_demo_defaults(mut raw: FileConfig) -> (FileConfig, Option<std::path::PathBuf>) {
     raw.grpc_listen
         .get_or_insert_with(|| "127.0.0.1:50051".into());
     raw.http_listen
         .get_or_insert_with(|| "127.0.0.1:9651".into());
-    raw.state_dir.get_or_insert_with(|| {
-        std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id()))
-    });
-    raw
+    let throwaway = raw
+        .state_dir
+        .is_none()
+        .then(|| std::env::temp_dir().join(format!("flumewatch-demo-{}", std::process::id())));
+    if let Some(dir) = &throwaway {
+        raw.state_dir = Some(dir.clone());
+    }
+    (raw, throwaway)
 }
 
 /// Runs the demo until `shutdown` or `run_for`.

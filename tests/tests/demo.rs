@@ -66,3 +66,24 @@ fn a_bad_duration_exits_64_naming_the_flag() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`for`"));
 }
+
+/// Without `--state-dir` the demo keeps its state in a throwaway directory and removes it.
+#[test]
+fn the_default_state_directory_is_removed_at_the_end() {
+    let child = Command::new(env!("CARGO_BIN_EXE_flumewatch-demo"))
+        .args([
+            "--for",
+            "1s",
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "off",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("demo starts");
+    let dir = std::env::temp_dir().join(format!("flumewatch-demo-{}", child.id()));
+    let out = child.wait_with_output().expect("demo ends");
+    assert!(out.status.success());
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}

@@ -40,10 +40,14 @@ fn main() -> ExitCode {
     };
     let cli = Cli::parse_from(args);
     let (log_format, log_level) = (cli.log_format.clone(), cli.log_level.clone());
-    let config = match cli
-        .merge()
-        .and_then(|raw| flumewatch_e2e::demo::with_demo_defaults(raw).validate())
-    {
+    let (raw, throwaway) = match cli.merge() {
+        Ok(raw) => flumewatch_e2e::demo::with_demo_defaults(raw),
+        Err(e) => {
+            eprintln!("flumewatch-demo: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let config = match raw.validate() {
         Ok(config) => config,
         Err(e) => {
             eprintln!("flumewatch-demo: {e}");
@@ -68,6 +72,10 @@ fn main() -> ExitCode {
         let shutdown = flumewatch_process::shutdown_on_signal();
         flumewatch_e2e::demo::run(config, run_for, shutdown).await
     });
+    drop(runtime);
+    if let Some(dir) = throwaway {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
