@@ -17,6 +17,7 @@ use crate::fleet::Fleet;
 use crate::http::HttpState;
 use crate::ingest::{IngestCounters, IngestService};
 use crate::notify::config::NotifyConfig;
+use crate::notify::firing::FiringLog;
 use crate::notify::store::Store;
 use crate::notify::{Notifier, NotifyHandle};
 use crate::query::QueryService;
@@ -43,8 +44,6 @@ pub enum RunError {
     Store(#[from] crate::notify::store::StoreError),
     #[error("cannot build the DingTalk client: {0}")]
     Http(#[from] reqwest::Error),
-    #[error(transparent)]
-    Notify(#[from] crate::notify::StartError),
 }
 
 /// A bound, not yet serving aggregator: tests read its address before it runs.
@@ -57,6 +56,8 @@ pub struct Aggregator {
     http_listener: Option<TcpListener>,
     fleet: Fleet,
     store: Store,
+    /// Loaded at bind, so alerts firing at the last stop are known before anything is judged.
+    firing: FiringLog,
     notify: NotifyHandle,
     counters: Arc<IngestCounters>,
     config: Config,
@@ -75,6 +76,8 @@ impl Aggregator {
         let store = Store::open(&config.state_dir)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
+        // Before anything is judged: alerts firing at the last stop resume instead of restarting.
+        let firing = FiringLog::load(&store, &fleet)?;
         Ok(Self {
             reloader: Reloader::new(None, fleet.clone(), notify_config.clone()),
             notify_config,
@@ -83,6 +86,7 @@ impl Aggregator {
             fleet,
             notify: NotifyHandle::new(Some(store.clone())),
             store,
+            firing,
             counters: Arc::default(),
             config,
         })
@@ -126,6 +130,8 @@ impl Aggregator {
 
     /// Serves until `shutdown`, then drains within the configured grace period.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), RunError> {
+        let addr = self.local_addr();
+        let reloader = self.reloader();
         let health = tonic_health::server::HealthReporter::new();
         let health_service = tonic_health::pb::health_server::HealthServer::new(
             crate::health::StoppingHealth::new(health.clone(), shutdown.clone()),
@@ -161,21 +167,21 @@ impl Aggregator {
             );
         }
         // Always running: a reload may add receivers.
-        let notifier = Notifier::new(
+        let notifier = Notifier::with_firing_log(
             self.notify_config.subscribe(),
             self.fleet.clone(),
             self.notify.clone(),
             self.store.clone(),
+            self.firing,
         )?;
         let notifier = Some(tokio::spawn(notifier.run(streams_stop.clone())));
-        let addr = self.local_addr();
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
 
         let http_state = Arc::new(HttpState {
             fleet: self.fleet.clone(),
             counters: self.counters.clone(),
             notify: self.notify.clone(),
-            reloader: self.reloader(),
+            reloader,
             ready: AtomicBool::new(true),
         });
         let http = self.http_listener.map(|listener| {

@@ -16,14 +16,17 @@ use crate::fleet::Fleet;
 pub const RESTORE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// The firing alerts as last written to the state database.
-pub(super) struct FiringLog {
+pub struct FiringLog {
     persisted: HashMap<u64, (SystemTime, SystemTime)>,
     started: Instant,
+    /// The last write failed: what is stored is behind, so try again soon.
+    behind: bool,
 }
 
 impl FiringLog {
-    /// Reads what was firing at the last stop and gives it to `fleet` to match.
-    pub(super) fn load(store: &Store, fleet: &Fleet) -> Result<Self, StoreError> {
+    /// Reads what was firing at the last stop and gives it to `fleet` to match: call it before
+    /// anything is judged.
+    pub fn load(store: &Store, fleet: &Fleet) -> Result<Self, StoreError> {
         let firing = store.firing()?;
         fleet.restore_firing(firing.iter().copied());
         Ok(Self {
@@ -32,6 +35,7 @@ impl FiringLog {
                 .map(|(fp, active, fired)| (fp, (active, fired)))
                 .collect(),
             started: Instant::now(),
+            behind: false,
         })
     }
 
@@ -40,9 +44,9 @@ impl FiringLog {
         self.started + RESTORE_WINDOW
     }
 
-    /// Entries are still written that no evaluation has confirmed or cleared.
-    pub(super) fn holds_any(&self) -> bool {
-        !self.persisted.is_empty()
+    /// The last write failed and should be tried again.
+    pub(super) fn is_behind(&self) -> bool {
+        self.behind
     }
 
     /// Keeps the state database's list of firing alerts current, so a restart resumes them.
@@ -72,10 +76,12 @@ impl FiringLog {
             .copied()
             .collect();
         if started.is_empty() && stopped.is_empty() {
+            self.behind = false;
             return;
         }
         match store.sync_firing(&started, &stopped) {
             Ok(()) => {
+                self.behind = false;
                 for (fp, a, f) in started {
                     persisted.insert(fp, (a, f));
                 }
@@ -83,7 +89,10 @@ impl FiringLog {
                     persisted.remove(&fp);
                 }
             }
-            Err(e) => tracing::error!(error = %e, "cannot record firing alerts"),
+            Err(e) => {
+                self.behind = true;
+                tracing::error!(error = %e, "cannot record firing alerts; trying again shortly");
+            }
         }
     }
 }

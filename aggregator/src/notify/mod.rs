@@ -47,14 +47,6 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// beyond this waits, it is never lost.
 const RESULTS_QUEUE: usize = 16;
 
-/// Why the pipeline woke.
-enum Wake {
-    Sent,
-    AlertsChanged,
-    Reload,
-    Timer,
-}
-
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(365 * 24 * 3600)
 }
@@ -81,17 +73,30 @@ pub enum StartError {
 }
 
 impl Notifier {
-    /// Also hands `fleet` the alerts that were firing at the last stop, before anything is
-    /// judged: call it before serving.
+    /// Also hands `fleet` the alerts that were firing at the last stop (see
+    /// [`FiringLog::load`]): call it before anything is judged.
     pub fn new(
-        mut updates: watch::Receiver<NotifyConfig>,
+        updates: watch::Receiver<NotifyConfig>,
         fleet: Fleet,
         handle: NotifyHandle,
         store: Store,
     ) -> Result<Self, StartError> {
+        let firing = FiringLog::load(&store, &fleet)?;
+        Ok(Self::with_firing_log(
+            updates, fleet, handle, store, firing,
+        )?)
+    }
+
+    /// With the firing log already loaded (and handed to `fleet`) at bind time.
+    pub fn with_firing_log(
+        mut updates: watch::Receiver<NotifyConfig>,
+        fleet: Fleet,
+        handle: NotifyHandle,
+        store: Store,
+        firing: FiringLog,
+    ) -> Result<Self, reqwest::Error> {
         let config = updates.borrow_and_update().clone();
         let http = client::http_client(SEND_TIMEOUT)?;
-        let firing = FiringLog::load(&store, &fleet)?;
         Ok(Self {
             config,
             updates,
@@ -134,43 +139,46 @@ impl Notifier {
         let alerts_changed = self.fleet.alerts_changed();
         let mut updates = self.updates.clone();
         let restore_deadline = self.firing.window_end();
+        let mut restore_swept = false;
         // The fleet's alerts as last read: read again only when they changed, a group falls
-        // due (so a message shows current values) or the restore window closes. Between
-        // those, a fleet of any size costs this loop nothing.
+        // due (so a message shows current values), the restore window closes or a firing-state
+        // write is to be tried again. Between those, a fleet of any size costs this loop nothing.
         let mut alerts: Vec<Alert> = Vec::new();
         let mut stale = true;
         loop {
             let now = Instant::now();
+            let wall = SystemTime::now();
+            if stale {
+                alerts = self.fleet.alerts();
+                self.firing.sync(&self.store, &alerts, now);
+                restore_swept |= now >= restore_deadline;
+                dispatcher.observe(&alerts, &self.config, now);
+                stale = false;
+            }
+            self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
+            self.send(&mut states, &results_tx, now, wall);
+
+            let now = Instant::now();
             let wake = [
                 dispatcher.next_flush(),
                 self.next_send_at(&states, now),
-                (now < restore_deadline).then_some(restore_deadline),
+                // Until swept, even when already past (a send result may win that race).
+                (!restore_swept).then_some(restore_deadline),
+                self.firing.is_behind().then(|| now + RETRY_STALLED),
             ]
             .into_iter()
             .flatten()
             .min()
             .unwrap_or_else(far_future);
-            let event = tokio::select! {
+            tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(done) = results.recv() => {
-                    self.finish(done, &mut states, &mut log, &mut dispatcher);
-                    Wake::Sent
-                }
-                _ = alerts_changed.notified() => Wake::AlertsChanged,
-                Ok(()) = updates.changed() => Wake::Reload,
-                _ = tokio::time::sleep_until(wake) => Wake::Timer,
-            };
-            let now = Instant::now();
-            let wall = SystemTime::now();
-            match event {
-                Wake::Sent => {
                     // The receiver is free again: the next queued message may go now.
-                    self.send(&mut states, &results_tx, now, wall);
-                    continue;
+                    self.finish(done, &mut states, &mut log, &mut dispatcher);
                 }
-                Wake::AlertsChanged => stale = true,
-                Wake::Reload => {
+                _ = alerts_changed.notified() => stale = true,
+                Ok(()) = updates.changed() => {
                     let old_names: Vec<String> = self
                         .config
                         .receivers
@@ -188,20 +196,13 @@ impl Notifier {
                         "notification settings reloaded"
                     );
                 }
-                Wake::Timer => {
+                _ = tokio::time::sleep_until(wake) => {
+                    let now = Instant::now();
                     let flush_due = dispatcher.next_flush().is_some_and(|at| at <= now);
-                    let restore_closed = now >= restore_deadline;
-                    stale |= flush_due || (restore_closed && self.firing.holds_any());
+                    let sweep_due = !restore_swept && now >= restore_deadline;
+                    stale |= flush_due || sweep_due || self.firing.is_behind();
                 }
             }
-            if stale {
-                alerts = self.fleet.alerts();
-                self.firing.sync(&self.store, &alerts, now);
-                dispatcher.observe(&alerts, &self.config, now);
-                stale = false;
-            }
-            self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
-            self.send(&mut states, &results_tx, now, wall);
         }
         let queued: usize = states
             .iter()

@@ -68,7 +68,11 @@ impl Notifier {
                         not_before: now,
                     }),
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot store a message in the outbox; it will be rebuilt at the next flush")
+                        tracing::error!(error = %e, "cannot store a message in the outbox; trying again shortly");
+                        // Kept waiting, unless a newer flush of the same group came meanwhile.
+                        for (key, notice) in groups {
+                            state.pending.entry(key).or_insert(notice);
+                        }
                     }
                 }
             }

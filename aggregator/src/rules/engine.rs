@@ -20,7 +20,7 @@ use super::facts::{AgentFacts, ClusterFacts, ComponentFacts, Fixed};
 use super::series::AgentSeries;
 use super::state::{Phase, Tracker, Transition};
 use super::tracked::settle;
-pub use super::tracked::{announced, expire, has_firing_critical, Tracked, RESOLVED_RETENTION};
+pub use super::tracked::{expire, has_firing_critical, Tracked, RESOLVED_RETENTION};
 use super::{Language, Rule, RuleSet};
 use crate::alert::AlertStatus;
 

@@ -77,18 +77,6 @@ pub(super) fn settle(
     true
 }
 
-/// How many of these alerts are firing and how many resolved: when the pair changes, something
-/// is to be announced.
-pub fn announced<'a>(tracked: impl IntoIterator<Item = &'a Tracked>) -> (usize, usize) {
-    tracked
-        .into_iter()
-        .fold((0, 0), |(firing, resolved), t| match t.alert.status {
-            AlertStatus::Firing => (firing + 1, resolved),
-            AlertStatus::Resolved => (firing, resolved + 1),
-            AlertStatus::Pending => (firing, resolved),
-        })
-}
-
 fn mark_resolved(tracked: &mut Tracked, now: Instant, wall: SystemTime) {
     tracked.alert.status = AlertStatus::Resolved;
     tracked.alert.resolved_at = Some(wall);

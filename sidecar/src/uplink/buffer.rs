@@ -117,6 +117,8 @@ impl ReplayBuffer {
             let seq = inner.next_seq;
             inner.next_seq += 1;
             snapshot.seq = seq;
+            // Backfill is decided when sending (`next_after`), which can only add the flag.
+            snapshot.backfill = false;
             if inner.pending.len() == inner.capacity {
                 let oldest = inner.pending.pop_front().map_or(0, |s| s.seq);
                 if oldest > inner.acked {
