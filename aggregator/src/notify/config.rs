@@ -331,6 +331,13 @@ pub fn validate(
             )?,
             send_resolved: root.send_resolved,
         };
+        // As for the root: a zero interval would have the notifier flush that group endlessly.
+        if opts.group_interval.is_zero() || opts.repeat_interval < opts.group_interval {
+            return Err(at(
+                key("repeat_interval"),
+                "must be at least group_interval, which must be above 0",
+            ));
+        }
         routes.push(Route {
             matchers,
             continue_: r.continue_.unwrap_or(false),
@@ -451,5 +458,55 @@ impl NotifyConfig {
             out.push(&self.root);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver() -> RawReceiver {
+        RawReceiver {
+            name: "ops".into(),
+            webhook: Some("https://oapi.dingtalk.com/robot/send?access_token=t".into()),
+            webhook_env: None,
+            webhook_file: None,
+            secret: None,
+            secret_env: None,
+            secret_file: None,
+            keyword: None,
+            at_mobiles: None,
+            at_user_ids: None,
+            at_all_on_critical: None,
+            template_file: None,
+        }
+    }
+
+    #[test]
+    fn a_route_with_a_zero_group_interval_is_refused_like_the_root() {
+        let route = |group_interval: &str| RawNotify {
+            routes: Some(vec![RawRoute {
+                matchers: vec!["severity=critical".into()],
+                receiver: "ops".into(),
+                continue_: None,
+                group_by: None,
+                group_wait: None,
+                group_interval: Some(group_interval.into()),
+                repeat_interval: None,
+            }]),
+            ..RawNotify::default()
+        };
+        let check = |raw| {
+            validate(
+                raw,
+                vec![receiver()],
+                None,
+                NotifyFlags::default(),
+                Language::default(),
+            )
+        };
+        let (key, reason) = check(route("0s")).expect_err("refused");
+        assert_eq!(key, "notify.routes[0].repeat_interval", "{reason}");
+        assert!(check(route("1m")).is_ok());
     }
 }
