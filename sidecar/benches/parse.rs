@@ -4,7 +4,6 @@
 use std::time::{Duration, SystemTime};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 use flumewatch_proto::v1 as pb;
 use flumewatch_sidecar::flume::parse_metrics;
 
@@ -17,15 +16,11 @@ const SAMPLES: &[&str] = &[
 
 fn normalize(body: &[u8]) -> pb::Snapshot {
     let components = parse_metrics(body).expect("sample parses");
-    let snapshot = Snapshot {
-        seq: 1,
-        agent: "a1".into(),
-        scraped_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
-        scrape_duration: Duration::from_millis(1),
-        outcome: ScrapeOutcome::Ok,
+    let snapshot = flumewatch_testkit::snapshot::ok(
+        1,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_000_000),
         components,
-        backfill: false,
-    };
+    );
     pb::Snapshot::from(&snapshot)
 }
 

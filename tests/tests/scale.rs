@@ -1,9 +1,8 @@
 //! 1 000 concurrent sidecar streams on loopback, each its own connection, as a fleet would be.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use flumewatch_e2e::*;
-use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::ingest_client::IngestClient;
 use flumewatch_sidecar::flume::parse_metrics;
@@ -102,15 +101,7 @@ async fn open_stream(
     })
     .await
     .expect("queued");
-    let snapshot = Snapshot {
-        seq: 1,
-        agent: "a1".into(),
-        scraped_at: SystemTime::now(),
-        scrape_duration: Duration::from_millis(2),
-        outcome: ScrapeOutcome::Ok,
-        components,
-        backfill: false,
-    };
+    let snapshot = flumewatch_testkit::snapshot::ok(1, SystemTime::now(), components);
     tx.send(pb::ReportRequest {
         message: Some(Message::Snapshot(pb::Snapshot::from(&snapshot))),
     })

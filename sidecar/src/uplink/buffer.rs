@@ -195,18 +195,9 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
-    use flumewatch_proto::model::snapshot::ScrapeOutcome;
 
     fn snapshot() -> Snapshot {
-        Snapshot {
-            seq: 0,
-            agent: "a1".into(),
-            scraped_at: SystemTime::now(),
-            scrape_duration: Duration::ZERO,
-            outcome: ScrapeOutcome::Ok,
-            components: vec![],
-            backfill: false,
-        }
+        flumewatch_testkit::snapshot::ok(0, SystemTime::now(), vec![])
     }
 
     #[test]
