@@ -176,11 +176,10 @@ pub fn render(
         };
         for component in snapshot.components.iter().filter(|c| !c.is_stopped()) {
             let mut labels = agent_labels.clone();
-            let kind = match vocabulary::kind_name(component.kind) {
-                "" => component.kind_name.to_ascii_lowercase(),
-                k => k.to_ascii_lowercase(),
-            };
-            labels.push(("kind".into(), kind));
+            labels.push((
+                "kind".into(),
+                crate::alert::kind_label(component.kind, &component.kind_name),
+            ));
             labels.push(("component".into(), component.name.clone()));
             for (counter, value) in &component.counters {
                 let name = format!(

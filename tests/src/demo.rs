@@ -39,16 +39,9 @@ fn demo_notify(webhook: &str, language: flumewatch_aggregator::rules::Language) 
     let receiver = RawReceiver {
         name: "demo-robot".into(),
         webhook: Some(webhook.to_owned()),
-        webhook_env: None,
-        webhook_file: None,
         secret: Some(DEMO_SECRET.into()),
-        secret_env: None,
-        secret_file: None,
-        keyword: None,
         at_mobiles: Some([("critical".to_owned(), vec!["13800000000".to_owned()])].into()),
-        at_user_ids: None,
-        at_all_on_critical: None,
-        template_file: None,
+        ..RawReceiver::default()
     };
     notify_config::validate(raw, vec![receiver], None, NotifyFlags::default(), language)
         .expect("the demo's notification settings are valid")

@@ -43,7 +43,7 @@ pub struct RawRoute {
     pub repeat_interval: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawReceiver {
     pub name: String,
@@ -469,16 +469,7 @@ mod tests {
         RawReceiver {
             name: "ops".into(),
             webhook: Some("https://oapi.dingtalk.com/robot/send?access_token=t".into()),
-            webhook_env: None,
-            webhook_file: None,
-            secret: None,
-            secret_env: None,
-            secret_file: None,
-            keyword: None,
-            at_mobiles: None,
-            at_user_ids: None,
-            at_all_on_critical: None,
-            template_file: None,
+            ..RawReceiver::default()
         }
     }
 

@@ -11,16 +11,7 @@ fn config() -> NotifyConfig {
     let receiver = RawReceiver {
         name: "ops".into(),
         webhook: Some("http://127.0.0.1:1/robot/send?access_token=T".into()),
-        webhook_env: None,
-        webhook_file: None,
-        secret: None,
-        secret_env: None,
-        secret_file: None,
-        keyword: None,
-        at_mobiles: None,
-        at_user_ids: None,
-        at_all_on_critical: None,
-        template_file: None,
+        ..RawReceiver::default()
     };
     validate(
         RawNotify::default(),

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use super::store::{Store, StoreError};
+use super::RETRY_STALLED;
 use crate::alert::{Alert, AlertStatus};
 use crate::fleet::Fleet;
 
@@ -21,6 +22,8 @@ pub struct FiringLog {
     started: Instant,
     /// The last write failed: what is stored is behind, so try again soon.
     behind: bool,
+    /// Entries of alerts absent since the start have been dropped (the window has closed).
+    swept: bool,
 }
 
 impl FiringLog {
@@ -36,23 +39,33 @@ impl FiringLog {
                 .collect(),
             started: Instant::now(),
             behind: false,
+            swept: false,
         })
     }
 
     /// When alerts from before the start stop being waited for.
-    pub(super) fn window_end(&self) -> Instant {
+    fn window_end(&self) -> Instant {
         self.started + RESTORE_WINDOW
     }
 
-    /// The last write failed and should be tried again.
-    pub(super) fn is_behind(&self) -> bool {
-        self.behind
+    /// When this log next needs a [`sync`](Self::sync) of its own accord: a failed write to
+    /// try again, or the window's end to sweep (kept even once past, until swept).
+    pub(super) fn wake_at(&self, now: Instant) -> Option<Instant> {
+        let retry = self.behind.then(|| now + RETRY_STALLED);
+        let sweep = (!self.swept).then(|| self.window_end());
+        retry.into_iter().chain(sweep).min()
+    }
+
+    /// A [`sync`](Self::sync) is due even though no alert changed.
+    pub(super) fn is_due(&self, now: Instant) -> bool {
+        self.behind || (!self.swept && now >= self.window_end())
     }
 
     /// Keeps the state database's list of firing alerts current, so a restart resumes them.
     /// Alerts not (yet) re-evaluated after a restart are kept until the window ends.
     pub(super) fn sync(&mut self, store: &Store, alerts: &[Alert], now: Instant) {
         let forget_absent = now >= self.window_end();
+        self.swept |= forget_absent;
         let persisted = &mut self.persisted;
         let firing: HashMap<u64, (SystemTime, SystemTime)> = alerts
             .iter()

@@ -37,7 +37,8 @@ pub use handle::{NotifyHandle, ReceiverStatus, Shared};
 use crate::alert::Alert;
 use crate::fleet::Fleet;
 
-/// How soon to try again a send that should already have started (its outbox write failed).
+/// How soon to try again work that should already have happened: a send whose outbox write
+/// failed, or a firing-state write that failed.
 const RETRY_STALLED: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Groups falling due this close together share one message.
@@ -138,8 +139,6 @@ impl Notifier {
         let (results_tx, mut results) = mpsc::channel::<SendResult>(RESULTS_QUEUE);
         let alerts_changed = self.fleet.alerts_changed();
         let mut updates = self.updates.clone();
-        let restore_deadline = self.firing.window_end();
-        let mut restore_swept = false;
         // The fleet's alerts as last read: read again only when they changed, a group falls
         // due (so a message shows current values), the restore window closes or a firing-state
         // write is to be tried again. Between those, a fleet of any size costs this loop nothing.
@@ -151,7 +150,6 @@ impl Notifier {
             if stale {
                 alerts = self.fleet.alerts();
                 self.firing.sync(&self.store, &alerts, now);
-                restore_swept |= now >= restore_deadline;
                 dispatcher.observe(&alerts, &self.config, now);
                 stale = false;
             }
@@ -162,9 +160,7 @@ impl Notifier {
             let wake = [
                 dispatcher.next_flush(),
                 self.next_send_at(&states, now),
-                // Until swept, even when already past (a send result may win that race).
-                (!restore_swept).then_some(restore_deadline),
-                self.firing.is_behind().then(|| now + RETRY_STALLED),
+                self.firing.wake_at(now),
             ]
             .into_iter()
             .flatten()
@@ -199,8 +195,7 @@ impl Notifier {
                 _ = tokio::time::sleep_until(wake) => {
                     let now = Instant::now();
                     let flush_due = dispatcher.next_flush().is_some_and(|at| at <= now);
-                    let sweep_due = !restore_swept && now >= restore_deadline;
-                    stale |= flush_due || sweep_due || self.firing.is_behind();
+                    stale |= flush_due || self.firing.is_due(now);
                 }
             }
         }

@@ -18,6 +18,19 @@ pub(super) struct Outgoing {
 }
 
 impl ReceiverState {
+    /// Until when DingTalk's pause or the rate-limit minute (at most `limit` sends) holds this
+    /// receiver back; `None` when neither does.
+    pub(super) fn held_until(&self, limit: usize) -> Option<Instant> {
+        let minute_ends = (self.recent.len() >= limit)
+            .then(|| {
+                self.recent
+                    .front()
+                    .map(|first| *first + Duration::from_secs(60))
+            })
+            .flatten();
+        minute_ends.max(self.paused_until)
+    }
+
     pub(super) fn empty() -> Self {
         Self {
             pending: BTreeMap::new(),
@@ -88,15 +101,8 @@ impl Notifier {
             .iter()
             .filter(|s| !s.in_flight && (!s.outbox.is_empty() || !s.pending.is_empty()))
             .map(|s| {
-                let mut at = s.outbox.front().map_or(now, |o| o.not_before);
-                if let Some(paused) = s.paused_until {
-                    at = at.max(paused);
-                }
-                if s.recent.len() >= limit {
-                    if let Some(first) = s.recent.front() {
-                        at = at.max(*first + Duration::from_secs(60));
-                    }
-                }
+                let ready = s.outbox.front().map_or(now, |o| o.not_before);
+                let at = s.held_until(limit).map_or(ready, |held| held.max(ready));
                 if at <= now {
                     now + RETRY_STALLED
                 } else {

@@ -30,9 +30,10 @@ impl Notifier {
             {
                 state.recent.pop_front();
             }
-            let paused = state.paused_until.is_some_and(|t| now < t);
-            let limited = state.recent.len() >= self.config.rate_limit_per_minute as usize;
-            if state.in_flight || paused || limited {
+            let held = state
+                .held_until(self.config.rate_limit_per_minute as usize)
+                .is_some_and(|until| now < until);
+            if state.in_flight || held {
                 continue;
             }
             if state.outbox.is_empty() && !state.pending.is_empty() {
