@@ -180,13 +180,21 @@ async fn a_500_then_a_throttle_then_ok_delivers_exactly_once() {
     let m = messages(&fake, 1).await;
     assert_eq!(fake.answers(), [500, 130_101, 0]);
     assert!(m[0].text.contains("**h1**/a1"));
-    let mut client = aggregator.client().await;
-    let status = client
-        .list_receivers(pb::ListReceiversRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .receivers;
+    let client = aggregator.client().await;
+    // The robot has the message before the notifier has read its answer: wait for that.
+    let status = wait_for("the delivery in the receiver status", || {
+        let mut client = client.clone();
+        async move {
+            let receivers = client
+                .list_receivers(pb::ListReceiversRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .receivers;
+            (receivers.first()?.sent > 0).then_some(receivers)
+        }
+    })
+    .await;
     assert_eq!(
         (status[0].sent, status[0].failed_attempts, status[0].dropped),
         (1, 2, 0)
