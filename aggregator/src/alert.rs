@@ -120,8 +120,11 @@ pub struct AlertContext {
     pub agent: Option<String>,
     /// The component, for component rules.
     pub component: Option<ComponentRef>,
-    /// A channel's figures at the last evaluation where the condition held; `None` unless the
-    /// component is a channel that reported both its size and its capacity.
+    /// Another component of the agent the rule judged alongside (the channel a stalled sink
+    /// leaves filling): Flume does not say which channel feeds which sink.
+    pub peer: Option<ComponentRef>,
+    /// A channel's figures at the last evaluation where the condition held: the component's,
+    /// or else its peer's; `None` unless that channel reported both its size and capacity.
     pub channel: Option<ChannelFill>,
 }
 

@@ -2,13 +2,17 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::config::{read_file, ConfigError};
 use crate::rules::{RuleError, RuleSet};
 
 /// Checks each file; on success returns the report (one line per rule), on the first error
 /// returns it (it names the file, the key path and what is wrong).
-pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
+pub fn check_config(
+    files: &[impl AsRef<Path>],
+    poll_interval: Duration,
+) -> Result<String, ConfigError> {
     let mut report = String::new();
     for path in files {
         let path = path.as_ref();
@@ -52,7 +56,13 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
             );
             config.rules.as_ref().clone()
         };
-        let _ = writeln!(report, "{}: {} rules", path.display(), rules.rules.len());
+        let _ = writeln!(
+            report,
+            "{}: {} rules (detection: worst case after onset at {} polls)",
+            path.display(),
+            rules.rules.len(),
+            humantime::format_duration(poll_interval)
+        );
         for rule in &rules.rules {
             let target = match rule.scope {
                 crate::rules::Scope::Component => format!(
@@ -66,13 +76,23 @@ pub fn check_config(files: &[impl AsRef<Path>]) -> Result<String, ConfigError> {
                 ),
                 scope => scope.as_str().to_owned(),
             };
+            let hold = match (rule.hold.for_.is_zero(), rule.hold.for_polls) {
+                (true, 0 | 1) => "-".to_owned(),
+                (true, polls) => format!("{polls} polls"),
+                (false, 0 | 1) => humantime::format_duration(rule.hold.for_).to_string(),
+                (false, polls) => format!(
+                    "{}+{polls} polls",
+                    humantime::format_duration(rule.hold.for_)
+                ),
+            };
             let _ = writeln!(
                 report,
-                "  {:<24} {:<8} {:<26} for {:<6} {}  [{}]",
+                "  {:<24} {:<8} {:<26} hold {:<8} detect ≤{:<6} {}  [{}]",
                 rule.name,
                 rule.severity.as_str(),
                 target,
-                humantime::format_duration(rule.hold.for_).to_string(),
+                hold,
+                humantime::format_duration(rule.detection(poll_interval)).to_string(),
                 rule.condition,
                 rule.source
             );

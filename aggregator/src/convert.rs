@@ -198,5 +198,14 @@ pub fn rule(view: &RuleView) -> pb::Rule {
         evaluations: view.health.evaluations,
         active_alerts: view.active_alerts,
         last_error: String::new(),
+        for_polls: rule.hold.for_polls,
+        detection: view
+            .detection
+            .iter()
+            .map(|&(interval, detection)| pb::RuleDetection {
+                poll_interval: Some(duration(interval)),
+                detection: Some(duration(detection)),
+            })
+            .collect(),
     }
 }

@@ -17,8 +17,8 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if let Mode::CheckConfig(files) = &mode {
-        return match flumewatch_aggregator::check::check_config(files) {
+    if let Mode::CheckConfig(files, poll_interval) = &mode {
+        return match flumewatch_aggregator::check::check_config(files, *poll_interval) {
             Ok(report) => {
                 print!("{report}");
                 ExitCode::SUCCESS
@@ -71,7 +71,7 @@ fn main() -> ExitCode {
                 });
                 aggregator.run(shutdown).await?
             }
-            Mode::CheckConfig(_) => unreachable!("handled before the runtime starts"),
+            Mode::CheckConfig(..) => unreachable!("handled before the runtime starts"),
         }
         Ok(())
     });

@@ -54,24 +54,27 @@ async fn replay_trace(
 // ── FlumeAgentDown ──────────────────────────────────────────────────────────────────────────
 
 #[tokio::test(start_paused = true)]
-async fn flume_agent_down_fires_after_three_failed_polls_held_30s() {
+async fn flume_agent_down_fires_at_the_third_failed_poll() {
     let mut w = World::new();
     w.connect("h1", &[("cluster", "bj")]);
     w.poll("h1", &sample("steady-load-t15s.json"));
-    for _ in 0..3 {
+    for _ in 0..2 {
         w.advance(10 * SEC).await;
         w.poll_failed("h1");
     }
-    assert_eq!(
-        w.status_of("FlumeAgentDown"),
-        [AlertStatus::Pending],
-        "3 failures: pending"
+    w.advance(9 * SEC).await;
+    assert!(
+        w.status_of("FlumeAgentDown").is_empty(),
+        "2 failed polls: nothing yet"
     );
-    w.advance(25 * SEC).await;
-    assert_eq!(w.status_of("FlumeAgentDown"), [AlertStatus::Pending]);
-    w.advance(10 * SEC).await;
+    w.advance(SEC).await;
+    w.poll_failed("h1");
     let firing = w.firing("FlumeAgentDown");
-    assert_eq!(firing.len(), 1);
+    assert_eq!(
+        firing.len(),
+        1,
+        "the 3rd failed poll fires it, no extra hold"
+    );
     assert_eq!(firing[0].labels.get("host"), Some("h1"));
     assert_eq!(firing[0].labels.get("cluster"), Some("bj"));
     assert_eq!(
@@ -83,30 +86,49 @@ async fn flume_agent_down_fires_after_three_failed_polls_held_30s() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_eleven_second_restart_is_not_agent_down() {
+async fn single_refused_polls_never_fire_agent_down() {
     let mut w = World::new();
     w.connect("h1", &[]);
-    let mut pending_at = None;
-    replay_trace(&mut w, "h1", "agent-restart-under-load.jsonl", |w, t| {
-        if pending_at.is_none() && w.status_of("FlumeAgentDown") == [AlertStatus::Pending] {
-            pending_at = Some(t);
+    // A config reload every other minute: Jetty refuses one poll each time.
+    for minute in 0..10 {
+        for poll in 0..6 {
+            if minute % 2 == 0 && poll == 3 {
+                w.poll_failed("h1");
+            } else {
+                w.poll("h1", &sample("steady-load-t15s.json"));
+            }
+            w.advance(10 * SEC).await;
         }
-        // A poll that lands mid-batch (drain attempts one ahead of successes at t=81) may make
-        // a rule pending for a second; nothing may fire.
+    }
+    assert!(w.summary().is_empty(), "{:?}", w.summary());
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_eleven_second_restart_at_1s_polls_is_down_from_the_third_refused_poll_only() {
+    let mut w = World::new();
+    w.connect("h1", &[]);
+    let mut firing_at = None;
+    replay_trace(&mut w, "h1", "agent-restart-under-load.jsonl", |w, t| {
         let firing: Vec<String> = w
             .summary()
             .into_iter()
             .filter(|s| s.contains(":firing"))
             .collect();
-        assert!(firing.is_empty(), "t={t}: {firing:?}");
+        if firing_at.is_none() && !firing.is_empty() {
+            firing_at = Some(t);
+        }
+        // The trace's README: unreachable t=61–71, reported down at t=63 with a 3-sample
+        // threshold, recovered at t=72; nothing about channels, sinks or sources, ever.
+        let expected: &[&str] = if (63.0..72.0).contains(&t) {
+            &["FlumeAgentDown:critical:firing"]
+        } else {
+            &[]
+        };
+        assert_eq!(firing, expected, "t={t}");
     })
     .await;
-    assert_eq!(
-        pending_at,
-        Some(63.0),
-        "down is noticed at the 3rd refused poll"
-    );
-    assert!(w.summary().is_empty(), "{:?}", w.summary());
+    assert_eq!(firing_at, Some(63.0), "down at the 3rd refused poll");
+    assert_eq!(w.status_of("FlumeAgentDown"), [AlertStatus::Resolved]);
 }
 
 // ── SidecarSilent ───────────────────────────────────────────────────────────────────────────
@@ -146,7 +168,7 @@ async fn a_sidecar_polling_on_time_is_not_silent() {
 // ── ChannelFilling ──────────────────────────────────────────────────────────────────────────
 
 #[tokio::test(start_paused = true)]
-async fn channel_filling_warns_at_80_and_goes_critical_at_95_after_2m() {
+async fn a_filling_channel_is_forecast_then_warned_at_80_then_critical_when_full() {
     let mut w = World::new();
     w.connect("h1", &[]);
     let profile = Profile::SlowSink {
@@ -156,41 +178,57 @@ async fn channel_filling_warns_at_80_and_goes_critical_at_95_after_2m() {
     };
     let mut body = sim(profile);
     // Fill grows ~0.75 %/s from the start; poll until both severities fire.
-    let mut warning_pending_at = None;
+    let mut firsts: Vec<(String, Duration, f64)> = Vec::new();
     while w.firing("ChannelFilling").len() < 2 && w.elapsed() < 15 * MIN {
         run_for(&mut w, "h1", 10 * SEC, &mut body).await;
-        if warning_pending_at.is_none() && !w.status_of("ChannelFilling").is_empty() {
-            warning_pending_at = Some(w.elapsed());
+        for alert in w.alerts() {
+            let key = format!("{}:{}", alert.alertname, alert.severity);
+            if alert.status == AlertStatus::Firing && !firsts.iter().any(|(k, ..)| *k == key) {
+                let fill = alert.context.channel.and_then(|c| c.fill_percent).unwrap();
+                firsts.push((key, w.elapsed(), fill));
+            }
         }
     }
+    let order: Vec<&str> = firsts.iter().map(|(k, ..)| k.as_str()).collect();
+    assert_eq!(
+        order[..3],
+        [
+            "ChannelFullSoon:warning",
+            "ChannelFilling:warning",
+            "ChannelFilling:critical"
+        ],
+        "{firsts:?}"
+    );
+    let (_, soon_at, soon_fill) = &firsts[0];
+    assert!(*soon_fill < 50.0, "forecast at {soon_fill}% ({soon_at:?})");
     let firing = w.firing("ChannelFilling");
     for alert in &firing {
-        // Pending since the first poll at or above the threshold; firing 2 m later, at the
-        // first evaluation (5 s ticks) after that.
+        // Pending at the first poll at or above the threshold, firing at the next one.
         let held = alert
             .firing_since
             .unwrap()
             .duration_since(alert.active_since)
             .unwrap();
-        assert!(
-            held >= 2 * MIN && held <= 2 * MIN + 5 * SEC,
-            "{}: held {held:?}",
-            alert.severity
-        );
+        assert_eq!(held, 10 * SEC, "{}: held {held:?}", alert.severity);
     }
-    assert!(
-        warning_pending_at.is_some_and(|t| t < 2 * MIN),
-        "the warning was pending first"
-    );
-    assert_eq!(firing.len(), 2, "{:?}", w.summary());
     let critical = firing
         .iter()
         .find(|a| a.severity.as_str() == "critical")
         .expect("critical");
     assert_eq!(critical.labels.get("component"), Some("c1"));
     assert_eq!(critical.labels.get("kind"), Some("channel"));
-    assert!(critical.value >= 95.0);
-    assert!(critical.annotations["summary"].starts_with("Channel c1 is almost full"));
+    assert!(critical.value >= 99.0);
+    assert!(critical.annotations["summary"].starts_with("Channel c1 is full"));
+    let soon = w.alerts();
+    let soon = soon
+        .iter()
+        .find(|a| a.alertname == "ChannelFullSoon")
+        .expect("the forecast is still listed");
+    assert!(
+        soon.annotations["summary"].starts_with("Channel c1 will be full in about"),
+        "{}",
+        soon.annotations["summary"]
+    );
 }
 
 #[tokio::test(start_paused = true)]

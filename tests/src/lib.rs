@@ -4,6 +4,7 @@
 
 pub mod demo;
 pub mod load;
+pub mod replay;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -125,13 +125,20 @@ pub enum Command {
         /// Aggregator config files (their `rules` file is checked too) or rule files.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+        /// The sidecars' poll interval: each rule's detection time is shown at it.
+        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+        poll_interval: std::time::Duration,
     },
 }
 
 impl Cli {
     pub fn load(self) -> Result<Mode, ConfigError> {
-        if let Some(Command::CheckConfig { files }) = self.command {
-            return Ok(Mode::CheckConfig(files));
+        if let Some(Command::CheckConfig {
+            files,
+            poll_interval,
+        }) = self.command
+        {
+            return Ok(Mode::CheckConfig(files, poll_interval));
         }
         Ok(Mode::Serve(Box::new(self.merge()?.validate()?)))
     }

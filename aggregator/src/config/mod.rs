@@ -92,5 +92,6 @@ impl std::fmt::Debug for TlsFiles {
 #[derive(Debug, Clone)]
 pub enum Mode {
     Serve(Box<Config>),
-    CheckConfig(Vec<PathBuf>),
+    /// Files to check, and the poll interval detection times are shown at.
+    CheckConfig(Vec<PathBuf>, std::time::Duration),
 }

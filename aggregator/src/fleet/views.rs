@@ -2,6 +2,7 @@
 //! sidecar, alerts, rules with their health.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::sidecar::SidecarState;
 use super::{AgentState, Fleet};
@@ -21,7 +22,12 @@ pub struct RuleView {
     pub rule: crate::rules::Rule,
     pub health: RuleHealth,
     pub active_alerts: u32,
+    /// (poll interval, detection time at it), for each interval the fleet's sidecars use.
+    pub detection: Vec<(Duration, Duration)>,
 }
+
+/// The interval detection times are shown at while no sidecar is connected.
+const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 impl Fleet {
     /// Agents matching every given label (and the host, when given), sorted by host and agent.
@@ -111,6 +117,17 @@ impl Fleet {
                 }
             }
         }
+        let mut intervals: Vec<Duration> = state
+            .sidecars
+            .values()
+            .map(|s| s.hello.poll_interval)
+            .filter(|i| !i.is_zero())
+            .collect();
+        intervals.sort();
+        intervals.dedup();
+        if intervals.is_empty() {
+            intervals.push(DEFAULT_POLL_INTERVAL);
+        }
         state
             .rules
             .rules
@@ -120,6 +137,10 @@ impl Fleet {
                 rule: rule.clone(),
                 health: state.health.get(i).cloned().unwrap_or_default(),
                 active_alerts: active[i],
+                detection: intervals
+                    .iter()
+                    .map(|&interval| (interval, rule.detection(interval)))
+                    .collect(),
             })
             .collect()
     }

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use flumewatch_proto::model::snapshot::{Component, ComponentKind, Gauge};
 
-use super::template::format_value;
+use super::template::{format_eta, format_value};
 use super::{Language, Rule};
 use crate::alert::{
     kind_label, Alert, AlertContext, AlertStatus, ChannelFill, ComponentRef, Labels,
@@ -17,6 +17,8 @@ pub(super) struct Target<'a> {
     pub host: &'a str,
     pub agent: Option<&'a str>,
     pub component: Option<&'a Component>,
+    /// The agent's other component a leaf with `of` found (see `AlertContext::peer`).
+    pub peer: Option<&'a Component>,
     pub group: Option<(&'a str, &'a str)>,
     pub labels: &'a BTreeMap<String, String>,
 }
@@ -40,6 +42,7 @@ pub(super) fn new_alert(rule: &Rule, target: &Target<'_>, wall: SystemTime) -> A
         host: Some(target.host.to_owned()).filter(|h| !h.is_empty()),
         agent: target.agent.map(str::to_owned),
         component: target.component.map(component_ref),
+        peer: None,
         channel: None,
     };
     if let Some(host) = &context.host {
@@ -81,7 +84,11 @@ pub(super) fn update(
 ) {
     alert.value = value;
     alert.annotations = annotations(rule, target, value, language);
-    alert.context.channel = target.component.and_then(channel_fill);
+    alert.context.peer = target.peer.map(component_ref);
+    alert.context.channel = target
+        .component
+        .and_then(channel_fill)
+        .or_else(|| target.peer.and_then(channel_fill));
 }
 
 /// A channel's size, capacity and fill, when it reported the first two.
@@ -115,6 +122,20 @@ fn annotations(
         fields.insert("kind", kind_label(component.kind, &component.kind_name));
         fields.insert("component", component.name.clone());
     }
+    if let Some(peer) = target.peer {
+        fields.insert("peer_kind", kind_label(peer.kind, &peer.kind_name));
+        fields.insert("peer", peer.name.clone());
+    }
+    let fill = [target.component, target.peer]
+        .into_iter()
+        .flatten()
+        .find(|c| c.kind == ComponentKind::Channel)
+        .and_then(|c| c.gauge(Gauge::ChannelFillPercentage))
+        .filter(|f| *f <= 100.0);
+    if let Some(fill) = fill {
+        fields.insert("fill", format!("{fill:.1}"));
+    }
+    fields.insert("eta", format_eta(value, language));
     let cluster = match target.group {
         Some((_, value)) => Some(value.to_owned()),
         None => target.labels.get("cluster").cloned(),
@@ -182,6 +203,7 @@ mod tests {
             host: "h1",
             agent: Some("a1"),
             component: Some(&full),
+            peer: None,
             group: None,
             labels: &sidecar_labels,
         };

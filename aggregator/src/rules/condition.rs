@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use flumewatch_proto::model::snapshot::{Counter, Flag, Gauge};
+use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Flag, Gauge};
 use flumewatch_proto::model::vocabulary;
 
 /// What a rule applies to; each metric belongs to exactly one scope.
@@ -105,6 +105,46 @@ pub enum Func {
     Increase { window: Duration, offset: Duration },
     /// Increase per second over `window`.
     Rate { window: Duration },
+    /// A gauge's change per second over `window`: the least-squares slope of its points there,
+    /// never across a component restart.
+    Slope { window: Duration },
+    /// Seconds until a gauge reaches its full level (ChannelSize → ChannelCapacity,
+    /// ChannelFillPercentage → 100) at its slope over `window`; no value while it is not growing.
+    TimeToFull { window: Duration },
+}
+
+impl Func {
+    /// The window a windowed function looks back over.
+    pub fn window(self) -> Option<Duration> {
+        match self {
+            Func::Value | Func::Delta => None,
+            Func::Increase { window, .. }
+            | Func::Rate { window }
+            | Func::Slope { window }
+            | Func::TimeToFull { window } => Some(window),
+        }
+    }
+
+    /// Reads a gauge's history (not a counter's).
+    pub fn is_trend(self) -> bool {
+        matches!(self, Func::Slope { .. } | Func::TimeToFull { .. })
+    }
+}
+
+/// The level at which a gauge is full, for [`Func::TimeToFull`].
+pub fn full_level(gauge: Gauge) -> Option<FullLevel> {
+    match gauge {
+        Gauge::ChannelSize => Some(FullLevel::Gauge(Gauge::ChannelCapacity)),
+        Gauge::ChannelFillPercentage => Some(FullLevel::Fixed(100.0)),
+        _ => None,
+    }
+}
+
+/// Where "full" is: another gauge of the same component, or a fixed level.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum FullLevel {
+    Gauge(Gauge),
+    Fixed(f64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -152,6 +192,10 @@ impl Op {
 pub struct Leaf {
     pub func: Func,
     pub metric: Metric,
+    /// Read from the agent's components of this kind instead of the rule's own component
+    /// (e.g. a sink rule asking whether any channel of the agent holds events): the leaf holds
+    /// when it holds for one of them, and that one is the alert's peer.
+    pub of: Option<ComponentKind>,
     pub op: Op,
     pub threshold: f64,
 }
@@ -206,7 +250,9 @@ impl Condition {
 
 impl fmt::Display for Leaf {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let threshold = self.threshold;
+        if let Some(kind) = self.of {
+            write!(f, "{}:", vocabulary::kind_name(kind).to_ascii_lowercase())?;
+        }
         match self.func {
             Func::Value => write!(f, "{}", self.metric)?,
             Func::Delta => write!(f, "delta({})", self.metric)?,
@@ -229,8 +275,25 @@ impl fmt::Display for Leaf {
                 self.metric,
                 humantime::format_duration(window)
             )?,
+            Func::Slope { window } => write!(
+                f,
+                "slope({}[{}])",
+                self.metric,
+                humantime::format_duration(window)
+            )?,
+            Func::TimeToFull { window } => {
+                // Thresholds of time_to_full are seconds: show them as the file may write them.
+                return write!(
+                    f,
+                    "time_to_full({}[{}]) {} {}",
+                    self.metric,
+                    humantime::format_duration(window),
+                    self.op.as_str(),
+                    humantime::format_duration(Duration::from_secs_f64(self.threshold.max(0.0)))
+                );
+            }
         }
-        write!(f, " {} {threshold}", self.op.as_str())
+        write!(f, " {} {}", self.op.as_str(), self.threshold)
     }
 }
 
@@ -269,6 +332,7 @@ mod tests {
         Condition::Leaf(Leaf {
             func: Func::Value,
             metric,
+            of: None,
             op,
             threshold,
         })

@@ -6,7 +6,7 @@
 //! Conditions judge data (windows end at the newest scrape time); hold-downs judge the
 //! aggregator's monotonic clock, so a sidecar's clock skew cannot fire or resolve anything.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -109,8 +109,10 @@ impl Evaluator<'_> {
                     for component in snapshot.components.iter().filter(|c| applies(rule, c)) {
                         let facts = ComponentFacts {
                             component,
+                            siblings: &snapshot.components,
                             series: &eval.series,
                             specs: &self.rules.specs,
+                            peer: Cell::new(None),
                         };
                         let value = rule.condition.eval(&facts);
                         if value.is_none() && !tracking {
@@ -121,6 +123,7 @@ impl Evaluator<'_> {
                             host: sidecar.host,
                             agent: Some(agent),
                             component: Some(component),
+                            peer: facts.peer.get().map(|i| &snapshot.components[i]),
                             group: None,
                             labels: sidecar.labels,
                         };
@@ -137,6 +140,7 @@ impl Evaluator<'_> {
                         host: sidecar.host,
                         agent: Some(agent),
                         component: None,
+                        peer: None,
                         group: None,
                         labels: sidecar.labels,
                     };
@@ -167,6 +171,7 @@ impl Evaluator<'_> {
                     host: sidecar.host,
                     agent: Some(agent),
                     component: None,
+                    peer: None,
                     group: None,
                     labels: sidecar.labels,
                 };
@@ -219,6 +224,7 @@ impl Evaluator<'_> {
                 host: sidecar.host,
                 agent: None,
                 component: None,
+                peer: None,
                 group: None,
                 labels: sidecar.labels,
             };
@@ -260,6 +266,7 @@ impl Evaluator<'_> {
                     host: "",
                     agent: None,
                     component: None,
+                    peer: None,
                     group: Some((&rule.group_by, group)),
                     labels: &empty,
                 };
@@ -284,6 +291,7 @@ impl Evaluator<'_> {
                     host: "",
                     agent: None,
                     component: None,
+                    peer: None,
                     group: Some((&rule.group_by, &key.1)),
                     labels: &empty,
                 };

@@ -9,7 +9,7 @@ use flumewatch_proto::model::snapshot::ComponentKind;
 use flumewatch_proto::model::vocabulary::{self, Attribute};
 use serde::Deserialize;
 
-use super::condition::{Condition, CounterExpr, Func, Leaf, Metric, Op, Scope};
+use super::condition::{full_level, Condition, CounterExpr, Func, Leaf, Metric, Op, Scope};
 use super::state::Hold;
 use super::template::Template;
 use super::{Glob, Localized, Rule};
@@ -72,11 +72,22 @@ struct RawCondition {
     delta: Option<String>,
     increase: Option<String>,
     rate: Option<String>,
+    slope: Option<String>,
+    time_to_full: Option<String>,
     minus: Option<String>,
     window: Option<String>,
     offset: Option<String>,
+    of: Option<String>,
     op: Option<String>,
-    threshold: Option<f64>,
+    threshold: Option<RawThreshold>,
+}
+
+/// A number, or for time_to_full a duration ("10m").
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawThreshold {
+    Number(f64),
+    Text(String),
 }
 
 /// What a rule file asks of the defaults, and its own rules.
@@ -293,15 +304,22 @@ fn duration(key: &str, text: Option<&str>) -> Result<Duration, Invalid> {
 
 fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
     let groups = [raw.all.is_some(), raw.any.is_some()];
-    let funcs = [&raw.value, &raw.delta, &raw.increase, &raw.rate]
-        .iter()
-        .filter(|f| f.is_some())
-        .count();
+    let funcs = [
+        &raw.value,
+        &raw.delta,
+        &raw.increase,
+        &raw.rate,
+        &raw.slope,
+        &raw.time_to_full,
+    ]
+    .iter()
+    .filter(|f| f.is_some())
+    .count();
     let group_count = groups.iter().filter(|g| **g).count();
     if group_count + usize::from(funcs > 0) != 1 || funcs > 1 {
         return Err(at(
             "",
-            "give exactly one of all, any, value, delta, increase or rate",
+            "give exactly one of all, any, value, delta, increase, rate, slope or time_to_full",
         ));
     }
     let children = |parts: Vec<RawCondition>, word: &str| -> Result<Vec<Condition>, Invalid> {
@@ -327,6 +345,8 @@ fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
         ("delta", &raw.delta),
         ("increase", &raw.increase),
         ("rate", &raw.rate),
+        ("slope", &raw.slope),
+        ("time_to_full", &raw.time_to_full),
     ]
     .into_iter()
     .find_map(|(k, v)| v.as_ref().map(|v| (k, v.clone())))
@@ -351,7 +371,9 @@ fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
             window: window()?,
             offset: duration(".offset", raw.offset.as_deref())?,
         },
-        _ => Func::Rate { window: window()? },
+        "rate" => Func::Rate { window: window()? },
+        "slope" => Func::Slope { window: window()? },
+        _ => Func::TimeToFull { window: window()? },
     };
     if raw.offset.is_some() && !matches!(func, Func::Increase { .. }) {
         return Err(at(".offset", "only increase takes an offset"));
@@ -360,6 +382,34 @@ fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
         return Err(at(".window", format!("{key} takes no window")));
     }
     let metric = metric(&format!(".{key}"), &name, raw.minus.as_deref(), func)?;
+    if let (Func::TimeToFull { .. }, Metric::Gauge(gauge)) = (func, metric) {
+        if full_level(gauge).is_none() {
+            return Err(at(
+                ".time_to_full",
+                format!("{name} has no full level (use ChannelSize or ChannelFillPercentage)"),
+            ));
+        }
+    }
+    let of = match raw.of.as_deref() {
+        None => None,
+        Some(_)
+            if !matches!(
+                metric,
+                Metric::Gauge(_) | Metric::Flag(_) | Metric::Counter(_)
+            ) =>
+        {
+            return Err(at(".of", format!("{name} is not a component metric")))
+        }
+        Some(kind) => match vocabulary::kind(&kind.to_ascii_uppercase()) {
+            ComponentKind::Unspecified => {
+                return Err(at(
+                    ".of",
+                    format!("{kind:?} is not a Flume component kind (source, channel, sink …)"),
+                ))
+            }
+            kind => Some(kind),
+        },
+    };
     let op = match raw.op.as_deref() {
         Some(">") => Op::Gt,
         Some(">=") => Op::Ge,
@@ -375,13 +425,26 @@ fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
         }
         None => return Err(at(".op", "missing (one of > >= < <= == !=)")),
     };
-    let threshold = raw.threshold.ok_or_else(|| at(".threshold", "missing"))?;
+    let threshold = match raw.threshold {
+        None => return Err(at(".threshold", "missing")),
+        Some(RawThreshold::Number(n)) => n,
+        Some(RawThreshold::Text(text)) if matches!(func, Func::TimeToFull { .. }) => {
+            duration(".threshold", Some(&text))?.as_secs_f64()
+        }
+        Some(RawThreshold::Text(text)) => {
+            return Err(at(
+                ".threshold",
+                format!("{text:?}: a number (only time_to_full takes a duration such as \"10m\")"),
+            ))
+        }
+    };
     if !threshold.is_finite() {
         return Err(at(".threshold", "must be a finite number"));
     }
     Ok(Condition::Leaf(Leaf {
         func,
         metric,
+        of,
         op,
         threshold,
     }))
@@ -421,10 +484,10 @@ fn metric(key: &str, name: &str, minus: Option<&str>, func: Func) -> Result<Metr
             key,
             format!("unknown metric {name:?} (a Flume attribute such as ChannelFillPercentage or EventPutSuccessCount, or failed_polls, resets, stale_polls, critical_agents, critical_agents_percent)"),
         )),
-        (Some(Attribute::Gauge(g)), Func::Value) if minus.is_none() => Ok(Metric::Gauge(g)),
+        (Some(Attribute::Gauge(g)), Func::Value | Func::Slope { .. } | Func::TimeToFull { .. }) if minus.is_none() => Ok(Metric::Gauge(g)),
         (Some(Attribute::Flag(f)), Func::Value) if minus.is_none() => Ok(Metric::Flag(f)),
-        (Some(Attribute::Gauge(_) | Attribute::Flag(_)), _) => Err(at(key, format!("{name} is a level: read it with value, without minus"))),
-        (Some(Attribute::Counter(_)), Func::Value) => Err(at(key, format!("{name} is a lifetime total; judge it with delta, increase or rate"))),
+        (Some(Attribute::Gauge(_) | Attribute::Flag(_)), _) => Err(at(key, format!("{name} is a level: read it with value, slope or time_to_full, without minus"))),
+        (Some(Attribute::Counter(_)), Func::Value | Func::Slope { .. } | Func::TimeToFull { .. }) => Err(at(key, format!("{name} is a lifetime total; judge it with delta, increase or rate"))),
         (Some(Attribute::Counter(c)), _) => {
             let minus = minus.map(|m| counter(m, ".minus")).transpose()?;
             Ok(Metric::Counter(CounterExpr { counter: c, minus }))

@@ -67,7 +67,7 @@ fn unknown_metric_name() {
 fn threshold_of_the_wrong_type() {
     let e = error(&GOOD.replace("threshold = 80", "threshold = \"80\""));
     assert_eq!(e.path, "rule[0].condition.all[0].threshold");
-    assert!(e.reason.contains("invalid type: string"), "{e}");
+    assert!(e.reason.contains("\"80\": a number"), "{e}");
 }
 
 #[test]
@@ -107,4 +107,70 @@ fn syntax_errors_say_where() {
     let e = error("[[rule]\nname = 1\n");
     assert_eq!(e.path, "(syntax)");
     assert!(e.reason.contains("line 1"), "{e}");
+}
+
+const TREND: &str = r#"
+[[rule]]
+name = "Soon"
+severity = "warning"
+kinds = ["channel"]
+condition = { time_to_full = "ChannelSize", window = "1m", op = "<=", threshold = "10m" }
+
+[[rule]]
+name = "Stalled"
+severity = "critical"
+kinds = ["sink"]
+condition = { all = [
+  { value = "ChannelSize", of = "channel", op = ">", threshold = 0 },
+  { slope = "ChannelFillPercentage", of = "channel", window = "30s", op = ">", threshold = 0.5 },
+] }
+"#;
+
+#[test]
+fn trends_and_peers_parse_and_read_back() {
+    let parsed = parse("rules.toml", TREND).expect("valid");
+    assert_eq!(
+        parsed.rules[0].condition.to_string(),
+        "time_to_full(ChannelSize[1m]) <= 10m"
+    );
+    let Condition::Leaf(leaf) = &parsed.rules[0].condition else {
+        panic!("a leaf")
+    };
+    assert_eq!(leaf.threshold, 600.0, "a duration threshold is seconds");
+    assert_eq!(
+        parsed.rules[1].condition.to_string(),
+        "(channel:ChannelSize > 0 and channel:slope(ChannelFillPercentage[30s]) > 0.5)"
+    );
+}
+
+#[test]
+fn trend_mistakes_are_refused() {
+    let counter = error(&TREND.replace(
+        "time_to_full = \"ChannelSize\"",
+        "time_to_full = \"EventPutSuccessCount\"",
+    ));
+    assert!(counter.reason.contains("lifetime total"), "{counter}");
+    let no_level = error(&TREND.replace(
+        "time_to_full = \"ChannelSize\"",
+        "time_to_full = \"OpenConnectionCount\"",
+    ));
+    assert_eq!(no_level.path, "rule[0].condition.time_to_full");
+    assert!(no_level.reason.contains("no full level"), "{no_level}");
+    let no_window = error(&TREND.replace(", window = \"1m\"", ""));
+    assert_eq!(no_window.path, "rule[0].condition.window");
+    let duration_elsewhere = error(&TREND.replace("threshold = 0.5", "threshold = \"1m\""));
+    assert_eq!(
+        duration_elsewhere.path,
+        "rule[1].condition.all[1].threshold"
+    );
+    let kind = error(&TREND.replace("of = \"channel\", op", "of = \"pipe\", op"));
+    assert_eq!(kind.path, "rule[1].condition.all[0].of");
+    let builtin = error(&TREND.replace(
+        "{ value = \"ChannelSize\", of = \"channel\"",
+        "{ value = \"failed_polls\", of = \"channel\"",
+    ));
+    assert!(
+        builtin.reason.contains("agent metric") || builtin.path.ends_with(".of"),
+        "{builtin}"
+    );
 }

@@ -6,6 +6,7 @@
 
 mod compose;
 pub mod condition;
+mod detection;
 pub mod engine;
 mod facts;
 pub mod file;
@@ -13,6 +14,7 @@ pub mod series;
 pub mod state;
 pub mod template;
 mod tracked;
+pub mod trend;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,9 +23,10 @@ use flumewatch_proto::model::snapshot::ComponentKind;
 
 pub use condition::{Condition, Scope};
 pub use file::RuleError;
-use series::SeriesSpec;
+use series::{SeriesSpec, Specs};
 use state::Hold;
 use template::Template;
+use trend::GaugeSpec;
 
 use crate::alert::Severity;
 use condition::{Func, Metric};
@@ -127,22 +130,44 @@ impl Rule {
 #[derive(Debug, Clone, Default)]
 pub struct RuleSet {
     pub rules: Vec<Rule>,
-    /// Counter windows to track per agent, derived from the component rules.
-    pub specs: Vec<SeriesSpec>,
+    /// Counter windows and gauge trends to track per agent, derived from the component rules.
+    pub specs: Specs,
 }
 
 impl RuleSet {
     pub fn new(rules: Vec<Rule>) -> Self {
         let mut specs: Vec<SeriesSpec> = Vec::new();
+        let mut gauges: Vec<GaugeSpec> = Vec::new();
         for rule in rules.iter().filter(|r| r.scope == Scope::Component) {
             for leaf in rule.condition.leaves() {
+                // A leaf reading the agent's other components tracks those.
+                let kinds = match leaf.of {
+                    Some(kind) => vec![kind],
+                    None => rule.kinds.clone(),
+                };
+                if let (Metric::Gauge(gauge), true) = (leaf.metric, leaf.func.is_trend()) {
+                    for &kind in &kinds {
+                        let index = match gauges
+                            .iter()
+                            .position(|s| s.kind == kind && s.gauge == gauge)
+                        {
+                            Some(index) => index,
+                            None => {
+                                gauges.push(GaugeSpec::new(kind, gauge));
+                                gauges.len() - 1
+                            }
+                        };
+                        gauges[index].serve(leaf.func);
+                    }
+                    continue;
+                }
                 let Metric::Counter(expr) = leaf.metric else {
                     continue;
                 };
                 if leaf.func == Func::Value {
                     continue;
                 }
-                for &kind in &rule.kinds {
+                for &kind in &kinds {
                     let index = match specs.iter().position(|s| s.kind == kind && s.expr == expr) {
                         Some(index) => index,
                         None => {
@@ -159,7 +184,13 @@ impl RuleSet {
                 }
             }
         }
-        Self { rules, specs }
+        Self {
+            rules,
+            specs: Specs {
+                counters: specs,
+                gauges,
+            },
+        }
     }
 
     /// The default policy.
@@ -226,8 +257,10 @@ mod tests {
             [
                 "FlumeAgentDown:critical",
                 "SidecarSilent:critical",
+                "ChannelFullSoon:warning",
                 "ChannelFilling:warning",
                 "ChannelFilling:critical",
+                "SinkStalled:critical",
                 "ChannelPutsFailing:critical",
                 "ChannelNotDraining:critical",
                 "SinkErrors:warning",
@@ -241,6 +274,7 @@ mod tests {
         // SourceQuiet looks back 1h10m; SinkErrors at 3 s resolution.
         let received = set
             .specs
+            .counters
             .iter()
             .find(|s| {
                 s.kind == ComponentKind::Source

@@ -7,13 +7,16 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_proto::model::snapshot::{Component, ComponentKind, Counter, Snapshot};
+use flumewatch_proto::model::snapshot::{Component, ComponentKind, Counter, Gauge, Snapshot};
 
 use super::condition::{CounterExpr, Func};
+use super::trend::{GaugeSpec, GaugeTrack};
 use flumewatch_proto::model::resets::counters_reset;
 
 /// Most points one track keeps between its window start and now.
 const POINTS_PER_WINDOW: u32 = 20;
+/// Most a poll may land inside a window and still count as its start.
+const JITTER_MS: Millis = 250;
 /// Reset times kept per agent (AgentRestartFlapping counts a handful within an hour).
 const MAX_RESETS: usize = 32;
 
@@ -34,7 +37,7 @@ impl SeriesSpec {
         let (reach, window) = match func {
             Func::Increase { window, offset } => (window + offset, window),
             Func::Rate { window } => (window, window),
-            Func::Value | Func::Delta => return,
+            Func::Value | Func::Delta | Func::Slope { .. } | Func::TimeToFull { .. } => return,
         };
         self.retention = self.retention.max(reach);
         let wanted = window / POINTS_PER_WINDOW;
@@ -43,6 +46,21 @@ impl SeriesSpec {
         } else {
             self.resolution.min(wanted)
         };
+    }
+}
+
+/// Everything the rules need tracked per agent: counter windows and gauge trends.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Specs {
+    pub counters: Vec<SeriesSpec>,
+    pub gauges: Vec<GaugeSpec>,
+}
+
+impl Specs {
+    fn retention(&self) -> Duration {
+        let counters = self.counters.iter().map(|s| s.retention);
+        let gauges = self.gauges.iter().map(|s| s.retention);
+        counters.chain(gauges).max().unwrap_or_default()
     }
 }
 
@@ -82,8 +100,10 @@ struct ComponentSeries {
     previous_start: Option<u64>,
     previous_counters: Vec<(Counter, u64)>,
     last_seen: Millis,
-    /// Parallel to the specs of this kind (`AgentSeries::observe` keeps the order).
+    /// Parallel to the counter specs of this kind (`AgentSeries::observe` keeps the order).
     tracks: Vec<Track>,
+    /// Parallel to the gauge specs of this kind.
+    trends: Vec<GaugeTrack>,
 }
 
 /// Everything windowed about one agent.
@@ -100,7 +120,8 @@ pub struct AgentSeries {
 
 impl AgentSeries {
     /// Takes one successful snapshot, in sequence order (backfill included).
-    pub fn observe(&mut self, snapshot: &Snapshot, specs: &[SeriesSpec]) {
+    pub fn observe(&mut self, snapshot: &Snapshot, all: &Specs) {
+        let specs = &all.counters[..];
         if !snapshot.outcome.is_ok() {
             return;
         }
@@ -130,6 +151,12 @@ impl AgentSeries {
                         .filter(|s| s.kind == component.kind)
                         .map(|_| Track::default())
                         .collect();
+                    let mut trends = Vec::new();
+                    for spec in all.gauges.iter().filter(|s| s.kind == component.kind) {
+                        let mut trend = GaugeTrack::default();
+                        trend.record(now, component.gauge(spec.gauge), false, spec);
+                        trends.push(trend);
+                    }
                     self.components.push(ComponentSeries {
                         kind: component.kind,
                         name: component.name.clone(),
@@ -137,6 +164,7 @@ impl AgentSeries {
                         previous_counters: component.counters.clone(),
                         last_seen: now,
                         tracks,
+                        trends,
                     });
                     let series = self.components.last_mut().expect("just pushed");
                     for track in &mut series.tracks {
@@ -158,6 +186,10 @@ impl AgentSeries {
                 track.sum += track.last_delta.unwrap_or(0);
                 push_point(&mut track.points, now, track.sum, spec);
             }
+            let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
+            for (trend, spec) in series.trends.iter_mut().zip(gauge_specs) {
+                trend.record(now, component.gauge(spec.gauge), reset, spec);
+            }
             series.previous_start = component.start_time_ms;
             series.previous_counters.clone_from(&component.counters);
             series.last_seen = now;
@@ -169,14 +201,20 @@ impl AgentSeries {
             self.resets.push_back(now);
         }
         // A component gone for longer than any window (removed by a reload) is forgotten.
-        let longest = specs
-            .iter()
-            .map(|s| s.retention)
-            .max()
-            .unwrap_or_default()
-            .as_millis() as Millis;
+        let longest = all.retention().as_millis() as Millis;
         self.components
             .retain(|s| now - s.last_seen <= longest.max(60_000));
+    }
+
+    fn component(&self, kind: ComponentKind, name: &str) -> Option<&ComponentSeries> {
+        let same = |s: &ComponentSeries| s.kind == kind && s.name == name;
+        let hint = self.hint.get();
+        let index = [hint, hint + 1]
+            .into_iter()
+            .find(|i| self.components.get(*i).is_some_and(same))
+            .or_else(|| self.components.iter().position(same))?;
+        self.hint.set(index);
+        Some(&self.components[index])
     }
 
     fn track(
@@ -186,14 +224,7 @@ impl AgentSeries {
         expr: CounterExpr,
         specs: &[SeriesSpec],
     ) -> Option<&Track> {
-        let same = |s: &ComponentSeries| s.kind == kind && s.name == name;
-        let hint = self.hint.get();
-        let index = [hint, hint + 1]
-            .into_iter()
-            .find(|i| self.components.get(*i).is_some_and(same))
-            .or_else(|| self.components.iter().position(same))?;
-        self.hint.set(index);
-        let series = &self.components[index];
+        let series = self.component(kind, name)?;
         specs
             .iter()
             .filter(|s| s.kind == kind)
@@ -228,9 +259,17 @@ impl AgentSeries {
         let track = self.track(kind, name, expr, specs)?;
         let end = self.newest - window.offset.as_millis() as Millis;
         let start = end - window.length.as_millis() as Millis;
+        // Polls are a few milliseconds late or early: a poll that many ms inside the window
+        // still starts it, or a 10 s window at 10 s polls would often span two intervals.
+        let jitter = (window.length.as_millis() as Millis / 20).min(JITTER_MS);
         let full = window.full;
         let &(end_t, end_sum) = track.points.iter().rev().find(|(t, _)| *t <= end)?;
-        let (start_t, start_sum) = match track.points.iter().rev().find(|(t, _)| *t <= start) {
+        let base = track
+            .points
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= start + jitter);
+        let (start_t, start_sum) = match base {
             Some(&point) => point,
             None if full => return None,
             None => *track.points.front()?,
@@ -239,6 +278,26 @@ impl AgentSeries {
             (end_sum - start_sum) as f64,
             Duration::from_millis((end_t - start_t).max(0) as u64),
         ))
+    }
+
+    /// Change per second of a component's gauge over `window` ending at the newest data.
+    pub fn slope(
+        &self,
+        kind: ComponentKind,
+        name: &str,
+        gauge: Gauge,
+        window: Duration,
+        specs: &Specs,
+    ) -> Option<f64> {
+        let series = self.component(kind, name)?;
+        specs
+            .gauges
+            .iter()
+            .filter(|s| s.kind == kind)
+            .zip(&series.trends)
+            .find(|(spec, _)| spec.gauge == gauge)?
+            .1
+            .slope(self.newest, window)
     }
 
     /// Component restarts (StartTime changes) within `window` of the newest data.
@@ -276,6 +335,13 @@ fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn only(counters: SeriesSpec) -> Specs {
+        Specs {
+            counters: vec![counters],
+            gauges: Vec::new(),
+        }
+    }
 
     fn spec(expr: CounterExpr, window_secs: u64) -> SeriesSpec {
         let mut spec = SeriesSpec {
@@ -322,22 +388,23 @@ mod tests {
     #[test]
     fn increase_over_a_window_skips_the_reset_interval() {
         let specs = [spec(FAILS, 60)];
+        let all = only(specs[0].clone());
         let mut series = AgentSeries::default();
         // 1 failure every 10 s for 100 s, then a restart (counter back to 0), then 2 more.
         for t in (0..=100).step_by(10) {
-            series.observe(&snap(1000 + t, 1, t / 10), &specs);
+            series.observe(&snap(1000 + t, 1, t / 10), &all);
         }
         let inc = |s: &AgentSeries, full| {
             s.increase(ComponentKind::Sink, "k1", FAILS, window(60, full), &specs)
         };
         assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
-        series.observe(&snap(1110, 2, 0), &specs);
+        series.observe(&snap(1110, 2, 0), &all);
         assert_eq!(
             series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
             None,
             "no delta right after a reset"
         );
-        series.observe(&snap(1120, 2, 2), &specs);
+        series.observe(&snap(1120, 2, 2), &all);
         assert_eq!(
             series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
             Some(2.0)
@@ -350,9 +417,10 @@ mod tests {
     #[test]
     fn a_short_history_is_not_a_full_window() {
         let specs = [spec(FAILS, 600)];
+        let all = only(specs[0].clone());
         let mut series = AgentSeries::default();
-        series.observe(&snap(0, 1, 0), &specs);
-        series.observe(&snap(10, 1, 0), &specs);
+        series.observe(&snap(0, 1, 0), &all);
+        series.observe(&snap(10, 1, 0), &all);
         let inc =
             |full| series.increase(ComponentKind::Sink, "k1", FAILS, window(600, full), &specs);
         assert_eq!(inc(true), None);
@@ -362,9 +430,10 @@ mod tests {
     #[test]
     fn points_stay_bounded_by_retention_and_resolution() {
         let specs = [spec(FAILS, 60)];
+        let all = only(specs[0].clone());
         let mut series = AgentSeries::default();
         for t in 0..3600 {
-            series.observe(&snap(t, 1, t), &specs);
+            series.observe(&snap(t, 1, t), &all);
         }
         let points = series.components[0].tracks[0].points.len();
         assert!(points <= POINTS_PER_WINDOW as usize + 3, "{points} points");

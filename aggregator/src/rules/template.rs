@@ -13,6 +13,10 @@ pub const PLACEHOLDERS: &[&str] = &[
     "component",
     "value",
     "threshold",
+    "peer",
+    "peer_kind",
+    "fill",
+    "eta",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +103,23 @@ pub fn format_value(value: f64) -> String {
     Value(value).to_string()
 }
 
+/// A number of seconds as a rough span in the message language ("4 分钟", "about 4 min"):
+/// how long until a channel is full is an estimate, not a timestamp.
+pub fn format_eta(seconds: f64, language: super::Language) -> String {
+    let seconds = seconds.max(0.0);
+    let (n, zh, en) = if seconds < 90.0 {
+        (seconds.round(), "秒", "s")
+    } else if seconds < 90.0 * 60.0 {
+        ((seconds / 60.0).round(), "分钟", "min")
+    } else {
+        ((seconds / 3600.0).round(), "小时", "h")
+    };
+    match language {
+        super::Language::Zh => format!("{} {zh}", n as i64),
+        super::Language::En => format!("{} {en}", n as i64),
+    }
+}
+
 /// A value as people read it, written straight into a message: whole numbers without a
 /// fraction (through the integer formatter: precision formatting of floats is slow when a
 /// message lists hundreds of them), others with two decimals.
@@ -144,6 +165,16 @@ mod tests {
         ] {
             assert_eq!(format_value(value), text, "{value}");
         }
+    }
+
+    #[test]
+    fn eta_reads_as_a_rough_span() {
+        use super::super::Language::{En, Zh};
+        assert_eq!(format_eta(44.6, Zh), "45 秒");
+        assert_eq!(format_eta(250.0, Zh), "4 分钟");
+        assert_eq!(format_eta(250.0, En), "4 min");
+        assert_eq!(format_eta(7200.0, En), "2 h");
+        assert_eq!(format_eta(-3.0, En), "0 s");
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn channel_context(host: &str) -> AlertContext {
             kind_name: "CHANNEL".to_owned(),
             name: "c1".to_owned(),
         }),
+        peer: None,
         channel: Some(ChannelFill {
             size: 9700.0,
             capacity: 10000.0,
