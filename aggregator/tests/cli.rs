@@ -73,15 +73,42 @@ fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
         stdout.contains("2 receivers (ops, bj-oncall), 1 routes, 3 inhibition rules"),
         "{stdout}"
     );
-    // 12 default rules plus HdfsSinkStalled, listed once per file.
-    assert_eq!(stdout.matches("13 rules").count(), 2, "{stdout}");
+    // 14 default rules plus HdfsSinkStalled, listed once per file.
+    assert_eq!(stdout.matches("15 rules").count(), 2, "{stdout}");
     let rule_lines = stdout.lines().filter(|l| l.starts_with("  ")).count();
-    assert_eq!(rule_lines, 26);
+    assert_eq!(rule_lines, 30);
     assert!(stdout.contains("HdfsSinkStalled"));
     assert!(
         stdout.contains("(ChannelFillPercentage >= 70 and ChannelCapacity > 0)"),
         "{stdout}"
     );
+    // Each rule's detection time at the default 10 s poll, and at the interval asked for.
+    let line = |out: &str, name: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing: {out}"))
+            .to_owned()
+    };
+    assert!(stdout.contains("at 10s polls"), "{stdout}");
+    let down = line(&stdout, "FlumeAgentDown");
+    assert!(down.contains("detect ≤30s"), "{down}");
+    let stalled = line(&stdout, "SinkStalled");
+    assert!(
+        stalled.contains("hold 2 polls") && stalled.contains("detect ≤30s"),
+        "{stalled}"
+    );
+    let fast = aggregator(&[
+        "check-config",
+        "--poll-interval",
+        "1s",
+        &deploy("rules.toml"),
+    ]);
+    let fast = String::from_utf8_lossy(&fast.stdout).into_owned();
+    assert!(
+        line(&fast, "FlumeAgentDown").contains("detect ≤3s"),
+        "{fast}"
+    );
+    assert!(line(&fast, "SinkStalled").contains("detect ≤12s"), "{fast}");
 }
 
 #[test]

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 const HOSTS: usize = 6;
 const KILLS: usize = 3;
 const RULES: &str = r#"
-disable = ["SidecarSilent", "FlumeAgentDown"]
+disable = ["SidecarSilent", "FlumeAgentDown", "ChannelFullSoon"]
 [[rule]]
 name = "ChannelFilling"
 severity = "warning"

@@ -194,8 +194,9 @@ pub async fn run(
     println!("flumewatch demo: 4 simulated Flume agents → 4 sidecars → aggregator on {addr}");
     println!("  sh-flume-01's sink slows down (its channel fills in ~40s); sh-flume-02's sink target is down;");
     println!("  bj-flume-02's Flume is stopped at 20s and restarted 45s later.");
-    println!("  The default alert policy judges them all: ChannelPutsFailing fires when sh-flume-01's channel is full, ChannelFilling 2m after it passes 80%;");
-    println!("  FlumeAgentDown fires during the outage; SinkErrors and ChannelNotDraining fire after 5m.");
+    println!("  The default alert policy judges them all: ChannelFullSoon forecasts sh-flume-01's full channel within seconds,");
+    println!("  ChannelFilling warns at 80% and is critical when full; SinkStalled names sh-flume-02's dead sink within 3 polls;");
+    println!("  FlumeAgentDown fires at the outage's 3rd failed poll; SinkErrors and ChannelNotDraining follow after 5m.");
     println!("  Ask the aggregator yourself while this runs:");
     println!("    grpcurl -plaintext {addr} list");
     println!("    grpcurl -plaintext -d '{{\"labels\":{{\"cluster\":\"sh-log\"}}}}' {addr} flumewatch.v1.Fleet/ListAgents");

@@ -5,6 +5,7 @@
 pub mod demo;
 pub mod load;
 pub mod replay;
+pub mod trace_player;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -44,6 +44,19 @@ fn demo_shows_the_fleet() {
         .lines()
         .find(|l| l.contains("SinkErrors") && l.contains("sh-flume-02"))
         .unwrap_or_else(|| panic!("no SinkErrors alert for sh-flume-02: {stdout}"));
+    // The trend warning comes while sh-flume-01's channel is still filling, well before full.
+    let forecast = last_table
+        .lines()
+        .find(|l| l.contains("ChannelFullSoon") && l.contains("sh-flume-01"))
+        .unwrap_or_else(|| panic!("no ChannelFullSoon for sh-flume-01: {stdout}"));
+    assert!(forecast.contains("FIRING"), "{forecast}");
+    let fill: f64 = last_table
+        .lines()
+        .find(|l| l.starts_with("sh-flume-01"))
+        .and_then(|row| row.split_whitespace().nth(4))
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no fill for sh-flume-01: {stdout}"));
+    assert!(fill < 90.0, "forecast before full: fill {fill}% — {stdout}");
     // …and tells the local DingTalk robot, which checks the signature before accepting.
     assert!(
         stdout.contains("── DingTalk message #1 (signed and accepted by the local robot"),

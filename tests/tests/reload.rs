@@ -81,8 +81,8 @@ async fn a_valid_reload_applies_without_reconnects_and_a_bad_one_is_refused() {
         .into_inner();
     assert!(reply.ok, "{}", reply.error);
     assert_eq!(
-        reply.rules, 11,
-        "the 12 defaults minus SidecarSilent, ChannelFilling:warning replaced"
+        reply.rules, 13,
+        "the 14 defaults minus SidecarSilent, ChannelFilling:warning replaced"
     );
     wait_for(
         "ChannelFilling resolved under the new threshold",

@@ -434,7 +434,7 @@ fn validate_condition(raw: RawCondition) -> Result<Condition, Invalid> {
         Some(RawThreshold::Text(text)) => {
             return Err(at(
                 ".threshold",
-                format!("{text:?}: a number (only time_to_full takes a duration such as \"10m\")"),
+                format!("invalid type: string {text:?}, expected a number (only time_to_full takes a duration such as \"10m\")"),
             ))
         }
     };
