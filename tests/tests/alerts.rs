@@ -155,6 +155,19 @@ async fn a_filling_channel_goes_pending_firing_resolved_and_grpcurl_sees_it() {
             .any(|r| r["name"] == "SidecarSilent"),
         "defaults kept"
     );
+    // Each rule's detection time at the interval the fleet polls at (100 ms here).
+    let down = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "FlumeAgentDown")
+        .expect("a default rule");
+    assert_eq!(
+        down["detection"],
+        serde_json::json!([{"pollInterval": "0.100s", "detection": "0.300s"}]),
+        "3 failed polls at 100 ms: {down}"
+    );
+    assert_eq!(filling["forPolls"], 1);
 
     flume.set(body(10)); // the sink recovers
     wait_for("ChannelFilling resolved", || {
