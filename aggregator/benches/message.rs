@@ -45,6 +45,7 @@ fn alert(i: usize) -> Alert {
                 kind_name: "CHANNEL".to_owned(),
                 name: "c1".to_owned(),
             }),
+            peer: None,
             channel: Some(ChannelFill {
                 size: 9700.0,
                 capacity: 10000.0,
@@ -62,6 +63,7 @@ fn bench(c: &mut Criterion) {
         ]),
         firing: (0..300).map(alert).collect(),
         resolved: Vec::new(),
+        reason: flumewatch_aggregator::notify::dispatch::Reason::FirstNotification,
     };
     let groups = [group];
     let style = Style::default();

@@ -188,10 +188,8 @@ async fn the_default_policy_on_every_trace() {
                             fail("SinkStalled does not name sink http1 and channel mem1".into());
                         }
                     }
-                    "slow_sink" => {
-                        if at("ChannelFullSoon:warning").is_none() {
-                            fail("no ChannelFullSoon".into());
-                        }
+                    "slow_sink" if at("ChannelFullSoon:warning").is_none() => {
+                        fail("no ChannelFullSoon".into());
                     }
                     _ => {}
                 }

@@ -21,6 +21,46 @@ struct Group {
     next_flush: Instant,
 }
 
+/// Why a message, or one group's part of it, is sent (Alertmanager's notification reasons).
+/// Ordered by weight: a message says the weightiest reason of its groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    /// Nothing changed; `repeat_interval` passed.
+    Reminder,
+    /// Everything the group had notified resolved.
+    AllResolved,
+    /// Some notified alerts resolved, others still fire.
+    SomeResolved,
+    /// Alerts fire that the last message did not name.
+    NewAlerts,
+    /// The group's first message.
+    FirstNotification,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Reminder => "reminder",
+            Reason::AllResolved => "all_resolved",
+            Reason::SomeResolved => "some_resolved",
+            Reason::NewAlerts => "new_alerts",
+            Reason::FirstNotification => "first_notification",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Reason::Reminder,
+            Reason::AllResolved,
+            Reason::SomeResolved,
+            Reason::NewAlerts,
+            Reason::FirstNotification,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == text)
+    }
+}
+
 /// What the notification log remembers of the last message for a group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LogEntry {
@@ -140,6 +180,28 @@ impl Dispatcher {
 
     pub fn next_flush(&self) -> Option<Instant> {
         self.groups.values().map(|g| g.next_flush).min()
+    }
+}
+
+/// Why a flush that must notify does (see [`needs_update`]).
+pub fn reason(
+    entry: Option<&LogEntry>,
+    firing: &BTreeSet<u64>,
+    resolved: &BTreeSet<u64>,
+) -> Reason {
+    let Some(entry) = entry.filter(|e| !e.firing.is_empty()) else {
+        return Reason::FirstNotification;
+    };
+    if !firing.is_subset(&entry.firing) {
+        return Reason::NewAlerts;
+    }
+    let newly_resolved = resolved
+        .iter()
+        .any(|fp| entry.firing.contains(fp) && !entry.resolved.contains(fp));
+    match (newly_resolved, firing.is_empty()) {
+        (true, true) => Reason::AllResolved,
+        (true, false) => Reason::SomeResolved,
+        (false, _) => Reason::Reminder,
     }
 }
 

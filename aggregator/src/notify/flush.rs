@@ -45,6 +45,7 @@ impl Notifier {
                     due.key.1.clone(),
                     GroupNotice {
                         group_labels: due.labels,
+                        reason: dispatch::reason(entry, &firing_fps, &resolved_fps),
                         firing,
                         resolved,
                     },

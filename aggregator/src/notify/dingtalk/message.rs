@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use crate::alert::{Alert, Severity};
+use crate::notify::dispatch::Reason;
 use crate::rules::template::Value;
 use crate::rules::Language;
 
@@ -22,6 +23,8 @@ pub struct GroupNotice {
     pub group_labels: BTreeMap<String, String>,
     pub firing: Vec<Alert>,
     pub resolved: Vec<Alert>,
+    /// Why this group is in the message.
+    pub reason: Reason,
 }
 
 /// Who to mention and how the message is worded, per receiver.
@@ -91,6 +94,8 @@ pub struct Rendered {
     pub body: Vec<u8>,
     /// Alert lines left out to fit the size limit (their count is in the text).
     pub omitted: usize,
+    /// The weightiest reason of its groups.
+    pub reason: Reason,
 }
 
 /// Renders `groups` as one message at `now`.
@@ -161,6 +166,11 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
                 text,
                 body,
                 omitted,
+                reason: groups
+                    .iter()
+                    .map(|g| g.reason)
+                    .max()
+                    .unwrap_or(Reason::Reminder),
             };
         }
         cap = if cap > 64 { cap * 3 / 4 } else { cap - 1 };

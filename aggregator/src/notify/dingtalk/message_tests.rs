@@ -66,6 +66,7 @@ fn group(firing: Vec<Alert>, resolved: Vec<Alert>) -> GroupNotice {
         ]),
         firing,
         resolved,
+        reason: Reason::FirstNotification,
     }
 }
 
