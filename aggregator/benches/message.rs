@@ -64,6 +64,7 @@ fn bench(c: &mut Criterion) {
         firing: (0..300).map(alert).collect(),
         resolved: Vec::new(),
         reason: flumewatch_aggregator::notify::dispatch::Reason::FirstNotification,
+        notified: Default::default(),
     };
     let groups = [group];
     let style = Style::default();

@@ -22,6 +22,9 @@ pub struct RawNotify {
     pub group_wait: Option<String>,
     pub group_interval: Option<String>,
     pub repeat_interval: Option<String>,
+    /// Escalating reminders: the 1st reminder after the first, the 2nd after the second …,
+    /// the last interval repeating (e.g. ["30m", "2h", "8h", "24h"]). Replaces repeat_interval.
+    pub repeat_intervals: Option<Vec<String>>,
     pub send_resolved: Option<bool>,
     /// Messages per rolling minute per robot (DingTalk allows 20).
     pub rate_limit_per_minute: Option<u32>,
@@ -41,6 +44,7 @@ pub struct RawRoute {
     pub group_wait: Option<String>,
     pub group_interval: Option<String>,
     pub repeat_interval: Option<String>,
+    pub repeat_intervals: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -59,6 +63,9 @@ pub struct RawReceiver {
     pub at_all_on_critical: Option<bool>,
     /// A message layout file (see `dingtalk::message::check_template`).
     pub template_file: Option<String>,
+    /// Announce the resolution of an alert that was notified and then silenced or inhibited
+    /// [default: true]: whoever was paged should learn it is over.
+    pub send_resolved_when_muted: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +84,19 @@ pub struct RouteOpts {
     pub group_wait: Duration,
     pub group_interval: Duration,
     pub repeat_interval: Duration,
+    /// Escalating reminder intervals; empty: every `repeat_interval`.
+    pub repeat_intervals: Vec<Duration>,
     pub send_resolved: bool,
+}
+
+impl RouteOpts {
+    /// How long after the last message the next reminder waits, `sent` reminders in.
+    pub fn repeat_after(&self, sent: u32) -> Duration {
+        match self.repeat_intervals.len() {
+            0 => self.repeat_interval,
+            n => self.repeat_intervals[(sent as usize).min(n - 1)],
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -92,6 +111,8 @@ pub struct Receiver {
     pub name: String,
     pub robot: Robot,
     pub style: Style,
+    /// See [`RawReceiver::send_resolved_when_muted`].
+    pub send_resolved_when_muted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -253,6 +274,7 @@ pub fn validate(
                     language,
                     ..Style::default()
                 },
+                send_resolved_when_muted: true,
             },
         );
     }
@@ -266,15 +288,11 @@ pub fn validate(
         Some(name) => receiver_index("notify.receiver", name, &out_receivers)?,
         None => 0,
     };
+    // [] is one group for everything and ["..."] one group per alert, as in Alertmanager.
     let group_by = raw
         .group_by
         .unwrap_or_else(|| vec!["alertname".into(), "cluster".into()]);
-    if group_by.is_empty() {
-        return Err(at(
-            "notify.group_by",
-            "name at least one label (e.g. alertname)",
-        ));
-    }
+    check_group_by("notify.group_by", &group_by)?;
     let root = RouteOpts {
         receiver: root_receiver,
         group_by,
@@ -299,6 +317,7 @@ pub fn validate(
                 .or(raw.repeat_interval.as_deref()),
             Duration::from_secs(4 * 3600),
         )?,
+        repeat_intervals: Vec::new(),
         send_resolved: raw.send_resolved.unwrap_or(true),
     };
     if root.group_interval.is_zero() || root.repeat_interval < root.group_interval {
@@ -307,6 +326,14 @@ pub fn validate(
             "must be at least group_interval, which must be above 0",
         ));
     }
+    let root = RouteOpts {
+        repeat_intervals: repeat_intervals(
+            "notify.repeat_intervals",
+            raw.repeat_intervals,
+            root.group_interval,
+        )?,
+        ..root
+    };
     let mut routes = Vec::new();
     for (i, r) in raw.routes.unwrap_or_default().into_iter().enumerate() {
         let key = |k: &str| format!("notify.routes[{i}].{k}");
@@ -315,9 +342,11 @@ pub fn validate(
             .iter()
             .map(|m| Matcher::parse(m).map_err(|e| at(key("matchers"), e)))
             .collect::<Result<Vec<_>, _>>()?;
+        let group_by = r.group_by.unwrap_or_else(|| root.group_by.clone());
+        check_group_by(&key("group_by"), &group_by)?;
         let opts = RouteOpts {
             receiver: receiver_index(&key("receiver"), &r.receiver, &out_receivers)?,
-            group_by: r.group_by.unwrap_or_else(|| root.group_by.clone()),
+            group_by,
             group_wait: duration(&key("group_wait"), r.group_wait.as_deref(), root.group_wait)?,
             group_interval: duration(
                 &key("group_interval"),
@@ -329,6 +358,7 @@ pub fn validate(
                 r.repeat_interval.as_deref(),
                 root.repeat_interval,
             )?,
+            repeat_intervals: Vec::new(),
             send_resolved: root.send_resolved,
         };
         // As for the root: a zero interval would have the notifier flush that group endlessly.
@@ -338,6 +368,16 @@ pub fn validate(
                 "must be at least group_interval, which must be above 0",
             ));
         }
+        let opts = RouteOpts {
+            repeat_intervals: match r.repeat_intervals {
+                Some(list) => {
+                    repeat_intervals(&key("repeat_intervals"), Some(list), opts.group_interval)?
+                }
+                None if r.repeat_interval.is_some() => Vec::new(),
+                None => root.repeat_intervals.clone(),
+            },
+            ..opts
+        };
         routes.push(Route {
             matchers,
             continue_: r.continue_.unwrap_or(false),
@@ -393,6 +433,49 @@ pub fn validate(
     })
 }
 
+fn check_group_by(key: &str, group_by: &[String]) -> Result<(), Invalid> {
+    if group_by.iter().any(|k| k == super::dispatch::GROUP_BY_ALL) && group_by.len() > 1 {
+        return Err(at(key, "\"...\" (every label) stands alone"));
+    }
+    if group_by.iter().any(|k| k.is_empty()) {
+        return Err(at(key, "an empty label name"));
+    }
+    Ok(())
+}
+
+/// Escalating reminder intervals: each at least `group_interval`, none shorter than the one
+/// before.
+fn repeat_intervals(
+    key: &str,
+    raw: Option<Vec<String>>,
+    group_interval: Duration,
+) -> Result<Vec<Duration>, Invalid> {
+    let Some(list) = raw else {
+        return Ok(Vec::new());
+    };
+    if list.is_empty() {
+        return Err(at(
+            key,
+            "give at least one interval, e.g. [\"30m\", \"2h\", \"8h\"]",
+        ));
+    }
+    let mut out: Vec<Duration> = Vec::new();
+    for (i, text) in list.iter().enumerate() {
+        let interval = duration(&format!("{key}[{i}]"), Some(text), Duration::ZERO)?;
+        if interval < group_interval {
+            return Err(at(format!("{key}[{i}]"), "must be at least group_interval"));
+        }
+        if out.last().is_some_and(|last| interval < *last) {
+            return Err(at(
+                format!("{key}[{i}]"),
+                "reminders may only slow down: each interval at least the one before",
+            ));
+        }
+        out.push(interval);
+    }
+    Ok(out)
+}
+
 fn check_webhook(key: &str, url: &str) -> Result<(), Invalid> {
     // The URL holds the access token: say what is wrong without repeating it.
     match reqwest::Url::parse(url) {
@@ -427,6 +510,7 @@ fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Inv
             at_all_on_critical: r.at_all_on_critical.unwrap_or(false),
             template,
         },
+        send_resolved_when_muted: r.send_resolved_when_muted.unwrap_or(true),
     })
 }
 
@@ -484,6 +568,7 @@ mod tests {
                 group_wait: None,
                 group_interval: Some(group_interval.into()),
                 repeat_interval: None,
+                repeat_intervals: None,
             }]),
             ..RawNotify::default()
         };

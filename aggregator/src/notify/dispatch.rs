@@ -1,6 +1,9 @@
-//! Alertmanager-style grouping: alerts join groups by route and `group_by` labels; a new group
-//! waits `group_wait`, then flushes every `group_interval`; a flush notifies only when the
-//! notification log says something changed or `repeat_interval` passed. Pure: time is `now`.
+//! Alertmanager-style grouping: alerts join groups by route and `group_by` labels (`[]`: one
+//! group; `["..."]`: one per alert); a new group waits `group_wait`, then flushes every
+//! `group_interval`; a flush notifies only when the notification log says something changed or
+//! the (escalating) repeat interval passed. One incident, one message: when a receiver's group
+//! flushes with something to say, its groups still in their first `group_wait` come along.
+//! A reload keeps every group's schedule. Pure: time is `now`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
@@ -19,7 +22,12 @@ struct Group {
     labels: BTreeMap<String, String>,
     alerts: BTreeMap<u64, Alert>,
     next_flush: Instant,
+    /// Flushed at least once: past its first `group_wait`.
+    flushed: bool,
 }
+
+/// `group_by = ["..."]`: every label, one group per alert (as in Alertmanager).
+pub const GROUP_BY_ALL: &str = "...";
 
 /// Why a message, or one group's part of it, is sent (Alertmanager's notification reasons).
 /// Ordered by weight: a message says the weightiest reason of its groups.
@@ -67,6 +75,31 @@ pub struct LogEntry {
     pub firing: BTreeSet<u64>,
     pub resolved: BTreeSet<u64>,
     pub sent_at: Option<SystemTime>,
+    /// Reminders sent in a row since the group last changed (escalating repeat intervals).
+    pub reminders: u32,
+}
+
+impl LogEntry {
+    /// The entry after a message with these alerts was delivered at `at`.
+    pub fn after(
+        previous: Option<&LogEntry>,
+        firing: BTreeSet<u64>,
+        resolved: BTreeSet<u64>,
+        at: SystemTime,
+    ) -> Self {
+        let reminders = match previous {
+            Some(p) if p.firing == firing && p.resolved == resolved && !firing.is_empty() => {
+                p.reminders.saturating_add(1)
+            }
+            _ => 0,
+        };
+        Self {
+            firing,
+            resolved,
+            sent_at: Some(at),
+            reminders,
+        }
+    }
 }
 
 /// A group whose flush is due, with its alerts split.
@@ -90,11 +123,15 @@ impl Dispatcher {
         let mut present: BTreeSet<(GroupKey, u64)> = BTreeSet::new();
         for alert in alerts.iter().filter(|a| a.status != AlertStatus::Pending) {
             for opts in config.routes_for(&alert.labels.0) {
-                let labels: BTreeMap<String, String> = opts
-                    .group_by
-                    .iter()
-                    .map(|k| (k.clone(), alert.labels.get(k).unwrap_or("").to_owned()))
-                    .collect();
+                let labels: BTreeMap<String, String> =
+                    if opts.group_by.iter().any(|k| k == GROUP_BY_ALL) {
+                        alert.labels.0.clone()
+                    } else {
+                        opts.group_by
+                            .iter()
+                            .map(|k| (k.clone(), alert.labels.get(k).unwrap_or("").to_owned()))
+                            .collect()
+                    };
                 let key = (
                     opts.receiver,
                     labels
@@ -106,6 +143,10 @@ impl Dispatcher {
                 present.insert((key.clone(), alert.fingerprint));
                 match self.groups.get_mut(&key) {
                     Some(group) => {
+                        // A reload may have changed the route's timers; the schedule stays.
+                        if group.opts != *opts {
+                            group.opts = opts.clone();
+                        }
                         group.alerts.insert(alert.fingerprint, alert.clone());
                     }
                     // Only a firing alert opens a group: a resolved one alone has nothing to say.
@@ -115,6 +156,7 @@ impl Dispatcher {
                             labels,
                             alerts: BTreeMap::from([(alert.fingerprint, alert.clone())]),
                             next_flush: now + opts.group_wait,
+                            flushed: false,
                         };
                         self.groups.insert(key, group);
                     }
@@ -148,21 +190,41 @@ impl Dispatcher {
             if group.next_flush > now + window {
                 continue;
             }
-            group.next_flush = now + group.opts.group_interval;
-            let (firing, resolved): (Vec<Alert>, Vec<Alert>) = group
-                .alerts
-                .values()
-                .cloned()
-                .partition(|a| a.status == AlertStatus::Firing);
-            out.push(Due {
-                key: key.clone(),
-                labels: group.labels.clone(),
-                firing,
-                resolved,
-                opts: group.opts.clone(),
-            });
+            out.push(group.flush(key, now));
         }
         out
+    }
+
+    /// `receiver`'s groups still in their first `group_wait`: their alerts have not been
+    /// notified, and a message is going to that receiver now, so they end their wait and go
+    /// along (one incident seen by several rules or clusters makes one message).
+    pub fn waiting(&mut self, receiver: usize, now: Instant) -> Vec<Due> {
+        self.groups
+            .iter_mut()
+            .filter(|(key, group)| key.0 == receiver && !group.flushed)
+            .map(|(key, group)| group.flush(key, now))
+            .collect()
+    }
+
+    /// After a reload renumbered the receivers (`old_names` → `new_names`): groups of
+    /// receivers that remain keep their alerts and schedule. A group that has flushed flushes
+    /// next `group_interval` after the reload (as Alertmanager's re-formed groups do, their
+    /// immediate re-flush finding nothing new); one still in its first wait keeps that wait.
+    pub fn reconfigure(&mut self, old_names: &[String], new_names: &[String], now: Instant) {
+        let groups = std::mem::take(&mut self.groups);
+        for ((receiver, labels), mut group) in groups {
+            let Some(name) = old_names.get(receiver) else {
+                continue;
+            };
+            let Some(index) = new_names.iter().position(|n| n == name) else {
+                continue;
+            };
+            group.opts.receiver = index;
+            if group.flushed {
+                group.next_flush = now + group.opts.group_interval;
+            }
+            self.groups.insert((index, labels), group);
+        }
     }
 
     /// A message naming these resolved alerts went out: they leave their group (unless they
@@ -180,6 +242,26 @@ impl Dispatcher {
 
     pub fn next_flush(&self) -> Option<Instant> {
         self.groups.values().map(|g| g.next_flush).min()
+    }
+}
+
+impl Group {
+    /// Flushes now: its alerts split, the next flush `group_interval` away.
+    fn flush(&mut self, key: &GroupKey, now: Instant) -> Due {
+        self.next_flush = now + self.opts.group_interval;
+        self.flushed = true;
+        let (firing, resolved): (Vec<Alert>, Vec<Alert>) = self
+            .alerts
+            .values()
+            .cloned()
+            .partition(|a| a.status == AlertStatus::Firing);
+        Due {
+            key: key.clone(),
+            labels: self.labels.clone(),
+            firing,
+            resolved,
+            opts: self.opts.clone(),
+        }
     }
 }
 
@@ -229,9 +311,10 @@ pub fn needs_update(
     if firing.is_empty() {
         return false;
     }
+    let repeat = opts.repeat_after(entry.reminders);
     entry
         .sent_at
-        .is_none_or(|at| now.duration_since(at).unwrap_or_default() >= opts.repeat_interval)
+        .is_none_or(|at| now.duration_since(at).unwrap_or_default() >= repeat)
 }
 
 #[cfg(test)]

@@ -81,6 +81,7 @@ async fn group_wait_then_group_interval_then_resolved_then_repeat() {
         firing: fps(&due[0].firing),
         resolved: BTreeSet::new(),
         sent_at: Some(wall),
+        reminders: 0,
     };
 
     // A 41st joins: told at the next group_interval (5 m), not before.
@@ -102,6 +103,7 @@ async fn group_wait_then_group_interval_then_resolved_then_repeat() {
         firing: fps(&due[0].firing),
         resolved: BTreeSet::new(),
         sent_at: Some(wall + Duration::from_secs(300)),
+        reminders: 0,
     };
 
     // Nothing new: no message; after 4 h still firing: a repeat.
@@ -180,4 +182,172 @@ async fn groups_formed_moments_apart_flush_together_but_never_early_alone() {
     tokio::time::advance(Duration::from_millis(600)).await;
     let due = d.due_within(Instant::now(), window);
     assert_eq!(due.len(), 2, "bj is due; sh, due 400 ms later, joins it");
+}
+
+fn config_with(raw: RawNotify) -> NotifyConfig {
+    config_for(raw, ["ops", "dba"])
+}
+
+fn config_for(raw: RawNotify, names: [&str; 2]) -> NotifyConfig {
+    let receiver = |name: &str| RawReceiver {
+        name: name.into(),
+        webhook: Some("http://127.0.0.1:1/robot/send?access_token=T".into()),
+        ..RawReceiver::default()
+    };
+    validate(
+        raw,
+        names.iter().map(|n| receiver(n)).collect(),
+        None,
+        NotifyFlags::default(),
+        Language::Zh,
+    )
+    .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_receivers_waiting_groups_go_with_its_first_due_group() {
+    let config = config();
+    let mut d = Dispatcher::default();
+    let bj = alert("h1", "bj", AlertStatus::Firing);
+    let sh = alert("h2", "sh", AlertStatus::Firing);
+    d.observe(std::slice::from_ref(&bj), &config, Instant::now());
+    // sh fails 15 s later (half the group_wait): a group of its own, waiting until 45 s.
+    tokio::time::advance(Duration::from_secs(15)).await;
+    d.observe(&[bj.clone(), sh.clone()], &config, Instant::now());
+    tokio::time::advance(Duration::from_secs(15)).await;
+    let due = d.due(Instant::now());
+    assert_eq!(due.len(), 1, "bj is due at 30 s");
+    let along = d.waiting(0, Instant::now());
+    assert_eq!(along.len(), 1, "sh ends its wait early");
+    assert_eq!(along[0].labels["cluster"], "sh");
+    assert!(d.waiting(0, Instant::now()).is_empty(), "once only");
+    // Both now follow group_interval (5 m) from this flush.
+    tokio::time::advance(Duration::from_secs(299)).await;
+    assert!(d.due(Instant::now()).is_empty());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(d.due(Instant::now()).len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reload_keeps_schedules_and_flushed_groups_wait_a_group_interval() {
+    let config = config_with(RawNotify {
+        group_wait: Some("10s".into()),
+        group_interval: Some("60s".into()),
+        ..RawNotify::default()
+    });
+    let mut d = Dispatcher::default();
+    let bj = alert("h1", "bj", AlertStatus::Firing);
+    d.observe(std::slice::from_ref(&bj), &config, Instant::now());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        d.due(Instant::now()).len(),
+        1,
+        "first flush after group_wait"
+    );
+    // 20 s later a reload, then sh fails; bj's group flushes 60 s after the reload.
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let sh = alert("h2", "sh", AlertStatus::Firing);
+    let names = ["ops".to_owned(), "dba".to_owned()];
+    // The reload swaps the receivers' order: groups follow their receiver by name.
+    let swapped = [names[1].clone(), names[0].clone()];
+    d.reconfigure(&names, &swapped, Instant::now());
+    let reloaded = config_for(
+        RawNotify {
+            receiver: Some("ops".into()),
+            group_wait: Some("10s".into()),
+            group_interval: Some("60s".into()),
+            ..RawNotify::default()
+        },
+        ["dba", "ops"],
+    );
+    d.observe(&[bj.clone()], &reloaded, Instant::now());
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(
+        d.due(Instant::now()).is_empty(),
+        "not group_wait after the reload"
+    );
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(d.due(Instant::now()).len(), 1);
+    d.observe(&[bj, sh], &reloaded, Instant::now());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let due = d.due(Instant::now());
+    assert_eq!(due.len(), 1, "a new group still waits its group_wait");
+    assert_eq!(due[0].labels["cluster"], "sh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_by_nothing_is_one_group_and_group_by_all_is_one_per_alert() {
+    let alerts = [
+        alert("h1", "bj", AlertStatus::Firing),
+        alert("h2", "sh", AlertStatus::Firing),
+        alert("h3", "sh", AlertStatus::Firing),
+    ];
+    for (group_by, groups) in [(vec![], 1), (vec!["...".to_owned()], 3)] {
+        let config = config_with(RawNotify {
+            group_by: Some(group_by.clone()),
+            ..RawNotify::default()
+        });
+        let mut d = Dispatcher::default();
+        d.observe(&alerts, &config, Instant::now());
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert_eq!(d.due(Instant::now()).len(), groups, "{group_by:?}");
+    }
+    let refused = validate(
+        RawNotify {
+            group_by: Some(vec!["...".into(), "cluster".into()]),
+            ..RawNotify::default()
+        },
+        Vec::new(),
+        None,
+        NotifyFlags::default(),
+        Language::Zh,
+    );
+    assert_eq!(refused.unwrap_err().0, "notify.group_by");
+}
+
+#[test]
+fn reminders_escalate_and_a_change_starts_them_over() {
+    let config = config_with(RawNotify {
+        repeat_intervals: Some(vec!["30m".into(), "2h".into(), "8h".into()]),
+        ..RawNotify::default()
+    });
+    let opts = &config.root;
+    let minutes = |n: u32| opts.repeat_after(n).as_secs() / 60;
+    assert_eq!(
+        (minutes(0), minutes(1), minutes(2), minutes(9)),
+        (30, 120, 480, 480)
+    );
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+    let firing = BTreeSet::from([1, 2]);
+    let first = LogEntry::after(None, firing.clone(), BTreeSet::new(), t0);
+    assert_eq!(first.reminders, 0);
+    let due = |entry: &LogEntry, after: u64| {
+        needs_update(
+            Some(entry),
+            &firing,
+            &BTreeSet::new(),
+            opts,
+            entry.sent_at.unwrap() + Duration::from_secs(after * 60),
+        )
+    };
+    assert!(!due(&first, 29) && due(&first, 30));
+    let second = LogEntry::after(Some(&first), firing.clone(), BTreeSet::new(), t0);
+    assert_eq!(second.reminders, 1);
+    assert!(!due(&second, 119) && due(&second, 120));
+    let changed = LogEntry::after(Some(&second), BTreeSet::from([1]), BTreeSet::from([2]), t0);
+    assert_eq!(
+        changed.reminders, 0,
+        "something resolved: back to the first interval"
+    );
+    let bad = validate(
+        RawNotify {
+            repeat_intervals: Some(vec!["2h".into(), "30m".into()]),
+            ..RawNotify::default()
+        },
+        Vec::new(),
+        None,
+        NotifyFlags::default(),
+        Language::Zh,
+    );
+    assert_eq!(bad.unwrap_err().0, "notify.repeat_intervals[1]");
 }

@@ -183,9 +183,15 @@ impl Notifier {
                         .collect();
                     self.config = updates.borrow_and_update().clone();
                     states = self.regroup(&old_names, states);
-                    // Groups re-form under the new routes; the notification log keeps
-                    // them from being announced twice.
-                    dispatcher = Dispatcher::default();
+                    // Groups keep their schedules (a reload must not restart group_wait);
+                    // alerts that route elsewhere now form new groups at the next read.
+                    let new_names: Vec<String> = self
+                        .config
+                        .receivers
+                        .iter()
+                        .map(|r| r.name.clone())
+                        .collect();
+                    dispatcher.reconfigure(&old_names, &new_names, Instant::now());
                     stale = true;
                     tracing::info!(
                         receivers = self.config.receivers.len(),

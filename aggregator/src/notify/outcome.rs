@@ -42,10 +42,22 @@ impl Notifier {
         match done.result {
             Ok(()) => {
                 status.sent += 1;
-                if let Err(e) = self.store.delivered(&outgoing.row, wall) {
+                let entries: Vec<(String, LogEntry)> = outgoing
+                    .row
+                    .groups
+                    .iter()
+                    .map(|(key, firing, resolved)| {
+                        let previous = log.get(&(name.clone(), key.clone()));
+                        let entry =
+                            LogEntry::after(previous, firing.clone(), resolved.clone(), wall);
+                        (key.clone(), entry)
+                    })
+                    .collect();
+                if let Err(e) = self.store.delivered(&outgoing.row, &entries) {
                     tracing::error!(error = %e, "delivered, but the notification log could not be written");
                 }
-                for (key, firing, resolved) in &outgoing.row.groups {
+                for ((key, firing, resolved), (_, entry)) in outgoing.row.groups.iter().zip(entries)
+                {
                     // The group came due again while this message waited (DingTalk down, say):
                     // if nothing changed since, it has just been said.
                     let unchanged = state.pending.get(key).is_some_and(|waiting| {
@@ -60,14 +72,7 @@ impl Notifier {
                     if unchanged {
                         state.pending.remove(key);
                     }
-                    log.insert(
-                        (name.clone(), key.clone()),
-                        LogEntry {
-                            firing: firing.clone(),
-                            resolved: resolved.clone(),
-                            sent_at: Some(wall),
-                        },
-                    );
+                    log.insert((name.clone(), key.clone()), entry);
                     dispatcher.delivered(&(index, key.clone()), resolved);
                 }
                 tracing::info!(receiver = %name, groups = outgoing.row.groups.len(), "DingTalk message sent");

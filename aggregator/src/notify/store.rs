@@ -59,6 +59,26 @@ fn fps_text(set: &BTreeSet<u64>) -> String {
         .join(",")
 }
 
+/// Adds a column a state directory from an older version lacks.
+fn add_column(
+    db: &Connection,
+    table: &str,
+    column: &str,
+    definition: &str,
+) -> Result<(), StoreError> {
+    let exists = db
+        .prepare(&format!(
+            "SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"
+        ))?
+        .exists(params![column])?;
+    if !exists {
+        db.execute_batch(&format!(
+            "ALTER TABLE {table} ADD COLUMN {column} {definition}"
+        ))?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = Connection::open(dir.join("flumewatch.sqlite3"))?;
@@ -75,6 +95,7 @@ impl Store {
              CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL,
                 body BLOB NOT NULL, groups TEXT NOT NULL, created_at INTEGER NOT NULL);",
         )?;
+        add_column(&db, "nflog", "reminders", "INTEGER NOT NULL DEFAULT 0")?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
@@ -129,8 +150,9 @@ impl Store {
 
     pub fn nflog(&self) -> Result<Vec<(LogKey, LogEntry)>, StoreError> {
         let db = self.db();
-        let mut stmt =
-            db.prepare("SELECT receiver, group_key, firing, resolved, sent_at FROM nflog")?;
+        let mut stmt = db.prepare(
+            "SELECT receiver, group_key, firing, resolved, sent_at, reminders FROM nflog",
+        )?;
         let rows = stmt.query_map([], |r| {
             let firing: String = r.get(2)?;
             let resolved: String = r.get(3)?;
@@ -140,6 +162,7 @@ impl Store {
                     firing: fps(&firing),
                     resolved: fps(&resolved),
                     sent_at: Some(time(r.get(4)?)),
+                    reminders: r.get(5)?,
                 },
             ))
         })?;
@@ -191,20 +214,26 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// A message was delivered: forget it and log its groups, in one transaction.
-    pub fn delivered(&self, row: &OutboxRow, now: SystemTime) -> Result<(), StoreError> {
+    /// A message was delivered: forget it and log its groups' new entries, in one transaction.
+    pub fn delivered(
+        &self,
+        row: &OutboxRow,
+        entries: &[(String, LogEntry)],
+    ) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
-        for (key, firing, resolved) in &row.groups {
+        for (key, entry) in entries {
             tx.execute(
-                "INSERT OR REPLACE INTO nflog VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT OR REPLACE INTO nflog (receiver, group_key, firing, resolved, sent_at, reminders)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     row.receiver,
                     key,
-                    fps_text(firing),
-                    fps_text(resolved),
-                    ms(now)
+                    fps_text(&entry.firing),
+                    fps_text(&entry.resolved),
+                    ms(entry.sent_at.unwrap_or(UNIX_EPOCH)),
+                    entry.reminders
                 ],
             )?;
         }

@@ -25,6 +25,8 @@ pub struct GroupNotice {
     pub resolved: Vec<Alert>,
     /// Why this group is in the message.
     pub reason: Reason,
+    /// Firing alerts the previous message of this group named: the rest of `firing` is new.
+    pub notified: std::collections::BTreeSet<u64>,
 }
 
 /// Who to mention and how the message is worded, per receiver.
@@ -54,7 +56,9 @@ pub fn check_template(template: &str) -> Result<(), String> {
         let end = after.find("}}").ok_or("an unclosed {{")?;
         let name = after[..end].trim();
         if !TEMPLATE_PLACEHOLDERS.contains(&name) {
-            return Err(format!("unknown placeholder {{{{{name}}}}} (use {{{{title}}}}, {{{{firing}}}}, {{{{resolved}}}}, {{{{mentions}}}})"));
+            return Err(format!(
+                "unknown placeholder {{{{{name}}}}} (use {{{{title}}}}, {{{{firing}}}}, {{{{resolved}}}}, {{{{mentions}}}})"
+            ));
         }
         rest = &after[end + 2..];
     }

@@ -67,6 +67,7 @@ fn group(firing: Vec<Alert>, resolved: Vec<Alert>) -> GroupNotice {
         firing,
         resolved,
         reason: Reason::FirstNotification,
+        notified: Default::default(),
     }
 }
 
