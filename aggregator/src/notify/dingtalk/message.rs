@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::sections;
+use super::words::Words;
 use crate::alert::{Alert, Severity};
 use crate::notify::dispatch::Reason;
-use crate::rules::template::Value;
 use crate::rules::Language;
 
 /// Bodies are kept under this (DingTalk refuses over 20 000 bytes; leave room for headroom).
@@ -46,7 +47,7 @@ pub struct Style {
 }
 
 /// The placeholders a message template may use.
-pub const TEMPLATE_PLACEHOLDERS: &[&str] = &["title", "firing", "resolved", "mentions"];
+pub const TEMPLATE_PLACEHOLDERS: &[&str] = &["title", "reason", "firing", "resolved", "mentions"];
 
 /// Checks a message template: every `{{name}}` must be known, and it must show the alerts.
 pub fn check_template(template: &str) -> Result<(), String> {
@@ -181,7 +182,6 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn text(
     groups: &[GroupNotice],
     style: &Style,
@@ -192,71 +192,7 @@ fn text(
     now: SystemTime,
 ) -> (String, usize) {
     let heading = format!("### {}\n\n", escape(title));
-    let mut out = String::new();
-    let mut omitted = 0;
-    for group in groups.iter().filter(|g| !g.firing.is_empty()) {
-        let first = &group.firing[0];
-        let (color, severity_word) = severity_look(first.severity, words);
-        let labels: Vec<String> = group
-            .group_labels
-            .iter()
-            .filter(|(k, _)| *k != "alertname")
-            .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
-            .collect();
-        let _ = writeln!(
-            out,
-            "#### <font color={color}>[{severity_word}]</font> {} {} ({})\n",
-            escape(&first.alertname),
-            labels.join(" "),
-            group.firing.len()
-        );
-        if let Some(description) = first.annotations.get("description") {
-            let _ = writeln!(out, "> {}\n", escape(description));
-        }
-        for alert in group.firing.iter().take(cap) {
-            let _ = writeln!(
-                out,
-                "- {}",
-                alert_line(alert, words, now, alert.firing_since)
-            );
-        }
-        if group.firing.len() > cap {
-            let left = group.firing.len() - cap;
-            omitted += left;
-            let _ = writeln!(out, "- {}", words.more(left));
-        }
-        out.push('\n');
-    }
-    let firing_section = std::mem::take(&mut out);
-    let resolved: Vec<&Alert> = groups.iter().flat_map(|g| &g.resolved).collect();
-    if !resolved.is_empty() {
-        let _ = writeln!(
-            out,
-            "#### <font color=#008000>[{}]</font> ({})\n",
-            words.resolved,
-            resolved.len()
-        );
-        for alert in resolved.iter().take(cap) {
-            let _ = writeln!(
-                out,
-                "- {} {}",
-                escape(&alert.alertname),
-                alert_line(
-                    alert,
-                    words,
-                    alert.resolved_at.unwrap_or(now),
-                    alert.firing_since
-                )
-            );
-        }
-        if resolved.len() > cap {
-            let left = resolved.len() - cap;
-            omitted += left;
-            let _ = writeln!(out, "- {}", words.more(left));
-        }
-        out.push('\n');
-    }
-    let resolved_section = std::mem::take(&mut out);
+    let sections = sections::render(groups, words, cap, now);
     let mentions: Vec<String> = at
         .at_mobiles
         .iter()
@@ -264,90 +200,40 @@ fn text(
         .map(|m| format!("@{m}"))
         .collect();
     let mentions = mentions.join(" ");
-    match &style.template {
+    let mut out = match &style.template {
         Some(template) => {
-            out = template
+            // An operator's layout has no place for the reason or what still fires: they go
+            // with the firing section, the reason first.
+            let firing = format!("{}{}{}", sections.reason, sections.new, sections.still);
+            let mut out = template
                 .replace("{{title}}", &escape(title))
-                .replace("{{firing}}", &firing_section)
-                .replace("{{resolved}}", &resolved_section)
+                .replace("{{reason}}", &sections.reason)
+                .replace("{{firing}}", &firing)
+                .replace("{{resolved}}", &sections.resolved)
                 .replace("{{mentions}}", &mentions);
             // DingTalk highlights a mention only when the text holds it.
             if !mentions.is_empty() && !out.contains(&mentions) {
                 let _ = writeln!(out, "\n{mentions}");
             }
+            out
         }
         None => {
-            out = format!("{heading}{firing_section}{resolved_section}");
+            let mut out = format!(
+                "{heading}{}{}{}{}",
+                sections.reason, sections.new, sections.resolved, sections.still
+            );
             if !mentions.is_empty() {
                 let _ = writeln!(out, "{mentions}");
             }
+            out
         }
-    }
+    };
     if let Some(keyword) = &style.keyword {
         if !out.contains(keyword.as_str()) {
             let _ = writeln!(out, "\n{}", escape(keyword));
         }
     }
-    (out, omitted)
-}
-
-fn alert_line(
-    alert: &Alert,
-    words: &Words,
-    until: SystemTime,
-    since: Option<SystemTime>,
-) -> String {
-    let context = &alert.context;
-    let mut where_ = String::new();
-    match (&context.host, &context.agent) {
-        (Some(h), Some(a)) => {
-            let _ = write!(where_, "**{}**/{}", escape(h), escape(a));
-        }
-        (Some(h), None) => {
-            let _ = write!(where_, "**{}**", escape(h));
-        }
-        _ => {
-            // A fleet-level alert: its group is one of its labels.
-            if let Some(cluster) = alert.labels.get("cluster") {
-                let _ = write!(where_, "**{}**", escape(cluster));
-            }
-        }
-    }
-    let summary = alert.annotations.get("summary");
-    if let Some(component) = &context.component {
-        // Summaries usually name the component already.
-        if !summary.is_some_and(|s| s.contains(component.name.as_str())) {
-            let _ = write!(
-                where_,
-                " {} {}",
-                escape(&component.kind_label()),
-                escape(&component.name)
-            );
-        }
-    }
-    let mut line = where_;
-    if let Some(summary) = summary {
-        let _ = write!(line, ": {}", escape(summary));
-    }
-    if let Some(channel) = &context.channel {
-        let _ = write!(
-            line,
-            " ({} {} / {} {} / ",
-            words.channel_size,
-            Value(channel.size),
-            words.channel_capacity,
-            Value(channel.capacity)
-        );
-        let _ = match channel.fill_percent {
-            Some(fill) => write!(line, "{}%)", Value(fill)),
-            None => write!(line, "-%)"),
-        };
-    }
-    if let Some(since) = since {
-        let held = until.duration_since(since).unwrap_or_default();
-        let _ = write!(line, " · {} {}", words.lasted, short_duration(held));
-    }
-    line
+    (out, sections.omitted)
 }
 
 /// Names and values come from operators and Flume: keep them from being read as markdown,
@@ -369,73 +255,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn short_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m", s / 60),
-        3600..=86_399 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        _ => format!("{}d{}h", s / 86_400, s % 86_400 / 3600),
-    }
-}
-
-fn severity_look(severity: Severity, words: &Words) -> (&'static str, &'static str) {
-    match severity {
-        Severity::Critical => ("#FF0000", words.critical),
-        Severity::Warning => ("#FF8C00", words.warning),
-        Severity::Info => ("#1E90FF", words.info),
-    }
-}
-
-struct Words {
-    title_prefix: &'static str,
-    critical: &'static str,
-    warning: &'static str,
-    info: &'static str,
-    resolved: &'static str,
-    lasted: &'static str,
-    channel_size: &'static str,
-    channel_capacity: &'static str,
-    more_zh: bool,
-}
-
-impl Words {
-    fn of(language: Language) -> Self {
-        match language {
-            Language::Zh => Words {
-                title_prefix: "【Flume 告警】",
-                critical: "严重",
-                warning: "警告",
-                info: "提示",
-                resolved: "已恢复",
-                lasted: "持续",
-                channel_size: "积压",
-                channel_capacity: "容量",
-                more_zh: true,
-            },
-            Language::En => Words {
-                title_prefix: "[Flume alerts]",
-                critical: "critical",
-                warning: "warning",
-                info: "info",
-                resolved: "resolved",
-                lasted: "for",
-                channel_size: "size",
-                channel_capacity: "capacity",
-                more_zh: false,
-            },
-        }
-    }
-
-    fn more(&self, n: usize) -> String {
-        if self.more_zh {
-            format!("……另有 {n} 条未列出")
-        } else {
-            format!("…and {n} more")
-        }
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use flumewatch_proto::model::ComponentKind;
 
 use super::*;
 use crate::alert::{AlertContext, AlertStatus, ChannelFill, ComponentRef, Labels};
+use crate::notify::dispatch::Reason;
 
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_000_000 + secs)
@@ -250,4 +251,206 @@ fn an_operator_template_frames_the_sections() {
     ))
     .unwrap();
     check_template(&shipped).expect("the example template in deploy/ is valid");
+}
+
+/// A PutsFailing alert of one component of agent a1 on `host`.
+fn puts_failing(host: &str, kind: ComponentKind, name: &str, cluster: &str) -> Alert {
+    let kind_label = if kind == ComponentKind::Source {
+        "source"
+    } else {
+        "channel"
+    };
+    let labels = Labels(BTreeMap::from([
+        ("alertname".to_owned(), "ChannelPutsFailing".to_owned()),
+        ("severity".to_owned(), "critical".to_owned()),
+        ("cluster".to_owned(), cluster.to_owned()),
+        ("host".to_owned(), host.to_owned()),
+        ("agent".to_owned(), "a1".to_owned()),
+        ("kind".to_owned(), kind_label.to_owned()),
+        ("component".to_owned(), name.to_owned()),
+    ]));
+    let mut context = channel_context(host);
+    context.component = Some(ComponentRef {
+        kind,
+        kind_name: kind_label.to_ascii_uppercase(),
+        name: name.to_owned(),
+    });
+    if kind == ComponentKind::Source {
+        context.channel = None;
+    }
+    Alert {
+        fingerprint: labels.fingerprint(),
+        alertname: "ChannelPutsFailing".into(),
+        severity: Severity::Critical,
+        status: AlertStatus::Firing,
+        labels,
+        annotations: BTreeMap::from([(
+            "summary".to_owned(),
+            format!("{kind_label} {name} 写入通道失败(本周期 300 个事件)"),
+        )]),
+        value: 300.0,
+        active_since: at(0),
+        firing_since: Some(at(120)),
+        resolved_at: None,
+        context,
+    }
+}
+
+fn notice(firing: Vec<Alert>, notified: &[&Alert], reason: Reason) -> GroupNotice {
+    GroupNotice {
+        notified: notified.iter().map(|a| a.fingerprint).collect(),
+        reason,
+        ..group(firing, vec![])
+    }
+}
+
+#[test]
+fn one_line_per_agent_and_rule() {
+    let source = puts_failing("h1", ComponentKind::Source, "r1", "bj-log");
+    let channel = puts_failing("h1", ComponentKind::Channel, "c1", "bj-log");
+    let other = puts_failing("h2", ComponentKind::Channel, "c1", "bj-log");
+    let m = render(
+        &[notice(
+            vec![channel, source, other],
+            &[],
+            Reason::FirstNotification,
+        )],
+        &Style::default(),
+        at(300),
+    );
+    let h1: Vec<&str> = m.text.lines().filter(|l| l.contains("**h1**")).collect();
+    assert_eq!(
+        h1,
+        ["- **h1**/a1 source r1 → channel c1: 写入通道失败(本周期 300 个事件) (积压 9700 / 容量 10000 / 97%) · 持续 3m"],
+        "{}",
+        m.text
+    );
+    assert!(
+        m.text.contains("ChannelPutsFailing cluster=bj-log (2)"),
+        "two agents: {}",
+        m.text
+    );
+    assert!(m.text.contains("**首次通知** · 新增 2"), "{}", m.text);
+}
+
+#[test]
+fn what_is_new_comes_first_then_resolved_then_the_rest_collapsed() {
+    let old: Vec<Alert> = (0..5)
+        .map(|i| alert(&format!("old-{i}"), Severity::Warning, AlertStatus::Firing))
+        .collect();
+    let fresh = alert("fresh", Severity::Critical, AlertStatus::Firing);
+    let gone = alert("gone", Severity::Warning, AlertStatus::Resolved);
+    let mut firing = old.clone();
+    firing.push(fresh);
+    let notified: Vec<&Alert> = old.iter().collect();
+    let mut g = notice(firing, &notified, Reason::NewAlerts);
+    g.resolved = vec![gone];
+    let m = render(&[g], &Style::default(), at(600));
+    let text = &m.text;
+    let (new_at, resolved_at, still_at) = (
+        text.find("**fresh**").expect("new"),
+        text.find("**gone**").expect("resolved"),
+        text.find("仍在告警 (5)").expect("still firing"),
+    );
+    assert!(new_at < resolved_at && resolved_at < still_at, "{text}");
+    assert!(
+        text.contains("**有新告警** · 新增 1 · 已恢复 1 · 仍在告警 5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ChannelFilling cluster=bj-log (1)"),
+        "only the new one under its header: {text}"
+    );
+    let still_listed = text.lines().filter(|l| l.contains("**old-")).count();
+    assert_eq!(still_listed, 3, "{text}");
+    assert!(text.contains("……另有 2 条仍在告警(此前已通知)"), "{text}");
+    assert_eq!(m.reason, Reason::NewAlerts);
+}
+
+#[test]
+fn a_reminder_is_short() {
+    let old: Vec<Alert> = (0..40)
+        .map(|i| {
+            alert(
+                &format!("bj-{i:02}"),
+                Severity::Critical,
+                AlertStatus::Firing,
+            )
+        })
+        .collect();
+    let notified: Vec<&Alert> = old.iter().collect();
+    let m = render(
+        &[notice(old.clone(), &notified, Reason::Reminder)],
+        &Style::default(),
+        at(9000),
+    );
+    assert!(
+        m.text.contains("**提醒:告警仍未恢复** · 仍在告警 40"),
+        "{}",
+        m.text
+    );
+    assert_eq!(
+        m.text.lines().filter(|l| l.starts_with("- ")).count(),
+        4,
+        "{}",
+        m.text
+    );
+    assert!(
+        !m.text.contains("> 下游"),
+        "no descriptions in a reminder: {}",
+        m.text
+    );
+    assert!(m.text.len() < 1000, "{} bytes", m.text.len());
+}
+
+#[test]
+fn cluster_degraded_heads_its_clusters_agents() {
+    let labels = Labels(BTreeMap::from([
+        ("alertname".to_owned(), "ClusterDegraded".to_owned()),
+        ("severity".to_owned(), "critical".to_owned()),
+        ("cluster".to_owned(), "bj-log".to_owned()),
+    ]));
+    let degraded = Alert {
+        fingerprint: labels.fingerprint(),
+        alertname: "ClusterDegraded".into(),
+        severity: Severity::Critical,
+        status: AlertStatus::Firing,
+        labels,
+        annotations: BTreeMap::from([(
+            "summary".to_owned(),
+            "集群 bj-log 30% 的 agent 有严重告警".to_owned(),
+        )]),
+        value: 30.0,
+        active_since: at(0),
+        firing_since: Some(at(200)),
+        resolved_at: None,
+        context: AlertContext::default(),
+    };
+    let cluster_group = GroupNotice {
+        group_labels: BTreeMap::from([
+            ("alertname".to_owned(), "ClusterDegraded".to_owned()),
+            ("cluster".to_owned(), "bj-log".to_owned()),
+        ]),
+        ..notice(vec![degraded], &[], Reason::FirstNotification)
+    };
+    let agents = notice(
+        (0..3)
+            .map(|i| alert(&format!("bj-{i}"), Severity::Critical, AlertStatus::Firing))
+            .collect(),
+        &[],
+        Reason::FirstNotification,
+    );
+    let m = render(&[cluster_group, agents], &Style::default(), at(300));
+    let text = &m.text;
+    let headline = text
+        .find("#### <font color=#FF0000>[严重]</font> 集群 bj-log 30% 的 agent 有严重告警")
+        .unwrap_or_else(|| panic!("{text}"));
+    let beneath = text
+        .find("##### <font color=#FF0000>[严重]</font> ChannelFilling cluster=bj-log (3)")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(headline < beneath);
+    assert!(
+        !text.contains("ClusterDegraded cluster"),
+        "not a paragraph of its own: {text}"
+    );
 }

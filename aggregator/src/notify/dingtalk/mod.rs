@@ -2,4 +2,6 @@
 
 pub mod client;
 pub mod message;
+mod sections;
+mod words;
 pub mod sign;

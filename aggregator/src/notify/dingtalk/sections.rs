@@ -1,0 +1,318 @@
+//! A message's body, what changed first: new alerts (a cluster's agents under its
+//! ClusterDegraded headline), then what resolved, then what still fires, collapsed to a few
+//! lines and a count. One line per agent and rule: components of one agent failing by the same
+//! rule share it ("source r1 → channel c1: …").
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+use flumewatch_proto::model::snapshot::ComponentKind;
+
+use super::message::{escape, GroupNotice};
+use super::words::{severity_look, short_duration, Words};
+use crate::alert::Alert;
+use crate::notify::dispatch::Reason;
+use crate::rules::template::Value;
+
+/// Still-firing lines shown before the rest is only counted.
+const STILL_SHOWN: usize = 3;
+/// The fleet-level rule whose alert heads its cluster's agents.
+const CLUSTER_HEADLINE: &str = "ClusterDegraded";
+
+/// The rendered sections, and how many lines the size cap left out.
+pub(super) struct Sections {
+    pub reason: String,
+    pub new: String,
+    pub resolved: String,
+    pub still: String,
+    pub omitted: usize,
+}
+
+/// Alerts of one agent and one rule, shown as one line.
+struct Line<'a> {
+    alerts: Vec<&'a Alert>,
+}
+
+fn same_line(a: &Alert, b: &Alert) -> bool {
+    a.alertname == b.alertname && a.context.host == b.context.host && a.context.agent == b.context.agent
+        // Fleet-level alerts are about their group: one line each.
+        && a.context.host.is_some()
+}
+
+fn lines<'a>(alerts: impl IntoIterator<Item = &'a Alert>) -> Vec<Line<'a>> {
+    let mut out: Vec<Line<'a>> = Vec::new();
+    for alert in alerts {
+        match out.iter_mut().find(|l| same_line(l.alerts[0], alert)) {
+            Some(line) => line.alerts.push(alert),
+            None => out.push(Line {
+                alerts: vec![alert],
+            }),
+        }
+    }
+    out
+}
+
+fn cluster_of(alert: &Alert) -> &str {
+    alert.labels.get("cluster").unwrap_or("")
+}
+
+/// Flume's flow order: where events enter, where they wait, where they leave.
+fn flow_rank(kind: ComponentKind) -> u8 {
+    match kind {
+        ComponentKind::Source => 0,
+        ComponentKind::Channel => 1,
+        ComponentKind::Sink => 2,
+        _ => 3,
+    }
+}
+
+pub(super) fn render(
+    groups: &[GroupNotice],
+    words: &Words,
+    cap: usize,
+    now: SystemTime,
+) -> Sections {
+    let is_new = |g: &GroupNotice, a: &Alert| !g.notified.contains(&a.fingerprint);
+    // Headlines: a cluster's ClusterDegraded alert, wherever it is in the message.
+    let headlines: Vec<&Alert> = groups
+        .iter()
+        .flat_map(|g| &g.firing)
+        .filter(|a| a.alertname == CLUSTER_HEADLINE)
+        .collect();
+    let headline_of = |cluster: &str| headlines.iter().find(|a| cluster_of(a) == cluster).copied();
+    let mut omitted = 0;
+
+    // New: per cluster (in order of appearance), the headline, then each group's new lines.
+    let mut new = String::new();
+    let mut clusters: Vec<&str> = Vec::new();
+    for group in groups {
+        for alert in group.firing.iter().filter(|a| is_new(group, a)) {
+            if !clusters.contains(&cluster_of(alert)) {
+                clusters.push(cluster_of(alert));
+            }
+        }
+    }
+    let mut headlined: BTreeSet<u64> = BTreeSet::new();
+    let mut new_count = 0;
+    for cluster in &clusters {
+        let headline = headline_of(cluster);
+        let level = if let Some(h) = headline {
+            let (color, word) = severity_look(h.severity, words);
+            let summary = h
+                .annotations
+                .get("summary")
+                .map_or(h.alertname.as_str(), String::as_str);
+            let _ = writeln!(
+                new,
+                "#### <font color={color}>[{word}]</font> {}\n",
+                escape(summary)
+            );
+            headlined.insert(h.fingerprint);
+            new_count += usize::from(groups.iter().any(|g| {
+                g.firing
+                    .iter()
+                    .any(|a| a.fingerprint == h.fingerprint && is_new(g, a))
+            }));
+            "#####"
+        } else {
+            "####"
+        };
+        for group in groups {
+            let fresh: Vec<&Alert> = group
+                .firing
+                .iter()
+                .filter(|a| {
+                    is_new(group, a) && cluster_of(a) == *cluster && a.alertname != CLUSTER_HEADLINE
+                })
+                .collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            let fresh = lines(fresh);
+            new_count += fresh.len();
+            let lead = fresh[0].alerts[0];
+            let top = fresh
+                .iter()
+                .flat_map(|l| &l.alerts)
+                .map(|a| a.severity)
+                .max()
+                .unwrap_or(lead.severity);
+            let (color, word) = severity_look(top, words);
+            let labels: Vec<String> = group
+                .group_labels
+                .iter()
+                .filter(|(k, _)| *k != "alertname")
+                .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
+                .collect();
+            let _ = writeln!(
+                new,
+                "{level} <font color={color}>[{word}]</font> {} {} ({})\n",
+                escape(&lead.alertname),
+                labels.join(" "),
+                fresh.len()
+            );
+            if let Some(description) = lead.annotations.get("description") {
+                let _ = writeln!(new, "> {}\n", escape(description));
+            }
+            for line in fresh.iter().take(cap) {
+                let _ = writeln!(new, "- {}", line_text(line, words, now, false));
+            }
+            if fresh.len() > cap {
+                omitted += fresh.len() - cap;
+                let _ = writeln!(new, "- {}", words.more(fresh.len() - cap));
+            }
+            new.push('\n');
+        }
+    }
+
+    let mut resolved = String::new();
+    let gone = lines(groups.iter().flat_map(|g| &g.resolved));
+    if !gone.is_empty() {
+        let _ = writeln!(
+            resolved,
+            "#### <font color=#008000>[{}]</font> ({})\n",
+            words.resolved,
+            gone.len()
+        );
+        for line in gone.iter().take(cap) {
+            let until = line.alerts[0].resolved_at.unwrap_or(now);
+            let _ = writeln!(resolved, "- {}", line_text(line, words, until, true));
+        }
+        if gone.len() > cap {
+            omitted += gone.len() - cap;
+            let _ = writeln!(resolved, "- {}", words.more(gone.len() - cap));
+        }
+        resolved.push('\n');
+    }
+
+    let mut still = String::new();
+    let headlined = &headlined;
+    let old = lines(groups.iter().flat_map(|g| {
+        g.firing.iter().filter(move |a| {
+            g.notified.contains(&a.fingerprint) && !headlined.contains(&a.fingerprint)
+        })
+    }));
+    if !old.is_empty() {
+        let _ = writeln!(still, "#### {} ({})\n", words.still_firing, old.len());
+        let shown = cap.min(STILL_SHOWN);
+        for line in old.iter().take(shown) {
+            let _ = writeln!(still, "- {}", line_text(line, words, now, true));
+        }
+        if old.len() > shown {
+            let _ = writeln!(still, "- {}", words.more_still(old.len() - shown));
+        }
+        still.push('\n');
+    }
+
+    let why = groups
+        .iter()
+        .map(|g| g.reason)
+        .max()
+        .unwrap_or(Reason::Reminder);
+    let mut reason = format!("**{}**", words.reason(why));
+    for (n, word) in [
+        (new_count, words.new),
+        (gone.len(), words.resolved),
+        (old.len(), words.still_firing),
+    ] {
+        if n > 0 {
+            let _ = write!(reason, " · {word} {n}");
+        }
+    }
+    reason.push_str("\n\n");
+    Sections {
+        reason,
+        new,
+        resolved,
+        still,
+        omitted,
+    }
+}
+
+/// One agent's alerts of one rule: where, which components, the lead alert's summary and
+/// channel figures, how long.
+fn line_text(line: &Line<'_>, words: &Words, until: SystemTime, with_name: bool) -> String {
+    // The lead: the most severe, a channel's first (its figures say how full).
+    let lead = line
+        .alerts
+        .iter()
+        .max_by_key(|a| (a.severity, a.context.channel.is_some()))
+        .copied()
+        .unwrap_or(line.alerts[0]);
+    let context = &lead.context;
+    let mut out = String::new();
+    if with_name {
+        let _ = write!(out, "{} ", escape(&lead.alertname));
+    }
+    match (&context.host, &context.agent) {
+        (Some(h), Some(a)) => {
+            let _ = write!(out, "**{}**/{}", escape(h), escape(a));
+        }
+        (Some(h), None) => {
+            let _ = write!(out, "**{}**", escape(h));
+        }
+        _ => {
+            if let Some(cluster) = lead.labels.get("cluster") {
+                let _ = write!(out, "**{}**", escape(cluster));
+            }
+        }
+    }
+    let mut components: Vec<_> = line
+        .alerts
+        .iter()
+        .filter_map(|a| a.context.component.as_ref())
+        .collect();
+    components.sort_by_key(|c| (flow_rank(c.kind), c.name.clone()));
+    components.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    let mut summary = lead.annotations.get("summary").cloned();
+    match components.as_slice() {
+        [] => {}
+        // Summaries usually name their component already.
+        [one]
+            if summary
+                .as_deref()
+                .is_some_and(|s| s.contains(one.name.as_str())) => {}
+        many => {
+            let mut joined = String::new();
+            for (i, c) in many.iter().enumerate() {
+                if i > 0 {
+                    let flows = flow_rank(many[i - 1].kind) != flow_rank(c.kind);
+                    joined.push_str(if flows { " → " } else { ", " });
+                }
+                let _ = write!(joined, "{} {}", escape(&c.kind_label()), escape(&c.name));
+            }
+            let _ = write!(out, " {joined}");
+            // "channel c1 cannot put …" reads "source r1 → channel c1: cannot put …".
+            if let (Some(text), Some(c)) = (summary.as_deref(), lead.context.component.as_ref()) {
+                let prefix = format!("{} {}", c.kind_label(), c.name);
+                if let Some(rest) = text.strip_prefix(&prefix) {
+                    summary = Some(rest.trim_start().to_owned());
+                }
+            }
+        }
+    }
+    if let Some(summary) = summary {
+        let _ = write!(out, ": {}", escape(&summary));
+    }
+    if let Some(channel) = line.alerts.iter().find_map(|a| a.context.channel.as_ref()) {
+        let _ = write!(
+            out,
+            " ({} {} / {} {} / ",
+            words.channel_size,
+            Value(channel.size),
+            words.channel_capacity,
+            Value(channel.capacity)
+        );
+        let _ = match channel.fill_percent {
+            Some(fill) => write!(out, "{}%)", Value(fill)),
+            None => write!(out, "-%)"),
+        };
+    }
+    let since = line.alerts.iter().filter_map(|a| a.firing_since).min();
+    if let Some(since) = since {
+        let held = until.duration_since(since).unwrap_or(Duration::ZERO);
+        let _ = write!(out, " · {} {}", words.lasted, short_duration(held));
+    }
+    out
+}
