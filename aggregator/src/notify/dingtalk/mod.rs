@@ -1,7 +1,9 @@
-//! The DingTalk custom-robot receiver: signing, message layout and the HTTP call.
+//! The DingTalk custom-robot receiver: signing, message layout, the idempotency key and the
+//! HTTP call.
 
 pub mod client;
 pub mod message;
+pub mod msg_uuid;
 mod sections;
-mod words;
 pub mod sign;
+mod words;
