@@ -74,6 +74,10 @@ impl Aggregator {
             None => None,
         };
         let store = Store::open(&config.state_dir)?;
+        let keep_since = std::time::SystemTime::now()
+            .checked_sub(config.notify.history_retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        store.prune_history(keep_since)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
         // Before anything is judged: alerts firing at the last stop resume instead of restarting.

@@ -30,6 +30,8 @@ pub struct RawNotify {
     pub rate_limit_per_minute: Option<u32>,
     /// How long a robot is left alone after DingTalk says "too fast" [default: 60s].
     pub throttle_pause: Option<String>,
+    /// How long the history of sent messages is kept [default: 7d].
+    pub history_retention: Option<String>,
     pub routes: Option<Vec<RawRoute>>,
 }
 
@@ -63,6 +65,8 @@ pub struct RawReceiver {
     pub at_all_on_critical: Option<bool>,
     /// A message layout file (see `dingtalk::message::check_template`).
     pub template_file: Option<String>,
+    /// How long one POST to the robot may take before it is given up and retried [default: 10s].
+    pub send_timeout: Option<String>,
     /// Announce the resolution of an alert that was notified and then silenced or inhibited
     /// [default: true]: whoever was paged should learn it is over.
     pub send_resolved_when_muted: Option<bool>,
@@ -111,6 +115,8 @@ pub struct Receiver {
     pub name: String,
     pub robot: Robot,
     pub style: Style,
+    /// Each POST is given up after this (and retried with the same msgUuid).
+    pub send_timeout: Duration,
     /// See [`RawReceiver::send_resolved_when_muted`].
     pub send_resolved_when_muted: bool,
 }
@@ -133,6 +139,8 @@ pub struct NotifyConfig {
     pub inhibit: Vec<InhibitRule>,
     pub rate_limit_per_minute: u32,
     pub throttle_pause: Duration,
+    /// Messages older than this leave the history.
+    pub history_retention: Duration,
 }
 
 /// What the command line adds for the simple case (one robot).
@@ -146,6 +154,12 @@ pub struct NotifyFlags {
 }
 
 type Invalid = (String, String);
+
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// A robot that needs longer is down; the message waits in the outbox for the retry.
+const MAX_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const MAX_HISTORY_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 fn at(key: impl Into<String>, reason: impl Into<String>) -> Invalid {
     (key.into(), reason.into())
@@ -274,6 +288,7 @@ pub fn validate(
                     language,
                     ..Style::default()
                 },
+                send_timeout: DEFAULT_SEND_TIMEOUT,
                 send_resolved_when_muted: true,
             },
         );
@@ -423,6 +438,17 @@ pub fn validate(
             "must be at least 1s (DingTalk throttles for up to 10 minutes)",
         ));
     }
+    let history_retention = duration(
+        "notify.history_retention",
+        raw.history_retention.as_deref(),
+        DEFAULT_HISTORY_RETENTION,
+    )?;
+    if !(Duration::from_secs(60)..=MAX_HISTORY_RETENTION).contains(&history_retention) {
+        return Err(at(
+            "notify.history_retention",
+            "must be between 1m and 365d (the history lives in the state database)",
+        ));
+    }
     Ok(NotifyConfig {
         receivers: out_receivers,
         routes,
@@ -430,6 +456,7 @@ pub fn validate(
         inhibit,
         rate_limit_per_minute,
         throttle_pause,
+        history_retention,
     })
 }
 
@@ -499,9 +526,18 @@ fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Inv
             Some(text)
         }
     };
+    let send_timeout = duration(
+        "send_timeout",
+        r.send_timeout.as_deref(),
+        DEFAULT_SEND_TIMEOUT,
+    )?;
+    if send_timeout.is_zero() || send_timeout > MAX_SEND_TIMEOUT {
+        return Err(at("send_timeout", "must be above 0 and at most 60s"));
+    }
     Ok(Receiver {
         name: r.name,
         robot: Robot { webhook, secret },
+        send_timeout,
         style: Style {
             language,
             keyword: r.keyword,
@@ -584,5 +620,55 @@ mod tests {
         let (key, reason) = check(route("0s")).expect_err("refused");
         assert_eq!(key, "notify.routes[0].repeat_interval", "{reason}");
         assert!(check(route("1m")).is_ok());
+    }
+
+    #[test]
+    fn send_timeout_and_history_retention_have_defaults_and_bounds() {
+        let check = |notify: RawNotify, receiver: RawReceiver| {
+            validate(
+                notify,
+                vec![receiver],
+                None,
+                NotifyFlags::default(),
+                Language::default(),
+            )
+        };
+        let config = check(RawNotify::default(), receiver()).expect("defaults");
+        assert_eq!(config.receivers[0].send_timeout, Duration::from_secs(10));
+        assert_eq!(config.history_retention, Duration::from_secs(7 * 24 * 3600));
+        let timeout = |t: &str| {
+            check(
+                RawNotify::default(),
+                RawReceiver {
+                    send_timeout: Some(t.into()),
+                    ..receiver()
+                },
+            )
+        };
+        assert_eq!(
+            timeout("1s").unwrap().receivers[0].send_timeout,
+            Duration::from_secs(1)
+        );
+        for bad in ["0s", "61s", "soon"] {
+            let (key, reason) = timeout(bad).expect_err(bad);
+            assert_eq!(key, "receivers[0].send_timeout", "{bad}: {reason}");
+        }
+        let retention = |r: &str| {
+            check(
+                RawNotify {
+                    history_retention: Some(r.into()),
+                    ..RawNotify::default()
+                },
+                receiver(),
+            )
+        };
+        assert_eq!(
+            retention("30d").unwrap().history_retention,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        for bad in ["0s", "30s", "400d", "a week"] {
+            let (key, reason) = retention(bad).expect_err(bad);
+            assert_eq!(key, "notify.history_retention", "{bad}: {reason}");
+        }
     }
 }

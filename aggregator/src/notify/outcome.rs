@@ -85,6 +85,14 @@ impl Notifier {
                     *status.errcodes.entry(code).or_default() += 1;
                 }
                 if e.retryable() {
+                    let recorded = self.store.attempt_failed(
+                        &outgoing.row.msg_uuid,
+                        e.errcode().unwrap_or(0),
+                        &e.errmsg(),
+                    );
+                    if let Err(e) = recorded {
+                        tracing::warn!(error = %e, "cannot note the failed attempt in the notification history");
+                    }
                     outgoing.attempts += 1;
                     let backoff =
                         Duration::from_secs(1 << outgoing.attempts.min(6)).min(MAX_BACKOFF);
@@ -102,7 +110,10 @@ impl Notifier {
                 } else {
                     status.dropped += 1;
                     tracing::error!(receiver = %name, error = %e, "DingTalk refused the message for good; check the robot's settings");
-                    if let Err(e) = self.store.discard(outgoing.row.id) {
+                    let dropped =
+                        self.store
+                            .discard(&outgoing.row, e.errcode().unwrap_or(0), &e.errmsg());
+                    if let Err(e) = dropped {
                         tracing::error!(error = %e, "cannot drop a refused message from the outbox");
                     }
                 }

@@ -1,5 +1,6 @@
 //! Sending: within DingTalk's rate limit, pending groups render into one message that is
-//! committed to the outbox first, then POSTed in a task of its own.
+//! committed to the outbox (under a new msgUuid, with its history row) first, then POSTed in a
+//! task of its own, given up after the receiver's `send_timeout`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,8 +10,10 @@ use tokio::time::Instant;
 use super::dingtalk::client;
 use super::dingtalk::message::{self, GroupNotice};
 use super::receiver::{Outgoing, ReceiverState, SendResult};
-use super::store::{GroupFingerprints, OutboxRow};
+use super::store::history::NotifiedAlert;
+use super::store::{GroupFingerprints, NewMessage};
 use super::Notifier;
+use crate::alert::AlertStatus;
 
 impl Notifier {
     /// Starts a send for every receiver that may send now.
@@ -54,17 +57,20 @@ impl Notifier {
                         )
                     })
                     .collect();
-                match self
-                    .store
-                    .queue(&receiver.name, &rendered.body, &meta, wall)
-                {
-                    Ok(id) => state.outbox.push_back(Outgoing {
-                        row: OutboxRow {
-                            id,
-                            receiver: receiver.name.clone(),
-                            body: rendered.body,
-                            groups: meta,
-                        },
+                let message = NewMessage {
+                    receiver: &receiver.name,
+                    body: &rendered.body,
+                    groups: meta,
+                    title: &rendered.title,
+                    reason: rendered.reason.as_str(),
+                    alerts: &carried(&notices),
+                };
+                let keep_since = wall
+                    .checked_sub(self.config.history_retention)
+                    .unwrap_or(UNIX_EPOCH);
+                match self.store.queue(message, wall, keep_since) {
+                    Ok(row) => state.outbox.push_back(Outgoing {
+                        row,
                         attempts: 0,
                         not_before: now,
                     }),
@@ -85,18 +91,22 @@ impl Notifier {
             }
             state.in_flight = true;
             state.recent.push_back(now);
-            let (http, robot, body, results, name) = (
+            if let Err(e) = self.store.attempt_started(&next.row.msg_uuid) {
+                tracing::warn!(error = %e, "cannot count the attempt in the notification history");
+            }
+            let (http, robot, body, results, name, timeout) = (
                 self.http.clone(),
                 receiver.robot.clone(),
                 next.row.body.clone(),
                 results.clone(),
                 receiver.name.clone(),
+                receiver.send_timeout,
             );
             let now_ms = wall
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64);
             tokio::spawn(async move {
-                let result = client::send(&http, &robot, body, now_ms).await;
+                let result = client::send(&http, &robot, body, now_ms, timeout).await;
                 let _ = results
                     .send(SendResult {
                         receiver: name,
@@ -110,4 +120,22 @@ impl Notifier {
             status.queued = (state.outbox.len() + usize::from(!state.pending.is_empty())) as u64;
         }
     }
+}
+
+/// The alerts a message carries, once each per state, for its history row.
+fn carried(notices: &[GroupNotice]) -> Vec<NotifiedAlert> {
+    let mut seen = std::collections::BTreeSet::new();
+    notices
+        .iter()
+        .flat_map(|g| {
+            let firing = g.firing.iter().map(|a| (a, AlertStatus::Firing));
+            firing.chain(g.resolved.iter().map(|a| (a, AlertStatus::Resolved)))
+        })
+        .filter(|(a, status)| seen.insert((a.fingerprint, *status == AlertStatus::Firing)))
+        .map(|(a, status)| NotifiedAlert {
+            fingerprint: a.fingerprint,
+            alertname: a.alertname.clone(),
+            status,
+        })
+        .collect()
 }

@@ -1,5 +1,6 @@
-//! Durable notification state in SQLite under `--state-dir`: silences, the notification log
-//! and the outbox of messages not yet delivered. Small synchronous writes behind a mutex.
+//! Durable notification state in SQLite under `--state-dir`: silences, the notification log,
+//! the outbox of messages not yet delivered (each under its msgUuid) and the history of what
+//! was sent ([`history`]). Small synchronous writes behind a mutex.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,13 +9,22 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{params, Connection};
 
+use super::dingtalk::msg_uuid::{self, NoRandomness};
 use super::dispatch::LogEntry;
 use super::mute::Silence;
 use crate::matcher::Matcher;
+use history::{NewEntry, NotifiedAlert, Outcome};
+
+pub mod history;
 
 #[derive(Debug, thiserror::Error)]
-#[error("state database: {0}")]
-pub struct StoreError(#[from] rusqlite::Error);
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// No msgUuid could be made for a message.
+    #[error("state database: {0}")]
+    Random(#[from] NoRandomness),
+}
 
 /// (receiver name, group key): what the notification log is keyed by.
 pub type LogKey = (String, String);
@@ -30,6 +40,20 @@ pub struct OutboxRow {
     pub body: Vec<u8>,
     /// Per group: key, firing and resolved fingerprints (for the notification log on success).
     pub groups: Vec<GroupFingerprints>,
+    /// DingTalk's idempotency key, also in `body`: the same on every attempt.
+    pub msg_uuid: String,
+}
+
+/// A message to commit to the outbox, with what the history keeps of it.
+pub struct NewMessage<'a> {
+    pub receiver: &'a str,
+    /// The rendered body, without msgUuid.
+    pub body: &'a [u8],
+    pub groups: Vec<GroupFingerprints>,
+    pub title: &'a str,
+    /// `dispatch::Reason::as_str` of the message.
+    pub reason: &'a str,
+    pub alerts: &'a [NotifiedAlert],
 }
 
 #[derive(Clone)]
@@ -79,6 +103,23 @@ fn add_column(
     Ok(())
 }
 
+/// Messages an older version queued get their msgUuid now, in column and body, so that their
+/// retries carry one too.
+fn stamp_old_messages(db: &Connection) -> Result<(), StoreError> {
+    let old = db
+        .prepare("SELECT id, body FROM outbox WHERE msg_uuid IS NULL")?
+        .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, body) in old {
+        let uuid = msg_uuid::generate()?;
+        db.execute(
+            "UPDATE outbox SET msg_uuid = ?2, body = ?3 WHERE id = ?1",
+            params![id, uuid, msg_uuid::stamp(&body, &uuid)],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = Connection::open(dir.join("flumewatch.sqlite3"))?;
@@ -96,6 +137,9 @@ impl Store {
                 body BLOB NOT NULL, groups TEXT NOT NULL, created_at INTEGER NOT NULL);",
         )?;
         add_column(&db, "nflog", "reminders", "INTEGER NOT NULL DEFAULT 0")?;
+        add_column(&db, "outbox", "msg_uuid", "TEXT")?;
+        stamp_old_messages(&db)?;
+        history::create_tables(&db)?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
@@ -169,29 +213,57 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Commits a message to the outbox under a new msgUuid (written into its body, so every
+    /// attempt sends the same) and adds its history row, forgetting history created before
+    /// `keep_since`: one transaction.
     pub fn queue(
         &self,
-        receiver: &str,
-        body: &[u8],
-        groups: &[GroupFingerprints],
+        message: NewMessage<'_>,
         now: SystemTime,
-    ) -> Result<i64, StoreError> {
-        let groups = groups
+        keep_since: SystemTime,
+    ) -> Result<OutboxRow, StoreError> {
+        let msg_uuid = msg_uuid::generate()?;
+        let body = msg_uuid::stamp(message.body, &msg_uuid);
+        let groups = message
+            .groups
             .iter()
             .map(|(k, f, r)| format!("{k}\t{}\t{}", fps_text(f), fps_text(r)))
             .collect::<Vec<_>>()
             .join("\n");
-        let db = self.db();
-        db.execute(
-            "INSERT INTO outbox (receiver, body, groups, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![receiver, body, groups, ms(now)],
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute(
+            "INSERT INTO outbox (receiver, body, groups, created_at, msg_uuid) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![message.receiver, body, groups, ms(now), msg_uuid],
         )?;
-        Ok(db.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        history::insert(
+            &tx,
+            &NewEntry {
+                receiver: message.receiver,
+                msg_uuid: &msg_uuid,
+                title: message.title,
+                reason: message.reason,
+                body_bytes: body.len(),
+                alerts: message.alerts,
+                created_at: now,
+            },
+        )?;
+        history::prune(&tx, keep_since)?;
+        tx.commit()?;
+        Ok(OutboxRow {
+            id,
+            receiver: message.receiver.to_owned(),
+            body,
+            groups: message.groups,
+            msg_uuid,
+        })
     }
 
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT id, receiver, body, groups FROM outbox ORDER BY id")?;
+        let mut stmt =
+            db.prepare("SELECT id, receiver, body, groups, msg_uuid FROM outbox ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
             let groups: String = r.get(3)?;
             Ok(OutboxRow {
@@ -209,6 +281,7 @@ impl Store {
                         ))
                     })
                     .collect(),
+                msg_uuid: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -237,6 +310,7 @@ impl Store {
                 ],
             )?;
         }
+        history::record(&tx, &row.msg_uuid, Outcome::Sent, SystemTime::now())?;
         tx.commit()?;
         Ok(())
     }
@@ -280,10 +354,19 @@ impl Store {
         Ok(())
     }
 
-    /// A message can never be delivered (permanent DingTalk error): drop it.
-    pub fn discard(&self, id: i64) -> Result<(), StoreError> {
-        self.db()
-            .execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+    /// A message can never be delivered (permanent DingTalk error): drop it, and say why in
+    /// its history row.
+    pub fn discard(&self, row: &OutboxRow, errcode: i64, errmsg: &str) -> Result<(), StoreError> {
+        let mut db = self.db();
+        let tx = db.transaction()?;
+        tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
+        history::record(
+            &tx,
+            &row.msg_uuid,
+            Outcome::Dropped { errcode, errmsg },
+            SystemTime::now(),
+        )?;
+        tx.commit()?;
         Ok(())
     }
 }

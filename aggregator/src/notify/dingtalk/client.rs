@@ -18,6 +18,10 @@ pub struct Robot {
 pub enum SendError {
     #[error("transport error: {0}")]
     Transport(String),
+    /// The robot did not answer within the receiver's `send_timeout`. DingTalk may still
+    /// deliver it: the retry carries the same msgUuid.
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
     #[error("HTTP {0}")]
     Http(u16),
     #[error("answer is not DingTalk's JSON (HTTP {0})")]
@@ -33,7 +37,7 @@ impl SendError {
     /// Worth sending again later (after a backoff).
     pub fn retryable(&self) -> bool {
         match self {
-            SendError::Transport(_) | SendError::NotJson(_) => true,
+            SendError::Transport(_) | SendError::Timeout(_) | SendError::NotJson(_) => true,
             SendError::Http(status) => *status >= 500 || (300..400).contains(status),
             SendError::Refused { code, .. } => *code == -1 || THROTTLED.contains(code),
         }
@@ -55,6 +59,14 @@ impl SendError {
             _ => None,
         }
     }
+
+    /// DingTalk's errmsg when it refused, else what went wrong before it could answer.
+    pub fn errmsg(&self) -> String {
+        match self {
+            SendError::Refused { message, .. } => message.clone(),
+            other => other.to_string(),
+        }
+    }
 }
 
 #[derive(serde::Deserialize)]
@@ -74,13 +86,22 @@ pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error>
         .build()
 }
 
-/// POSTs one serialized body, signed with the current time.
+/// POSTs one serialized body, signed with the current time; gives up after `timeout` (from
+/// connecting until the answer's last byte).
 pub async fn send(
     http: &reqwest::Client,
     robot: &Robot,
     body: Vec<u8>,
     now_ms: u64,
+    timeout: Duration,
 ) -> Result<(), SendError> {
+    let failed = |e: reqwest::Error| {
+        if e.is_timeout() {
+            SendError::Timeout(timeout)
+        } else {
+            SendError::Transport(e.without_url().to_string())
+        }
+    };
     let url = signed_url(
         robot.webhook.expose(),
         robot.secret.as_ref().map(Secret::expose),
@@ -93,17 +114,15 @@ pub async fn send(
             "application/json; charset=utf-8",
         )
         .body(body)
+        .timeout(timeout)
         .send()
         .await
-        .map_err(|e| SendError::Transport(e.without_url().to_string()))?;
+        .map_err(failed)?;
     let status = response.status().as_u16();
     if status != 200 {
         return Err(SendError::Http(status));
     }
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| SendError::Transport(e.without_url().to_string()))?;
+    let bytes = response.bytes().await.map_err(failed)?;
     let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| SendError::NotJson(status))?;
     if answer.errcode == 0 {
         Ok(())
@@ -135,5 +154,9 @@ mod tests {
         assert!(SendError::Http(502).retryable() && SendError::Http(302).throttled());
         assert!(!SendError::Http(404).retryable());
         assert!(SendError::NotJson(200).retryable());
+        let timeout = SendError::Timeout(Duration::from_secs(1));
+        assert!(timeout.retryable() && !timeout.throttled());
+        assert_eq!(timeout.errmsg(), "no answer within 1s");
+        assert_eq!(refused(310_000).errmsg(), "");
     }
 }
