@@ -10,6 +10,7 @@ use flumewatch_proto::v1 as pb;
 use crate::alert::{Alert, AlertStatus, Severity};
 use crate::fleet::rates::ComponentRates;
 use crate::fleet::{AgentView, Hello, RuleView};
+use crate::notify::store::history::{DeliveryState, Notification};
 
 /// Why a Hello cannot open a stream. Not retryable without fixing the sidecar's config.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -205,6 +206,35 @@ pub fn rule(view: &RuleView) -> pb::Rule {
             .map(|&(interval, detection)| pb::RuleDetection {
                 poll_interval: Some(duration(interval)),
                 detection: Some(duration(detection)),
+            })
+            .collect(),
+    }
+}
+
+pub fn notification(n: &Notification) -> pb::Notification {
+    pb::Notification {
+        receiver: n.receiver.clone(),
+        created_at: Some(timestamp(n.created_at)),
+        sent_at: n.sent_at.map(timestamp),
+        reason: n.reason.clone(),
+        msg_uuid: n.msg_uuid.clone(),
+        body_bytes: n.body_bytes,
+        attempts: n.attempts,
+        last_errcode: n.last_errcode,
+        last_errmsg: n.last_errmsg.clone(),
+        state: match n.state {
+            DeliveryState::Queued => pb::NotificationState::Queued,
+            DeliveryState::Sent => pb::NotificationState::Sent,
+            DeliveryState::Dropped => pb::NotificationState::Dropped,
+        } as i32,
+        title: n.title.clone(),
+        alerts: n
+            .alerts
+            .iter()
+            .map(|a| pb::NotifiedAlert {
+                fingerprint: format!("{:016x}", a.fingerprint),
+                alertname: a.alertname.clone(),
+                state: alert_state(a.status) as i32,
             })
             .collect(),
     }

@@ -13,6 +13,7 @@ use crate::fleet::{Fleet, LookupError};
 use crate::matcher::{MatchOp, Matcher};
 use crate::notify::config::{InhibitRule, NotifyConfig};
 use crate::notify::mute::{self, Silence};
+use crate::notify::store::history::{HistoryFilter, MAX_LIST};
 use crate::notify::NotifyHandle;
 use crate::reload::Reloader;
 use tokio::sync::watch;
@@ -82,6 +83,37 @@ fn silence_to_pb(s: &Silence, now: SystemTime) -> pb::Silence {
         created_at: Some(flumewatch_proto::model::time::timestamp(s.created_at)),
         active: s.is_active(now),
     }
+}
+
+/// An optional timestamp argument of a request.
+fn time_arg(
+    ts: Option<&prost_types::Timestamp>,
+    what: &'static str,
+) -> Result<Option<SystemTime>, Status> {
+    ts.map(|t| from_timestamp(t, what).map_err(|e| Status::invalid_argument(e.to_string())))
+        .transpose()
+}
+
+/// A ListNotifications request as a history query.
+fn history_filter(r: pb::ListNotificationsRequest) -> Result<HistoryFilter, Status> {
+    let fingerprint = match r.fingerprint.trim() {
+        "" => None,
+        hex => Some(u64::from_str_radix(hex, 16).map_err(|_| {
+            Status::invalid_argument(format!(
+                "fingerprint {hex:?} is not one (16 hex digits, as ListAlerts shows)"
+            ))
+        })?),
+    };
+    Ok(HistoryFilter {
+        receiver: (!r.receiver.is_empty()).then_some(r.receiver),
+        since: time_arg(r.since.as_ref(), "since")?,
+        until: time_arg(r.until.as_ref(), "until")?,
+        fingerprint,
+        limit: match r.limit {
+            0 => HistoryFilter::default().limit,
+            n => (n as usize).min(MAX_LIST),
+        },
+    })
 }
 
 fn new_silence_id() -> String {
@@ -206,15 +238,11 @@ impl FleetApi for QueryService {
                 Matcher::new(&m.name, op, &m.value).map_err(Status::invalid_argument)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let time = |ts: &Option<prost_types::Timestamp>, what| {
-            ts.as_ref()
-                .map(|t| {
-                    from_timestamp(t, what).map_err(|e| Status::invalid_argument(e.to_string()))
-                })
-                .transpose()
-        };
-        let starts_at = time(&r.starts_at, "starts_at")?.unwrap_or(now);
-        let ends_at = match (time(&r.ends_at, "ends_at")?, r.duration.as_ref()) {
+        let starts_at = time_arg(r.starts_at.as_ref(), "starts_at")?.unwrap_or(now);
+        let ends_at = match (
+            time_arg(r.ends_at.as_ref(), "ends_at")?,
+            r.duration.as_ref(),
+        ) {
             (Some(end), None) => end,
             (None, Some(d)) => {
                 starts_at
@@ -309,6 +337,22 @@ impl FleetApi for QueryService {
             })
             .collect();
         Ok(Response::new(pb::ListReceiversResponse { receivers }))
+    }
+
+    async fn list_notifications(
+        &self,
+        request: Request<pb::ListNotificationsRequest>,
+    ) -> Result<Response<pb::ListNotificationsResponse>, Status> {
+        let filter = history_filter(request.into_inner())?;
+        // SQLite behind the notifier's lock: a bounded query, off the async workers.
+        let notify = self.notify.clone();
+        let rows = tokio::task::spawn_blocking(move || notify.notifications(&filter))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(pb::ListNotificationsResponse {
+            notifications: rows.iter().map(convert::notification).collect(),
+        }))
     }
 
     async fn reload(

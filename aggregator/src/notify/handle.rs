@@ -1,11 +1,12 @@
-//! The handle queries and the gRPC silence API hold: silences (stored durably first) and each
-//! receiver's delivery status.
+//! The handle queries and the gRPC silence API hold: silences (stored durably first), each
+//! receiver's delivery status and the notification history.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use super::mute::Silence;
+use super::store::history::{HistoryFilter, Notification};
 use super::store::{self, Store};
 
 /// What a receiver has done, for status queries.
@@ -66,6 +67,18 @@ impl NotifyHandle {
         shared.silences.retain(|s| s.id != silence.id);
         shared.silences.push(silence);
         Ok(())
+    }
+
+    /// The history's messages matching `filter`, oldest first (none without a state database).
+    /// Blocks on SQLite: call it off the async workers.
+    pub fn notifications(
+        &self,
+        filter: &HistoryFilter,
+    ) -> Result<Vec<Notification>, store::StoreError> {
+        match &self.store {
+            Some(store) => store.notifications(filter),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Ends a silence now; false when there is no such silence.
