@@ -1,7 +1,7 @@
 //! A local DingTalk robot for the demo and the tests: checks the access token, the signature
 //! and its one-hour timestamp window exactly as DingTalk does, enforces 20 messages per minute
-//! (errcode 130101) and 20 000 bytes (460101), records every accepted message, and can be told
-//! to fail the next requests.
+//! (errcode 130101) and 20 000 bytes (460101), records every accepted message with its msgUuid,
+//! and can be told to fail or hang on the next requests, or to hold every answer back.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -11,6 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// A message the robot accepted.
@@ -21,6 +22,8 @@ pub struct Received {
     pub at_mobiles: Vec<String>,
     pub is_at_all: bool,
     pub body_bytes: usize,
+    /// The body's `msgUuid`, DingTalk's idempotency key, when it had one.
+    pub msg_uuid: Option<String>,
     pub at: tokio::time::Instant,
 }
 
@@ -29,6 +32,8 @@ pub struct Received {
 pub enum Forced {
     Http(u16),
     Errcode(i64),
+    /// Read the request, then never answer (until the sender gives up and closes).
+    Hang,
 }
 
 #[derive(Default)]
@@ -43,6 +48,10 @@ struct State {
     down: bool,
     /// Connections closed unanswered while down.
     refused: usize,
+    /// msgUuids of the requests left unanswered by [`Forced::Hang`].
+    hung: Vec<Option<String>>,
+    /// Requests waiting for [`FakeDingTalk::release`].
+    held: usize,
 }
 
 /// A running fake robot; dropping it stops it.
@@ -51,6 +60,8 @@ pub struct FakeDingTalk {
     token: String,
     secret: Option<String>,
     state: Arc<Mutex<State>>,
+    /// While true, requests are read and then wait before being judged and answered.
+    hold: Arc<watch::Sender<bool>>,
     stop: CancellationToken,
 }
 
@@ -66,13 +77,15 @@ impl FakeDingTalk {
             token: token.to_owned(),
             secret: secret.map(str::to_owned),
             state: Arc::default(),
+            hold: Arc::new(watch::Sender::new(false)),
             stop: CancellationToken::new(),
         };
-        let (state, stop, token, secret) = (
+        let (state, stop, token, secret, hold) = (
             fake.state.clone(),
             fake.stop.clone(),
             fake.token.clone(),
             fake.secret.clone(),
+            fake.hold.clone(),
         );
         tokio::spawn(async move {
             loop {
@@ -88,9 +101,15 @@ impl FakeDingTalk {
                             continue;
                         }
                     }
-                    let (state, token, secret) = (state.clone(), token.clone(), secret.clone());
+                    let robot = Robot {
+                        state: state.clone(),
+                        token: token.clone(),
+                        secret: secret.clone(),
+                        hold: hold.subscribe(),
+                        stop: stop.clone(),
+                    };
                     tokio::spawn(async move {
-                        let _ = serve(stream, &state, &token, secret.as_deref()).await;
+                        let _ = serve(stream, robot).await;
                     });
                 }
             }
@@ -158,6 +177,26 @@ impl FakeDingTalk {
         self.state.lock().expect("fake dingtalk lock").refused
     }
 
+    /// The msgUuids of the requests a [`Forced::Hang`] left unanswered, in order.
+    pub fn hung(&self) -> Vec<Option<String>> {
+        self.state.lock().expect("fake dingtalk lock").hung.clone()
+    }
+
+    /// Holds every request, once read, unjudged and unanswered until [`Self::release`].
+    pub fn hold(&self) {
+        self.hold.send_replace(true);
+    }
+
+    /// Judges and answers the held requests, and every request after.
+    pub fn release(&self) {
+        self.hold.send_replace(false);
+    }
+
+    /// Requests read and waiting for [`Self::release`].
+    pub fn held(&self) -> usize {
+        self.state.lock().expect("fake dingtalk lock").held
+    }
+
     /// Most messages accepted within any 60-second window.
     pub fn max_per_minute(&self) -> usize {
         let received = self.received();
@@ -180,12 +219,22 @@ impl Drop for FakeDingTalk {
     }
 }
 
-async fn serve(
-    mut stream: TcpStream,
-    state: &Mutex<State>,
-    token: &str,
-    secret: Option<&str>,
-) -> std::io::Result<()> {
+/// What one connection's task needs of the robot.
+struct Robot {
+    state: Arc<Mutex<State>>,
+    token: String,
+    secret: Option<String>,
+    hold: watch::Receiver<bool>,
+    stop: CancellationToken,
+}
+
+fn msg_uuid(body: &[u8]) -> Option<String> {
+    let json = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+    json["msgUuid"].as_str().map(str::to_owned)
+}
+
+async fn serve(mut stream: TcpStream, mut robot: Robot) -> std::io::Result<()> {
+    let (state, token, secret) = (&*robot.state, &robot.token, robot.secret.as_deref());
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
@@ -218,6 +267,34 @@ async fn serve(
         buf.extend_from_slice(&chunk[..n]);
     }
     let body = &buf[head_end..(head_end + length).min(buf.len())];
+    let hang = {
+        let mut state = state.lock().expect("fake dingtalk lock");
+        let hang = state.forced.front() == Some(&Forced::Hang);
+        if hang {
+            state.forced.pop_front();
+            state.hung.push(msg_uuid(body));
+        }
+        hang
+    };
+    if hang {
+        // Keep the connection open and silent until the sender gives up on it.
+        tokio::select! {
+            _ = robot.stop.cancelled() => {}
+            _ = async { while !matches!(stream.read(&mut chunk).await, Ok(0) | Err(_)) {} } => {}
+        }
+        return Ok(());
+    }
+    if *robot.hold.borrow() {
+        state.lock().expect("fake dingtalk lock").held += 1;
+        let released = tokio::select! {
+            _ = robot.stop.cancelled() => false,
+            r = robot.hold.wait_for(|held| !held) => r.is_ok(),
+        };
+        state.lock().expect("fake dingtalk lock").held -= 1;
+        if !released {
+            return Ok(());
+        }
+    }
     let (status, answer) = judge(&head, body, state, token, secret);
     let payload = format!(
         "{{\"errcode\":{answer},\"errmsg\":\"{}\"}}",
@@ -242,7 +319,8 @@ fn judge(
     let (status, answer) = match state.forced.pop_front() {
         Some(Forced::Http(status)) => (status, status as i64),
         Some(Forced::Errcode(code)) => (200, code),
-        None => check(head, body, &state, token, secret),
+        // Taken off the queue before judging (see `serve`).
+        Some(Forced::Hang) | None => check(head, body, &state, token, secret),
     };
     state.answers.push(answer);
     if answer == 0 {
@@ -266,6 +344,7 @@ fn judge(
                     .unwrap_or_default(),
                 is_at_all: json["at"]["isAtAll"].as_bool().unwrap_or(false),
                 body_bytes: body.len(),
+                msg_uuid: json["msgUuid"].as_str().map(str::to_owned),
                 at: tokio::time::Instant::now(),
             });
         }
