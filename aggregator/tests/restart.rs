@@ -10,7 +10,6 @@ use std::sync::Arc;
 use common::*;
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
-use flumewatch_sidecar::config::FileConfig as SidecarFile;
 use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced};
 use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
@@ -56,20 +55,7 @@ async fn sigkill_keeps_the_outbox_and_the_silences() {
         let flume = FakeFlume::start(Arc::new(move || Reply::Json(body.as_ref().clone())))
             .await
             .unwrap();
-        let sidecar = SidecarFile {
-            aggregator: Some(url.clone()),
-            flume: Some(vec![format!("a1={}", flume.url())]),
-            interval: Some("200ms".into()),
-            timeout: Some("150ms".into()),
-            host: Some(host.into()),
-            labels: Some([("cluster".to_owned(), cluster.to_owned())].into()),
-            reconnect_min: Some("50ms".into()),
-            reconnect_max: Some("300ms".into()),
-            ..SidecarFile::default()
-        }
-        .validate()
-        .unwrap();
-        tokio::spawn(flumewatch_sidecar::run(sidecar, stop.clone()));
+        start_sidecar(&url, host, cluster, flume.url(), &stop);
         flumes.push(flume);
     }
 

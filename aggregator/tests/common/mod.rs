@@ -140,3 +140,28 @@ pub fn write_config(
     .unwrap();
     config
 }
+
+/// A real sidecar (in this process) polling `flume_url` every 200 ms as `host` in `cluster`,
+/// reporting to the aggregator at `url` until `stop`.
+pub fn start_sidecar(
+    url: &str,
+    host: &str,
+    cluster: &str,
+    flume_url: String,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    let sidecar = flumewatch_sidecar::config::FileConfig {
+        aggregator: Some(url.to_owned()),
+        flume: Some(vec![format!("a1={flume_url}")]),
+        interval: Some("200ms".into()),
+        timeout: Some("150ms".into()),
+        host: Some(host.into()),
+        labels: Some([("cluster".to_owned(), cluster.to_owned())].into()),
+        reconnect_min: Some("50ms".into()),
+        reconnect_max: Some("300ms".into()),
+        ..Default::default()
+    }
+    .validate()
+    .unwrap();
+    tokio::spawn(flumewatch_sidecar::run(sidecar, stop.clone()));
+}
