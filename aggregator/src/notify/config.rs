@@ -67,7 +67,7 @@ pub struct RawReceiver {
     pub template_file: Option<String>,
     /// How long one POST to the robot may take before it is given up and retried [default: 10s].
     pub send_timeout: Option<String>,
-    /// Announce the resolution of an alert that was notified and then silenced or inhibited
+    /// Announce the resolution of an alert that was notified and then silenced
     /// [default: true]: whoever was paged should learn it is over.
     pub send_resolved_when_muted: Option<bool>,
 }
@@ -231,6 +231,12 @@ pub fn default_inhibit() -> Vec<InhibitRule> {
             ],
             equal: vec!["host".into(), "agent".into()],
         },
+        // Once a channel is full, "it will be full soon" has nothing to add.
+        InhibitRule {
+            source: vec![m("alertname=ChannelFilling"), m("severity=critical")],
+            target: vec![m("alertname=ChannelFullSoon")],
+            equal: vec!["host".into(), "agent".into(), "component".into()],
+        },
         InhibitRule {
             source: vec![m("severity=critical")],
             target: vec![m("severity=warning")],
@@ -322,7 +328,9 @@ pub fn validate(
                 .group_interval
                 .as_deref()
                 .or(raw.group_interval.as_deref()),
-            Duration::from_secs(300),
+            // 1m, not Alertmanager's 5m: agents joining an incident after its first message
+            // (a storm spreading over a minute) are told a minute later, not five.
+            Duration::from_secs(60),
         )?,
         repeat_interval: duration(
             "repeat_interval",

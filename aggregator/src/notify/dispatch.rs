@@ -2,7 +2,8 @@
 //! group; `["..."]`: one per alert); a new group waits `group_wait`, then flushes every
 //! `group_interval`; a flush notifies only when the notification log says something changed or
 //! the (escalating) repeat interval passed. One incident, one message: when a receiver's group
-//! flushes with something to say, its groups still in their first `group_wait` come along.
+//! flushes with something to say, its other groups with news (still in their first
+//! `group_wait`, or with alerts not yet told) come along.
 //! A reload keeps every group's schedule. Pure: time is `now`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -53,6 +54,18 @@ impl Reason {
             Reason::SomeResolved => "some_resolved",
             Reason::NewAlerts => "new_alerts",
             Reason::FirstNotification => "first_notification",
+        }
+    }
+
+    /// A message's reason from its groups': the weightiest, except that a group's first
+    /// message riding along with groups told before makes "new alerts", not "first".
+    pub fn of_message(groups: impl IntoIterator<Item = Reason>) -> Reason {
+        let reasons: Vec<Reason> = groups.into_iter().collect();
+        let top = reasons.iter().copied().max().unwrap_or(Reason::Reminder);
+        if top == Reason::FirstNotification && reasons.iter().any(|r| *r != top) {
+            Reason::NewAlerts
+        } else {
+            top
         }
     }
 
@@ -195,15 +208,22 @@ impl Dispatcher {
         out
     }
 
-    /// `receiver`'s groups still in their first `group_wait`: their alerts have not been
-    /// notified, and a message is going to that receiver now, so they end their wait and go
-    /// along (one incident seen by several rules or clusters makes one message).
-    pub fn waiting(&mut self, receiver: usize, now: Instant) -> Vec<Due> {
+    /// The rest of `receiver`'s groups (not among `taken`), as they are now, their schedules
+    /// untouched: a message is going to that receiver, and those with news go along (see
+    /// [`Self::flushed_now`]).
+    pub fn others(&self, receiver: usize, taken: &BTreeMap<String, impl Sized>) -> Vec<Due> {
         self.groups
-            .iter_mut()
-            .filter(|(key, group)| key.0 == receiver && !group.flushed)
-            .map(|(key, group)| group.flush(key, now))
+            .iter()
+            .filter(|(key, _)| key.0 == receiver && !taken.contains_key(&key.1))
+            .map(|(key, group)| group.due(key))
             .collect()
+    }
+
+    /// A group went along in a message now: its next flush is `group_interval` away.
+    pub fn flushed_now(&mut self, key: &GroupKey, now: Instant) {
+        if let Some(group) = self.groups.get_mut(key) {
+            group.flush(key, now);
+        }
     }
 
     /// After a reload renumbered the receivers (`old_names` → `new_names`): groups of
@@ -250,6 +270,11 @@ impl Group {
     fn flush(&mut self, key: &GroupKey, now: Instant) -> Due {
         self.next_flush = now + self.opts.group_interval;
         self.flushed = true;
+        self.due(key)
+    }
+
+    /// Its alerts split, as a flush would take them.
+    fn due(&self, key: &GroupKey) -> Due {
         let (firing, resolved): (Vec<Alert>, Vec<Alert>) = self
             .alerts
             .values()

@@ -171,11 +171,7 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
                 text,
                 body,
                 omitted,
-                reason: groups
-                    .iter()
-                    .map(|g| g.reason)
-                    .max()
-                    .unwrap_or(Reason::Reminder),
+                reason: Reason::of_message(groups.iter().map(|g| g.reason)),
             };
         }
         cap = if cap > 64 { cap * 3 / 4 } else { cap - 1 };

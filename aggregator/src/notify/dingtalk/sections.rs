@@ -205,11 +205,7 @@ pub(super) fn render(
         still.push('\n');
     }
 
-    let why = groups
-        .iter()
-        .map(|g| g.reason)
-        .max()
-        .unwrap_or(Reason::Reminder);
+    let why = Reason::of_message(groups.iter().map(|g| g.reason));
     let mut reason = format!("**{}**", words.reason(why));
     for (n, word) in [
         (new_count, words.new),

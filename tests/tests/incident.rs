@@ -1,0 +1,285 @@
+//! One message per incident, on real clocks: real sidecars polling simulated agents whose
+//! channels fill moments apart, the real aggregator, a signature-checking robot. Also a storm
+//! of 300 agents (time scaled by 10) and resolved lines for alerts silenced after they paged.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use flumewatch_e2e::*;
+use flumewatch_proto::v1 as pb;
+use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Received};
+
+const SECRET: &str = "SECincident0123456789";
+
+async fn messages(fake: &FakeDingTalk, n: usize) -> Vec<Received> {
+    wait_for(&format!("{n} DingTalk message(s)"), || async {
+        let r = fake.received();
+        (r.len() >= n).then_some(r)
+    })
+    .await
+}
+
+/// How many lines of `text` name `host`.
+fn lines_naming(text: &str, host: &str) -> usize {
+    text.lines()
+        .filter(|l| l.contains(&format!("**{host}**")))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_agents_in_two_clusters_make_one_message_and_a_fourth_one_follow_up() {
+    let fake = FakeDingTalk::start("tok-incident", Some(SECRET))
+        .await
+        .unwrap();
+    // The default policy; group_wait 4 s, group_interval 10 s (a minute scaled down).
+    let aggregator = AggregatorHandle::start_toml(&format!(
+        "[notify]\ngroup_wait = \"4s\"\ngroup_interval = \"10s\"\nrepeat_interval = \"1h\"\n\
+         [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {SECRET:?}\n",
+        fake.webhook()
+    ))
+    .await;
+    let hosts = [
+        ("bj-flume-01", "bj-log"),
+        ("sh-flume-01", "sh-log"),
+        ("bj-flume-02", "bj-log"),
+        ("sh-flume-02", "sh-log"),
+    ];
+    let mut flumes = Vec::new();
+    let mut sidecars = Vec::new();
+    for (host, cluster) in hosts {
+        let flume = ScriptedFlume::start(flumewatch_testkit::fake_flume::Reply::Json(
+            body_with_fill(10),
+        ))
+        .await;
+        sidecars.push(SidecarHandle::start(sidecar_config(
+            &aggregator.url(),
+            host,
+            &[("a1", flume.url())],
+            &[("cluster", cluster)],
+        )));
+        flumes.push(flume);
+    }
+    wait_for("every agent polled", || async {
+        flumes.iter().all(|f| f.polls() > 3).then_some(())
+    })
+    .await;
+    // Three sinks stall within group_wait/2 (2 s) of each other: their channels are full.
+    for flume in &flumes[..3] {
+        flume.set(flumewatch_testkit::fake_flume::Reply::Json(body_with_fill(
+            100,
+        )));
+        tokio::time::sleep(Duration::from_secs(1)).await; // the incident unfolding, not a wait
+    }
+    let first = messages(&fake, 1).await;
+    let m = &first[0];
+    println!("message 1 ({} bytes):\n{}", m.body_bytes, m.text);
+    // Full channels: ChannelFilling (critical; its warning and the forecast are inhibited),
+    // one line per agent.
+    for (host, _) in &hosts[..3] {
+        assert_eq!(
+            lines_naming(&m.text, host),
+            1,
+            "{host} once per rule:\n{}",
+            m.text
+        );
+    }
+    assert!(
+        m.text
+            .contains("集群 bj-log 100% 的 agent 有严重告警\n\n##### "),
+        "the cluster's headline over its agents: {}",
+        m.text
+    );
+    assert_eq!(lines_naming(&m.text, "sh-flume-02"), 0);
+    assert!(m.text.contains("**首次通知**"), "{}", m.text);
+
+    // A fourth agent a while later: one follow-up, that agent first.
+    flumes[3].set(flumewatch_testkit::fake_flume::Reply::Json(body_with_fill(
+        100,
+    )));
+    let second = messages(&fake, 2).await;
+    let m = &second[1];
+    println!("message 2 ({} bytes):\n{}", m.body_bytes, m.text);
+    let first_host_line = m
+        .text
+        .lines()
+        .find(|l| l.starts_with("- ") && l.contains("**"))
+        .expect("an agent line");
+    assert!(
+        first_host_line.contains("**sh-flume-02**"),
+        "the new agent comes first: {}",
+        m.text
+    );
+    assert!(m.text.contains("**有新告警**"), "{}", m.text);
+    for (host, _) in &hosts[..3] {
+        let first_line = m.text.find(&format!("**{host}**"));
+        let news = m.text.find("**sh-flume-02**").unwrap();
+        assert!(first_line.is_none_or(|at| at > news), "{}", m.text);
+    }
+    assert_eq!(fake.received().len(), 2, "exactly one follow-up");
+    for sidecar in sidecars {
+        sidecar.stop().await;
+    }
+    aggregator.stop().await;
+}
+
+const FAST_RULES: &str = r#"
+disable = ["SidecarSilent", "ChannelFullSoon"]
+[[rule]]
+name = "ChannelFilling"
+severity = "warning"
+kinds = ["channel"]
+condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
+summary = { zh = "通道 {component} 使用率 {value}%" }
+"#;
+
+async fn silenced_then_resolved(resolved_when_muted: bool) -> (Vec<Received>, AggregatorHandle) {
+    let fake = FakeDingTalk::start("tok-muted", Some(SECRET))
+        .await
+        .unwrap();
+    let rules = std::env::temp_dir().join(format!(
+        "fw-incident-rules-{}-{resolved_when_muted}.toml",
+        std::process::id()
+    ));
+    std::fs::write(&rules, FAST_RULES).unwrap();
+    let aggregator = AggregatorHandle::start_toml(&format!(
+        "rules = {:?}\n[notify]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
+         [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {SECRET:?}\nsend_resolved_when_muted = {resolved_when_muted}\n",
+        rules.display().to_string(),
+        fake.webhook()
+    ))
+    .await;
+    std::fs::remove_file(&rules).ok();
+    let mut sidecar =
+        StreamSidecar::connect(&aggregator.url(), "bj-flume-07", &[("cluster", "bj-log")]).await;
+    sidecar.report(&body_with_fill(90)).await;
+    messages(&fake, 1).await;
+    let mut client = aggregator.client().await;
+    client
+        .create_silence(pb::CreateSilenceRequest {
+            matchers: vec![pb::Matcher {
+                name: "host".into(),
+                value: "bj-flume-07".into(),
+                op: pb::MatchOp::Equal as i32,
+            }],
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            creator: "ops".into(),
+            comment: "working on it".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    sidecar.report(&body_with_fill(10)).await;
+    let suppressed_before = aggregator.notify.lock().receivers[0].suppressed;
+    if resolved_when_muted {
+        messages(&fake, 2).await;
+    } else {
+        // Two flushes that found nothing to say: the resolution went untold.
+        wait_for("the resolved group flushed quietly", || async {
+            (aggregator.notify.lock().receivers[0].suppressed > suppressed_before).then_some(())
+        })
+        .await;
+    }
+    (fake.received(), aggregator)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_silenced_after_it_paged_still_gets_its_resolved_line() {
+    let (received, aggregator) = silenced_then_resolved(true).await;
+    assert_eq!(received.len(), 2);
+    let m = &received[1];
+    assert!(m.text.contains("[已恢复]"), "{}", m.text);
+    assert!(
+        m.text.contains("ChannelFilling **bj-flume-07**/a1"),
+        "{}",
+        m.text
+    );
+    aggregator.stop().await;
+
+    let (received, aggregator) = silenced_then_resolved(false).await;
+    assert_eq!(received.len(), 1, "option off: the silence keeps it quiet");
+    aggregator.stop().await;
+}
+
+/// 300 agents in 10 clusters failing over 60 s, timers and time scaled down 10×: group_wait
+/// 3 s, group_interval 6 s; what the robot receives in the first 30 s (5 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_of_300_agents_stays_within_three_messages() {
+    let fake = FakeDingTalk::start("tok-storm", Some(SECRET))
+        .await
+        .unwrap();
+    let rules = std::env::temp_dir().join(format!("fw-storm-rules-{}.toml", std::process::id()));
+    std::fs::write(&rules, FAST_RULES).unwrap();
+    let aggregator = AggregatorHandle::start_toml(&format!(
+        "rules = {:?}\n[notify]\ngroup_wait = \"3s\"\ngroup_interval = \"6s\"\nrepeat_interval = \"1h\"\n\
+         [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {SECRET:?}\n",
+        rules.display().to_string(),
+        fake.webhook()
+    ))
+    .await;
+    std::fs::remove_file(&rules).ok();
+    let mut sidecars = Vec::new();
+    for i in 0..300 {
+        let cluster = format!("c{:02}", i % 10);
+        sidecars.push(
+            StreamSidecar::connect(
+                &aggregator.url(),
+                &format!("storm-{i:03}"),
+                &[("cluster", cluster.as_str())],
+            )
+            .await,
+        );
+    }
+    let started = tokio::time::Instant::now();
+    let full = body_with_fill(95);
+    // 300 failures spread evenly over 6 s (60 s scaled).
+    for (i, sidecar) in sidecars.iter_mut().enumerate() {
+        let at = started + Duration::from_millis(20 * i as u64);
+        tokio::time::sleep_until(at).await; // the storm's pace, not a wait
+        sidecar.report(&full).await;
+    }
+    let named: BTreeSet<String> = wait_for("every agent told within 30 s", || async {
+        let received = fake.received();
+        let named: BTreeSet<String> = (0..300)
+            .map(|i| format!("storm-{i:03}"))
+            .filter(|h| {
+                received
+                    .iter()
+                    .any(|m| m.text.contains(&format!("**{h}**")))
+            })
+            .collect();
+        let counted: usize = received
+            .iter()
+            .flat_map(|m| m.text.lines())
+            .filter_map(|l| {
+                l.strip_prefix("- ……另有 ")?
+                    .strip_suffix(" 条未列出")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .sum();
+        (named.len() + counted >= 300).then_some(named)
+    })
+    .await;
+    let told_after = started.elapsed();
+    let received = fake.received();
+    for (i, m) in received.iter().enumerate() {
+        println!(
+            "storm message {}: {} bytes at +{:.1}s, {}",
+            i + 1,
+            m.body_bytes,
+            (m.at - started).as_secs_f64(),
+            m.title
+        );
+        assert!(m.body_bytes <= 20_000, "{} bytes", m.body_bytes);
+    }
+    println!(
+        "{} agents named, the rest counted, within {told_after:?}",
+        named.len()
+    );
+    assert!(told_after <= Duration::from_secs(30), "{told_after:?}");
+    assert!(received.len() <= 3, "{} messages", received.len());
+    aggregator.stop().await;
+}
