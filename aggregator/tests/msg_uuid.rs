@@ -13,16 +13,8 @@ use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
+use flumewatch_testkit::rules::FILLING_ONLY;
 use tokio_util::sync::CancellationToken;
-
-const RULES: &str = r#"
-disable = ["SidecarSilent", "ChannelFullSoon"]
-[[rule]]
-name = "ChannelFilling"
-severity = "warning"
-kinds = ["channel"]
-condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
-"#;
 
 async fn notifications(url: &str) -> Option<Vec<pb::Notification>> {
     let mut client = FleetClient::connect(url.to_owned()).await.ok()?;
@@ -48,7 +40,7 @@ async fn a_resend_after_sigkill_between_the_robots_200_and_the_outbox_delete_kee
     let fake = FakeDingTalk::start("tok-uuid", Some("SECuuid"))
         .await
         .unwrap();
-    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    std::fs::write(dir.join("rules.toml"), FILLING_ONLY).unwrap();
     let config = write_config(
         &dir,
         port,

@@ -15,25 +15,18 @@ use flumewatch_aggregator::notify::store::Store;
 use flumewatch_aggregator::notify::{Notifier, NotifyHandle};
 use flumewatch_sidecar::flume::parse_metrics;
 use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
+use flumewatch_testkit::rules::FILLING_ONLY;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const HOSTS: usize = 30;
 const POLL: Duration = Duration::from_secs(10);
 const OUTAGE: Duration = Duration::from_secs(600);
-const RULES: &str = r#"
-use_defaults = false
-[[rule]]
-name = "ChannelFilling"
-severity = "warning"
-kinds = ["channel"]
-condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
-"#;
 
 #[tokio::test(start_paused = true)]
 async fn ten_minutes_without_dingtalk_then_everything_in_order() {
     let dir = fresh_dir("fw-outage");
-    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    std::fs::write(dir.join("rules.toml"), FILLING_ONLY).unwrap();
     let fake = FakeDingTalk::start("tok-out", Some("SECout"))
         .await
         .unwrap();

@@ -9,28 +9,20 @@ use std::process::Command;
 use flumewatch_e2e::*;
 use flumewatch_proto::v1 as pb;
 use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Forced, Received};
+use flumewatch_testkit::rules::FILLING_ONLY;
 use serde_json::Value;
 
 const SECRET: &str = "SEChistory0123456789abcdef0123456789abcdef0123456789abcdef012345";
 
-/// ChannelFilling at once, and nothing else: these simulated sidecars report only when told.
-const RULES: &str = r#"
-disable = ["SidecarSilent", "ChannelFullSoon"]
-[[rule]]
-name = "ChannelFilling"
-severity = "warning"
-kinds = ["channel"]
-condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
-"#;
-
-/// A rule file of its own, removed when dropped.
+/// A rule file of its own (ChannelFilling only: these simulated sidecars report only when
+/// told), removed when dropped.
 struct RulesFile(PathBuf);
 
 impl RulesFile {
     fn new(name: &str) -> Self {
         let path =
             std::env::temp_dir().join(format!("fw-history-{name}-{}.toml", std::process::id()));
-        std::fs::write(&path, RULES).expect("rules written");
+        std::fs::write(&path, FILLING_ONLY).expect("rules written");
         Self(path)
     }
 }
