@@ -1,18 +1,17 @@
-//! Notification settings: receivers (DingTalk robots), the route tree, grouping timers and
-//! inhibition rules → validated [`NotifyConfig`]. Secrets come from the file, an environment
-//! variable or a file of their own, and never print.
+//! Notification settings: receivers (DingTalk robots, in [`receiver`]), the route tree,
+//! grouping timers, inhibition rules and the history's retention → validated [`NotifyConfig`].
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::dingtalk::client::Robot;
-use super::dingtalk::message::Style;
-use crate::alert::Severity;
 use crate::matcher::Matcher;
 use crate::rules::Language;
-use crate::secret::Secret;
+
+mod receiver;
+
+pub use receiver::{RawReceiver, Receiver};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -47,29 +46,6 @@ pub struct RawRoute {
     pub group_interval: Option<String>,
     pub repeat_interval: Option<String>,
     pub repeat_intervals: Option<Vec<String>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawReceiver {
-    pub name: String,
-    pub webhook: Option<String>,
-    pub webhook_env: Option<String>,
-    pub webhook_file: Option<String>,
-    pub secret: Option<String>,
-    pub secret_env: Option<String>,
-    pub secret_file: Option<String>,
-    pub keyword: Option<String>,
-    pub at_mobiles: Option<BTreeMap<String, Vec<String>>>,
-    pub at_user_ids: Option<BTreeMap<String, Vec<String>>>,
-    pub at_all_on_critical: Option<bool>,
-    /// A message layout file (see `dingtalk::message::check_template`).
-    pub template_file: Option<String>,
-    /// How long one POST to the robot may take before it is given up and retried [default: 10s].
-    pub send_timeout: Option<String>,
-    /// Announce the resolution of an alert that was notified and then silenced
-    /// [default: true]: whoever was paged should learn it is over.
-    pub send_resolved_when_muted: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,17 +87,6 @@ pub struct Route {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Receiver {
-    pub name: String,
-    pub robot: Robot,
-    pub style: Style,
-    /// Each POST is given up after this (and retried with the same msgUuid).
-    pub send_timeout: Duration,
-    /// See [`RawReceiver::send_resolved_when_muted`].
-    pub send_resolved_when_muted: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
 pub struct InhibitRule {
     pub source: Vec<Matcher>,
     pub target: Vec<Matcher>,
@@ -155,9 +120,6 @@ pub struct NotifyFlags {
 
 type Invalid = (String, String);
 
-const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// A robot that needs longer is down; the message waits in the outbox for the retry.
-const MAX_SEND_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_HISTORY_RETENTION: Duration = Duration::from_secs(365 * 24 * 3600);
 
@@ -170,47 +132,6 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
         None => Ok(default),
         Some(t) => humantime::parse_duration(t.trim()).map_err(|e| at(key, format!("{t:?}: {e}"))),
     }
-}
-
-fn secret(
-    key: &str,
-    value: Option<String>,
-    env: Option<String>,
-    file: Option<String>,
-) -> Result<Option<Secret>, Invalid> {
-    match (value, env, file) {
-        (Some(v), None, None) => Ok(Some(Secret::new(v))),
-        (None, Some(var), None) => std::env::var(&var)
-            .map(|v| Some(Secret::new(v.trim())))
-            .map_err(|_| {
-                at(
-                    format!("{key}_env"),
-                    format!("environment variable {var} is not set"),
-                )
-            }),
-        (None, None, Some(path)) => std::fs::read_to_string(&path)
-            .map(|v| Some(Secret::new(v.trim())))
-            .map_err(|e| at(format!("{key}_file"), format!("{path}: {e}"))),
-        (None, None, None) => Ok(None),
-        _ => Err(at(
-            key,
-            format!("give one of {key}, {key}_env or {key}_file"),
-        )),
-    }
-}
-
-fn severity_lists(
-    key: &str,
-    raw: Option<BTreeMap<String, Vec<String>>>,
-) -> Result<BTreeMap<Severity, Vec<String>>, Invalid> {
-    raw.unwrap_or_default()
-        .into_iter()
-        .map(|(s, list)| {
-            s.parse::<Severity>()
-                .map(|s| (s, list))
-                .map_err(|e| at(format!("{key}.{s}"), e))
-        })
-        .collect()
 }
 
 /// The inhibition every fleet wants: a silent sidecar or a down agent explains everything else
@@ -261,7 +182,7 @@ pub fn validate(
     let mut out_receivers = Vec::new();
     for (i, r) in receivers.into_iter().enumerate() {
         let key = |k: &str| format!("receivers[{i}].{k}");
-        let (k, reason) = match validate_receiver(r, language) {
+        let (k, reason) = match receiver::validate(r, language) {
             Ok(receiver) => {
                 if out_receivers
                     .iter()
@@ -280,24 +201,10 @@ pub fn validate(
         return Err(at(key(&k), reason));
     }
     if let Some(webhook) = flags.dingtalk_webhook {
-        check_webhook("dingtalk_webhook", &webhook)?;
+        receiver::check_webhook("dingtalk_webhook", &webhook)?;
         out_receivers.retain(|r| r.name != "dingtalk");
-        out_receivers.insert(
-            0,
-            Receiver {
-                name: "dingtalk".into(),
-                robot: Robot {
-                    webhook: Secret::new(webhook),
-                    secret: flags.dingtalk_secret.map(Secret::new),
-                },
-                style: Style {
-                    language,
-                    ..Style::default()
-                },
-                send_timeout: DEFAULT_SEND_TIMEOUT,
-                send_resolved_when_muted: true,
-            },
-        );
+        let secret = flags.dingtalk_secret;
+        out_receivers.insert(0, Receiver::from_flags(webhook, secret, language));
     }
     let receiver_index = |key: &str, name: &str, receivers: &[Receiver]| {
         receivers
@@ -509,53 +416,6 @@ fn repeat_intervals(
         out.push(interval);
     }
     Ok(out)
-}
-
-fn check_webhook(key: &str, url: &str) -> Result<(), Invalid> {
-    // The URL holds the access token: say what is wrong without repeating it.
-    match reqwest::Url::parse(url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => Ok(()),
-        _ => Err(at(key, "not an http(s) URL")),
-    }
-}
-
-fn validate_receiver(r: RawReceiver, language: Language) -> Result<Receiver, Invalid> {
-    let webhook = secret("webhook", r.webhook, r.webhook_env, r.webhook_file)?
-        .ok_or_else(|| at("webhook", "a receiver needs its robot's webhook URL"))?;
-    check_webhook("webhook", webhook.expose())?;
-    let secret = secret("secret", r.secret, r.secret_env, r.secret_file)?;
-    let template = match &r.template_file {
-        None => None,
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| at("template_file", format!("{path}: {e}")))?;
-            super::dingtalk::message::check_template(&text)
-                .map_err(|e| at("template_file", format!("{path}: {e}")))?;
-            Some(text)
-        }
-    };
-    let send_timeout = duration(
-        "send_timeout",
-        r.send_timeout.as_deref(),
-        DEFAULT_SEND_TIMEOUT,
-    )?;
-    if send_timeout.is_zero() || send_timeout > MAX_SEND_TIMEOUT {
-        return Err(at("send_timeout", "must be above 0 and at most 60s"));
-    }
-    Ok(Receiver {
-        name: r.name,
-        robot: Robot { webhook, secret },
-        send_timeout,
-        style: Style {
-            language,
-            keyword: r.keyword,
-            at_mobiles: severity_lists("at_mobiles", r.at_mobiles)?,
-            at_user_ids: severity_lists("at_user_ids", r.at_user_ids)?,
-            at_all_on_critical: r.at_all_on_critical.unwrap_or(false),
-            template,
-        },
-        send_resolved_when_muted: r.send_resolved_when_muted.unwrap_or(true),
-    })
 }
 
 impl NotifyConfig {
