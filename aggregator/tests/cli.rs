@@ -70,7 +70,7 @@ fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
     );
     assert!(stdout.contains("aggregator config ok"), "{stdout}");
     assert!(
-        stdout.contains("2 receivers (ops, bj-oncall), 1 routes, 3 inhibition rules"),
+        stdout.contains("2 receivers (ops, bj-oncall), 1 routes, 4 inhibition rules"),
         "{stdout}"
     );
     // 14 default rules plus HdfsSinkStalled, listed once per file.

@@ -232,15 +232,27 @@ pub async fn run(
             Err(e) => println!("(aggregator not answering yet: {e})"),
         }
         if let Some(robot) = &local_robot {
-            for (n, message) in robot.received().iter().enumerate().skip(shown) {
+            let received = robot.received();
+            let history = if received.len() > shown {
+                notifications(addr).await.unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            for (n, message) in received.iter().enumerate().skip(shown) {
+                // Why it was sent, as the aggregator's history (ListNotifications) says.
+                let reason = message
+                    .msg_uuid
+                    .as_deref()
+                    .and_then(|uuid| history.iter().find(|h| h.msg_uuid == uuid))
+                    .map_or("-", |h| h.reason.as_str());
                 println!(
-                    "── DingTalk message #{} (signed and accepted by the local robot, {} bytes) ──",
+                    "── DingTalk message #{} (signed and accepted by the local robot, {} bytes, reason: {reason}) ──",
                     n + 1,
                     message.body_bytes
                 );
                 println!("{}\n", message.text.trim_end());
             }
-            shown = robot.received().len();
+            shown = received.len();
         }
     }
     stop.cancel();
@@ -254,6 +266,18 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// The aggregator's notification history, over gRPC.
+async fn notifications(
+    addr: std::net::SocketAddr,
+) -> Result<Vec<pb::Notification>, Box<dyn std::error::Error>> {
+    let mut client = FleetClient::connect(format!("http://{addr}")).await?;
+    Ok(client
+        .list_notifications(pb::ListNotificationsRequest::default())
+        .await?
+        .into_inner()
+        .notifications)
 }
 
 /// The fleet as the aggregator reports it over gRPC.

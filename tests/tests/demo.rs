@@ -62,6 +62,11 @@ fn demo_shows_the_fleet() {
         stdout.contains("── DingTalk message #1 (signed and accepted by the local robot"),
         "{stdout}"
     );
+    // …and says why it was sent (the aggregator's notification history).
+    assert!(
+        stdout.contains("reason: first_notification) ──"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("SinkConnectionFailures cluster=sh-log"),
         "{stdout}"

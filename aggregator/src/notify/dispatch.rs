@@ -164,11 +164,14 @@ impl Dispatcher {
                     }
                     // Only a firing alert opens a group: a resolved one alone has nothing to say.
                     None if alert.status == AlertStatus::Firing => {
+                        let next_flush = self
+                            .follow_up(opts.receiver, alert)
+                            .unwrap_or(now + opts.group_wait);
                         let group = Group {
                             opts: opts.clone(),
                             labels,
                             alerts: BTreeMap::from([(alert.fingerprint, alert.clone())]),
-                            next_flush: now + opts.group_wait,
+                            next_flush,
                             flushed: false,
                         };
                         self.groups.insert(key, group);
@@ -184,6 +187,32 @@ impl Dispatcher {
                 .retain(|fp, _| present.contains(&(key.clone(), *fp)));
         }
         self.groups.retain(|_, g| !g.alerts.is_empty());
+    }
+
+    /// When a new group for `alert` should flush if it is more of an incident the receiver
+    /// was already told about (the same host, or for a fleet-level alert the same cluster,
+    /// firing in a group that has flushed) and no more severe than what was told: with that
+    /// incident's next follow-up, not a message of its own. A more severe alert (a warning
+    /// turning critical) waits only its own `group_wait`.
+    fn follow_up(&self, receiver: usize, alert: &Alert) -> Option<Instant> {
+        let mut told = None;
+        let mut next = None;
+        for group in self
+            .groups
+            .iter()
+            .filter(|(key, g)| key.0 == receiver && g.flushed)
+            .map(|(_, g)| g)
+        {
+            let related = group
+                .alerts
+                .values()
+                .filter(|a| a.status == AlertStatus::Firing && same_incident(a, alert));
+            for a in related {
+                told = told.max(Some(a.severity));
+                next = Some(next.map_or(group.next_flush, |n: Instant| n.min(group.next_flush)));
+            }
+        }
+        next.filter(|_| told.is_some_and(|t| alert.severity <= t))
     }
 
     /// Groups whose flush time has come; each is rescheduled `group_interval` later.
@@ -262,6 +291,18 @@ impl Dispatcher {
 
     pub fn next_flush(&self) -> Option<Instant> {
         self.groups.values().map(|g| g.next_flush).min()
+    }
+}
+
+/// Two alerts about the same place: the same host, or (for a fleet-level alert, which has
+/// no host) the same cluster.
+fn same_incident(a: &Alert, b: &Alert) -> bool {
+    match (a.labels.get("host"), b.labels.get("host")) {
+        (Some(x), Some(y)) => x == y,
+        _ => a
+            .labels
+            .get("cluster")
+            .is_some_and(|c| b.labels.get("cluster") == Some(c)),
     }
 }
 

@@ -363,3 +363,79 @@ fn reminders_escalate_and_a_change_starts_them_over() {
     );
     assert_eq!(bad.unwrap_err().0, "notify.repeat_intervals[1]");
 }
+
+fn named(alert: Alert, alertname: &str, severity: Severity) -> Alert {
+    let mut labels = alert.labels.0.clone();
+    labels.insert("alertname".into(), alertname.into());
+    let labels = Labels(labels);
+    Alert {
+        fingerprint: labels.fingerprint(),
+        alertname: alertname.into(),
+        severity,
+        labels,
+        ..alert
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_of_a_told_incident_waits_for_its_follow_up_unless_it_is_worse() {
+    let config = config_with(RawNotify {
+        group_wait: Some("10s".into()),
+        group_interval: Some("60s".into()),
+        ..RawNotify::default()
+    });
+    let mut d = Dispatcher::default();
+    let soon = named(
+        alert("h1", "bj", AlertStatus::Firing),
+        "ChannelFullSoon",
+        Severity::Warning,
+    );
+    d.observe(std::slice::from_ref(&soon), &config, Instant::now());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        d.due(Instant::now()).len(),
+        1,
+        "told at 10 s; follow-up at 70 s"
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    // 20 s: the same channel passes 80 % (a warning), another host's agent goes down.
+    let filling = named(
+        alert("h1", "bj", AlertStatus::Firing),
+        "ChannelFilling",
+        Severity::Warning,
+    );
+    let down = named(
+        alert("h2", "bj", AlertStatus::Firing),
+        "FlumeAgentDown",
+        Severity::Critical,
+    );
+    d.observe(
+        &[soon.clone(), filling.clone(), down.clone()],
+        &config,
+        Instant::now(),
+    );
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let due = d.due(Instant::now());
+    assert_eq!(due.len(), 1, "at 30 s only the new incident: {due:?}");
+    assert_eq!(due[0].firing[0].alertname, "FlumeAgentDown");
+    // 40 s: h1's channel is full: critical, worse than what was told — its own group_wait.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let full = named(
+        alert("h1", "bj", AlertStatus::Firing),
+        "ChannelPutsFailing",
+        Severity::Critical,
+    );
+    d.observe(&[soon, filling, down, full], &config, Instant::now());
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let due = d.due(Instant::now());
+    assert_eq!(due.len(), 1, "at 50 s the escalation: {due:?}");
+    assert_eq!(due[0].firing[0].alertname, "ChannelPutsFailing");
+    tokio::time::advance(Duration::from_secs(20)).await;
+    let due = d.due(Instant::now());
+    let names: Vec<&str> = due.iter().map(|g| g.firing[0].alertname.as_str()).collect();
+    assert_eq!(
+        names,
+        ["ChannelFilling", "ChannelFullSoon"],
+        "the follow-up at 70 s"
+    );
+}

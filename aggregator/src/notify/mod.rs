@@ -43,7 +43,6 @@ const RETRY_STALLED: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Groups falling due this close together share one message.
 const COALESCE: Duration = Duration::from_secs(1);
-const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Send results waiting for the pipeline: at most one per receiver is in flight; a sender
 /// beyond this waits, it is never lost.
 const RESULTS_QUEUE: usize = 16;
@@ -97,7 +96,7 @@ impl Notifier {
         firing: FiringLog,
     ) -> Result<Self, reqwest::Error> {
         let config = updates.borrow_and_update().clone();
-        let http = client::http_client(SEND_TIMEOUT)?;
+        let http = client::http_client()?;
         Ok(Self {
             config,
             updates,

@@ -77,12 +77,10 @@ struct Answer {
 }
 
 /// A client for robots (no redirects: a 3xx is DingTalk's throttle gateway, not a new address).
-/// `timeout` is only a default: [`send`] gives every request its receiver's `send_timeout`,
-/// which takes precedence.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+/// No client-wide timeout: [`send`] gives every request its receiver's `send_timeout`.
+pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
-        .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("flumewatch/", env!("CARGO_PKG_VERSION")))
         .build()
