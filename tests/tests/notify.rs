@@ -208,6 +208,33 @@ async fn a_500_then_a_throttle_then_ok_delivers_exactly_once() {
     aggregator.stop().await;
 }
 
+/// Retries go at their computed instant (2 s, then 4 s after a failure), not on a coarser step.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_go_when_their_backoff_ends() {
+    let fake = FakeDingTalk::start("tok-5", Some(SECRET)).await.unwrap();
+    fake.force(&[Forced::Http(500), Forced::Http(500)]);
+    let aggregator = start(&fake, "group_wait = \"0s\"").await;
+    let mut sidecar =
+        StreamSidecar::connect(&aggregator.url(), "h1", &[("cluster", "bj-log")]).await;
+    sidecar.report(&body_with_fill(85)).await;
+    messages(&fake, 1).await;
+    assert_eq!(fake.answers(), [500, 500, 0]);
+    let at = fake.answered_at();
+    let gaps: Vec<f64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs_f64()).collect();
+    println!("retry gaps {gaps:?}");
+    assert!(
+        (1.9..2.5).contains(&gaps[0]),
+        "first retry after {:.2}s, backoff 2 s",
+        gaps[0]
+    );
+    assert!(
+        (3.9..4.5).contains(&gaps[1]),
+        "second retry after {:.2}s, backoff 4 s",
+        gaps[1]
+    );
+    aggregator.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_more_than_20_a_minute_and_the_rest_waits() {
     let fake = FakeDingTalk::start("tok-4", Some(SECRET)).await.unwrap();

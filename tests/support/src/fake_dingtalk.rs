@@ -41,6 +41,8 @@ struct State {
     received: Vec<Received>,
     /// Every answer given, in order: 0 for delivered, else the errcode or HTTP status.
     answers: Vec<i64>,
+    /// When each answer was given (parallel to `answers`).
+    answered_at: Vec<tokio::time::Instant>,
     forced: VecDeque<Forced>,
     /// Requests whose URL, headers or body leaked the secret.
     leaks: usize,
@@ -138,6 +140,15 @@ impl FakeDingTalk {
             .lock()
             .expect("fake dingtalk lock")
             .answers
+            .clone()
+    }
+
+    /// When each answer was given, in order.
+    pub fn answered_at(&self) -> Vec<tokio::time::Instant> {
+        self.state
+            .lock()
+            .expect("fake dingtalk lock")
+            .answered_at
             .clone()
     }
 
@@ -323,6 +334,7 @@ fn judge(
         Some(Forced::Hang) | None => check(head, body, &state, token, secret),
     };
     state.answers.push(answer);
+    state.answered_at.push(tokio::time::Instant::now());
     if answer == 0 {
         if let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) {
             state.received.push(Received {
