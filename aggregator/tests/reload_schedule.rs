@@ -12,20 +12,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use common::*;
-use flumewatch_sidecar::config::FileConfig as SidecarFile;
 use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
 use tokio_util::sync::CancellationToken;
-
-const RULES: &str = r#"
-disable = ["SidecarSilent", "ChannelFullSoon"]
-[[rule]]
-name = "ChannelFilling"
-severity = "warning"
-kinds = ["channel"]
-condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
-summary = { zh = "通道 {component} 使用率 {value}%" }
-"#;
 
 const GROUP_INTERVAL: Duration = Duration::from_secs(6);
 
@@ -37,7 +26,11 @@ async fn a_reload_keeps_the_group_schedule() {
     let fake = FakeDingTalk::start("tok-reload", Some("SECreload"))
         .await
         .unwrap();
-    std::fs::write(dir.join("rules.toml"), RULES).unwrap();
+    std::fs::write(
+        dir.join("rules.toml"),
+        flumewatch_testkit::rules::FILLING_ONLY,
+    )
+    .unwrap();
     let config = write_config(
         &dir,
         port,
@@ -63,20 +56,7 @@ async fn a_reload_keeps_the_group_schedule() {
         }))
         .await
         .unwrap();
-        let sidecar = SidecarFile {
-            aggregator: Some(url.clone()),
-            flume: Some(vec![format!("a1={}", flume.url())]),
-            interval: Some("200ms".into()),
-            timeout: Some("150ms".into()),
-            host: Some(host.into()),
-            labels: Some([("cluster".to_owned(), "bj-log".to_owned())].into()),
-            reconnect_min: Some("50ms".into()),
-            reconnect_max: Some("300ms".into()),
-            ..SidecarFile::default()
-        }
-        .validate()
-        .unwrap();
-        tokio::spawn(flumewatch_sidecar::run(sidecar, stop.clone()));
+        start_sidecar(&url, host, "bj-log", flume.url(), &stop);
         flumes.push(flume);
     }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use flumewatch_e2e::*;
 use flumewatch_proto::v1 as pb;
 use flumewatch_testkit::fake_dingtalk::{FakeDingTalk, Received};
+use flumewatch_testkit::rules::FILLING_ONLY as FAST_RULES;
 
 const SECRET: &str = "SECincident0123456789";
 
@@ -121,16 +122,6 @@ async fn three_agents_in_two_clusters_make_one_message_and_a_fourth_one_follow_u
     }
     aggregator.stop().await;
 }
-
-const FAST_RULES: &str = r#"
-disable = ["SidecarSilent", "ChannelFullSoon"]
-[[rule]]
-name = "ChannelFilling"
-severity = "warning"
-kinds = ["channel"]
-condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
-summary = { zh = "通道 {component} 使用率 {value}%" }
-"#;
 
 async fn silenced_then_resolved(resolved_when_muted: bool) -> (Vec<Received>, AggregatorHandle) {
     let fake = FakeDingTalk::start("tok-muted", Some(SECRET))
