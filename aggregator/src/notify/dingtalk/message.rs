@@ -154,8 +154,10 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
         .max()
         .unwrap_or(0);
     let mut cap = total_lines;
+    // Every line is rendered once; only fitting them repeats.
+    let prepared = sections::prepare(groups, &words, now);
     loop {
-        let (text, omitted) = text(groups, style, &words, &title, &at, cap, now);
+        let (text, omitted) = text(&prepared, style, &title, &at, cap);
         let body = serde_json::to_vec(&Body {
             msgtype: "markdown",
             markdown: Markdown {
@@ -179,16 +181,14 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
 }
 
 fn text(
-    groups: &[GroupNotice],
+    prepared: &sections::Prepared,
     style: &Style,
-    words: &Words,
     title: &str,
     at: &At,
     cap: usize,
-    now: SystemTime,
 ) -> (String, usize) {
     let heading = format!("### {}\n\n", escape(title));
-    let sections = sections::render(groups, words, cap, now);
+    let sections = prepared.assemble(cap);
     let mentions: Vec<String> = at
         .at_mobiles
         .iter()

@@ -3,7 +3,7 @@
 //! lines and a count. One line per agent and rule: components of one agent failing by the same
 //! rule share it ("source r1 → channel c1: …").
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +14,7 @@ use super::words::{severity_look, short_duration, Words};
 use crate::alert::Alert;
 use crate::notify::dispatch::Reason;
 use crate::rules::template::Value;
+use crate::rules::Language;
 
 /// Still-firing lines shown before the rest is only counted.
 const STILL_SHOWN: usize = 3;
@@ -34,20 +35,30 @@ struct Line<'a> {
     alerts: Vec<&'a Alert>,
 }
 
-fn same_line(a: &Alert, b: &Alert) -> bool {
-    a.alertname == b.alertname && a.context.host == b.context.host && a.context.agent == b.context.agent
-        // Fleet-level alerts are about their group: one line each.
-        && a.context.host.is_some()
-}
-
 fn lines<'a>(alerts: impl IntoIterator<Item = &'a Alert>) -> Vec<Line<'a>> {
     let mut out: Vec<Line<'a>> = Vec::new();
+    // (rule, host, agent) → line; fleet-level alerts (no host) are about their group: one
+    // line each.
+    let mut index: HashMap<(&'a str, &'a str, &'a str), usize> = HashMap::new();
     for alert in alerts {
-        match out.iter_mut().find(|l| same_line(l.alerts[0], alert)) {
-            Some(line) => line.alerts.push(alert),
-            None => out.push(Line {
-                alerts: vec![alert],
-            }),
+        let place = match (&alert.context.host, &alert.context.agent) {
+            (Some(host), agent) => Some((
+                alert.alertname.as_str(),
+                host.as_str(),
+                agent.as_deref().unwrap_or(""),
+            )),
+            (None, _) => None,
+        };
+        match place.and_then(|p| index.get(&p)) {
+            Some(&i) => out[i].alerts.push(alert),
+            None => {
+                if let Some(p) = place {
+                    index.insert(p, out.len());
+                }
+                out.push(Line {
+                    alerts: vec![alert],
+                });
+            }
         }
     }
     out
@@ -67,12 +78,31 @@ fn flow_rank(kind: ComponentKind) -> u8 {
     }
 }
 
-pub(super) fn render(
-    groups: &[GroupNotice],
-    words: &Words,
-    cap: usize,
-    now: SystemTime,
-) -> Sections {
+/// Part of the new-alerts section.
+enum Block {
+    /// A cluster's ClusterDegraded alert, over its agents' groups.
+    Headline(String),
+    Group {
+        header: String,
+        description: Option<String>,
+        lines: Vec<String>,
+    },
+}
+
+/// Every line of a message rendered once; [`Prepared::assemble`] fits them to a size cap.
+pub(super) struct Prepared {
+    reason: String,
+    new: Vec<Block>,
+    resolved_header: String,
+    resolved: Vec<String>,
+    still_header: String,
+    /// The first few still-firing lines; `still_total` counts them all.
+    still: Vec<String>,
+    still_total: usize,
+    language: Language,
+}
+
+pub(super) fn prepare(groups: &[GroupNotice], words: &Words, now: SystemTime) -> Prepared {
     let is_new = |g: &GroupNotice, a: &Alert| !g.notified.contains(&a.fingerprint);
     // Headlines: a cluster's ClusterDegraded alert, wherever it is in the message.
     let headlines: Vec<&Alert> = groups
@@ -81,10 +111,9 @@ pub(super) fn render(
         .filter(|a| a.alertname == CLUSTER_HEADLINE)
         .collect();
     let headline_of = |cluster: &str| headlines.iter().find(|a| cluster_of(a) == cluster).copied();
-    let mut omitted = 0;
 
     // New: per cluster (in order of appearance), the headline, then each group's new lines.
-    let mut new = String::new();
+    let mut new = Vec::new();
     let mut clusters: Vec<&str> = Vec::new();
     for group in groups {
         for alert in group.firing.iter().filter(|a| is_new(group, a)) {
@@ -96,27 +125,26 @@ pub(super) fn render(
     let mut headlined: BTreeSet<u64> = BTreeSet::new();
     let mut new_count = 0;
     for cluster in &clusters {
-        let headline = headline_of(cluster);
-        let level = if let Some(h) = headline {
-            let (color, word) = severity_look(h.severity, words);
-            let summary = h
-                .annotations
-                .get("summary")
-                .map_or(h.alertname.as_str(), String::as_str);
-            let _ = writeln!(
-                new,
-                "#### <font color={color}>[{word}]</font> {}\n",
-                escape(summary)
-            );
-            headlined.insert(h.fingerprint);
-            new_count += usize::from(groups.iter().any(|g| {
-                g.firing
-                    .iter()
-                    .any(|a| a.fingerprint == h.fingerprint && is_new(g, a))
-            }));
-            "#####"
-        } else {
-            "####"
+        let level = match headline_of(cluster) {
+            Some(h) => {
+                let (color, word) = severity_look(h.severity, words);
+                let summary = h
+                    .annotations
+                    .get("summary")
+                    .map_or(h.alertname.as_str(), String::as_str);
+                new.push(Block::Headline(format!(
+                    "#### <font color={color}>[{word}]</font> {}\n\n",
+                    escape(summary)
+                )));
+                headlined.insert(h.fingerprint);
+                new_count += usize::from(groups.iter().any(|g| {
+                    g.firing
+                        .iter()
+                        .any(|a| a.fingerprint == h.fingerprint && is_new(g, a))
+                }));
+                "#####"
+            }
+            None => "####",
         };
         for group in groups {
             let fresh: Vec<&Alert> = group
@@ -145,65 +173,46 @@ pub(super) fn render(
                 .filter(|(k, _)| *k != "alertname")
                 .map(|(k, v)| format!("{}={}", escape(k), escape(v)))
                 .collect();
-            let _ = writeln!(
-                new,
-                "{level} <font color={color}>[{word}]</font> {} {} ({})\n",
-                escape(&lead.alertname),
-                labels.join(" "),
-                fresh.len()
-            );
-            if let Some(description) = lead.annotations.get("description") {
-                let _ = writeln!(new, "> {}\n", escape(description));
-            }
-            for line in fresh.iter().take(cap) {
-                let _ = writeln!(new, "- {}", line_text(line, words, now, false));
-            }
-            if fresh.len() > cap {
-                omitted += fresh.len() - cap;
-                let _ = writeln!(new, "- {}", words.more(fresh.len() - cap));
-            }
-            new.push('\n');
+            new.push(Block::Group {
+                header: format!(
+                    "{level} <font color={color}>[{word}]</font> {} {} ({})\n\n",
+                    escape(&lead.alertname),
+                    labels.join(" "),
+                    fresh.len()
+                ),
+                description: lead
+                    .annotations
+                    .get("description")
+                    .map(|d| format!("> {}\n\n", escape(d))),
+                lines: fresh
+                    .iter()
+                    .map(|line| line_text(line, words, now, false))
+                    .collect(),
+            });
         }
     }
 
-    let mut resolved = String::new();
     let gone = lines(groups.iter().flat_map(|g| &g.resolved));
-    if !gone.is_empty() {
-        let _ = writeln!(
-            resolved,
-            "#### <font color=#008000>[{}]</font> ({})\n",
-            words.resolved,
-            gone.len()
-        );
-        for line in gone.iter().take(cap) {
+    let resolved: Vec<String> = gone
+        .iter()
+        .map(|line| {
             let until = line.alerts[0].resolved_at.unwrap_or(now);
-            let _ = writeln!(resolved, "- {}", line_text(line, words, until, true));
-        }
-        if gone.len() > cap {
-            omitted += gone.len() - cap;
-            let _ = writeln!(resolved, "- {}", words.more(gone.len() - cap));
-        }
-        resolved.push('\n');
-    }
+            line_text(line, words, until, true)
+        })
+        .collect();
 
-    let mut still = String::new();
     let headlined = &headlined;
     let old = lines(groups.iter().flat_map(|g| {
         g.firing.iter().filter(move |a| {
             g.notified.contains(&a.fingerprint) && !headlined.contains(&a.fingerprint)
         })
     }));
-    if !old.is_empty() {
-        let _ = writeln!(still, "#### {} ({})\n", words.still_firing, old.len());
-        let shown = cap.min(STILL_SHOWN);
-        for line in old.iter().take(shown) {
-            let _ = writeln!(still, "- {}", line_text(line, words, now, true));
-        }
-        if old.len() > shown {
-            let _ = writeln!(still, "- {}", words.more_still(old.len() - shown));
-        }
-        still.push('\n');
-    }
+    // Only the shown few are rendered: the rest is a count.
+    let still: Vec<String> = old
+        .iter()
+        .take(STILL_SHOWN)
+        .map(|line| line_text(line, words, now, true))
+        .collect();
 
     let why = Reason::of_message(groups.iter().map(|g| g.reason));
     let mut reason = format!("**{}**", words.reason(why));
@@ -217,12 +226,83 @@ pub(super) fn render(
         }
     }
     reason.push_str("\n\n");
-    Sections {
+    Prepared {
         reason,
         new,
+        resolved_header: format!(
+            "#### <font color=#008000>[{}]</font> ({})\n\n",
+            words.resolved,
+            gone.len()
+        ),
         resolved,
+        still_header: format!("#### {} ({})\n\n", words.still_firing, old.len()),
+        still_total: old.len(),
         still,
-        omitted,
+        language: words.language(),
+    }
+}
+
+impl Prepared {
+    /// The sections with at most `cap` lines per group (and in the resolved section), the
+    /// rest counted.
+    pub fn assemble(&self, cap: usize) -> Sections {
+        let words = Words::of(self.language);
+        let mut omitted = 0;
+        let mut new = String::new();
+        for block in &self.new {
+            match block {
+                Block::Headline(text) => new.push_str(text),
+                Block::Group {
+                    header,
+                    description,
+                    lines,
+                } => {
+                    new.push_str(header);
+                    if let Some(d) = description {
+                        new.push_str(d);
+                    }
+                    for line in lines.iter().take(cap) {
+                        let _ = writeln!(new, "- {line}");
+                    }
+                    if lines.len() > cap {
+                        omitted += lines.len() - cap;
+                        let _ = writeln!(new, "- {}", words.more(lines.len() - cap));
+                    }
+                    new.push('\n');
+                }
+            }
+        }
+        let mut resolved = String::new();
+        if !self.resolved.is_empty() {
+            resolved.push_str(&self.resolved_header);
+            for line in self.resolved.iter().take(cap) {
+                let _ = writeln!(resolved, "- {line}");
+            }
+            if self.resolved.len() > cap {
+                omitted += self.resolved.len() - cap;
+                let _ = writeln!(resolved, "- {}", words.more(self.resolved.len() - cap));
+            }
+            resolved.push('\n');
+        }
+        let mut still = String::new();
+        if self.still_total > 0 {
+            still.push_str(&self.still_header);
+            let shown = cap.min(self.still.len());
+            for line in &self.still[..shown] {
+                let _ = writeln!(still, "- {line}");
+            }
+            if self.still_total > shown {
+                let _ = writeln!(still, "- {}", words.more_still(self.still_total - shown));
+            }
+            still.push('\n');
+        }
+        Sections {
+            reason: self.reason.clone(),
+            new,
+            resolved,
+            still,
+            omitted,
+        }
     }
 }
 
@@ -259,7 +339,7 @@ fn line_text(line: &Line<'_>, words: &Words, until: SystemTime, with_name: bool)
         .iter()
         .filter_map(|a| a.context.component.as_ref())
         .collect();
-    components.sort_by_key(|c| (flow_rank(c.kind), c.name.clone()));
+    components.sort_by(|a, b| (flow_rank(a.kind), &a.name).cmp(&(flow_rank(b.kind), &b.name)));
     components.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
     let mut summary = lead.annotations.get("summary").cloned();
     match components.as_slice() {

@@ -52,6 +52,10 @@ impl Words {
         }
     }
 
+    pub fn language(&self) -> Language {
+        self.language
+    }
+
     /// Why the message was sent.
     pub fn reason(&self, reason: Reason) -> &'static str {
         match (self.language, reason) {
