@@ -1,0 +1,140 @@
+//! The default policy, continued: SinkStalled (a sink that delivers nothing while its channel
+//! fills), ClusterDegraded, and replayed snapshots. On tokio's paused clock through the real
+//! `Fleet`.
+
+#[path = "policy/harness.rs"]
+#[allow(dead_code)] // shared with policy.rs, which uses the rest
+mod harness;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use flumewatch_testkit::fake_flume::{Profile, SimAgent};
+use harness::*;
+use serde_json::Value;
+
+const SEC: Duration = Duration::from_secs(1);
+const MIN: Duration = Duration::from_secs(60);
+
+fn sim(profile: Profile) -> impl FnMut(Duration, SystemTime) -> Value {
+    let agent = SimAgent::new(profile, UNIX_EPOCH + Duration::from_secs(T0) - 15 * SEC);
+    move |_, now| serde_json::from_slice(&agent.render(now)).unwrap()
+}
+
+// ── SinkStalled ─────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_sink_is_stalled_within_three_polls_naming_its_channel() {
+    let mut w = World::new();
+    w.connect("h1", &[]);
+    let mut body = sim(Profile::DeadSink {
+        events_per_sec: 5.0,
+    });
+    // The sink is dead from the start: a full 10 s window without a drain, then a second poll.
+    run_for(&mut w, "h1", 30 * SEC, &mut body).await;
+    let stalled = w.firing("SinkStalled");
+    assert_eq!(stalled.len(), 1, "{:?}", w.summary());
+    assert_eq!(stalled[0].labels.get("component"), Some("k1"));
+    assert_eq!(
+        stalled[0].context.peer.as_ref().map(|p| p.name.as_str()),
+        Some("c1"),
+        "names the channel that fills"
+    );
+    assert!(
+        stalled[0].annotations["summary"].contains("channel c1 holds"),
+        "{}",
+        stalled[0].annotations["summary"]
+    );
+    assert!(
+        stalled[0].context.channel.is_some(),
+        "the channel's figures go along"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_sink_that_still_drains_is_not_stalled() {
+    let mut w = World::new();
+    w.connect("h1", &[]);
+    let profile = Profile::SlowSink {
+        events_per_sec: 20.0,
+        after: Duration::ZERO,
+        drain_share: 0.5,
+    };
+    run_for(&mut w, "h1", 10 * MIN, sim(profile)).await;
+    assert!(w.status_of("SinkStalled").is_empty(), "{:?}", w.summary());
+}
+
+// ── ClusterDegraded ─────────────────────────────────────────────────────────────────────────
+
+async fn cluster_with_failing(failing: usize) -> World {
+    let mut w = World::new();
+    let hosts: Vec<String> = (0..10).map(|i| format!("bj-{i:02}")).collect();
+    for host in &hosts {
+        w.connect(host, &[("cluster", "bj-log")]);
+    }
+    for _ in 0..12 {
+        for (i, host) in hosts.iter().enumerate() {
+            if i < failing {
+                w.poll_failed(host);
+            } else {
+                w.poll(host, &sample("steady-load-t15s.json"));
+            }
+        }
+        w.advance(10 * SEC).await;
+    }
+    w
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_of_ten_agents_down_degrade_the_cluster() {
+    let w = cluster_with_failing(2).await;
+    let firing = w.firing("ClusterDegraded");
+    assert_eq!(firing.len(), 1, "{:?}", w.summary());
+    assert_eq!(firing[0].labels.get("cluster"), Some("bj-log"));
+    assert_eq!(
+        firing[0].labels.get("host"),
+        None,
+        "fleet-level: the grouping label only"
+    );
+    assert_eq!(firing[0].value, 20.0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_of_ten_agents_down_is_not_a_degraded_cluster() {
+    let w = cluster_with_failing(1).await;
+    assert_eq!(w.firing("FlumeAgentDown").len(), 1);
+    assert!(
+        w.status_of("ClusterDegraded").is_empty(),
+        "{:?}",
+        w.summary()
+    );
+}
+
+// ── Replays ─────────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(start_paused = true)]
+async fn backfill_never_fires_on_its_own() {
+    use flumewatch_proto::model::snapshot::Snapshot;
+    use flumewatch_sidecar::flume::parse_metrics;
+    let mut w = World::new();
+    w.connect("h1", &[]);
+    w.poll("h1", &sample("multi-component-agent.json"));
+    // A replayed old snapshot of a failed file channel, followed by the healthy newest one.
+    let stream = w.fleet.connect(
+        flumewatch_aggregator::fleet::Hello {
+            host: "h1".into(),
+            instance_id: "h1-1".into(),
+            agents: vec!["a1".into()],
+            labels: Default::default(),
+            version: "test".into(),
+            poll_interval: 10 * SEC,
+        },
+        w.now(),
+    );
+    let body = std::fs::read(shared("samples/file-channel-failed-to-start.json")).unwrap();
+    let old = Snapshot {
+        backfill: true,
+        ..flumewatch_testkit::snapshot::ok(2, w.now().wall, parse_metrics(&body).unwrap())
+    };
+    w.fleet.record("h1", stream.stream_id, old, w.now());
+    assert!(w.summary().is_empty(), "{:?}", w.summary());
+}
