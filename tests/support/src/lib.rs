@@ -10,8 +10,10 @@ pub mod metrics;
 pub mod output;
 pub mod rules;
 pub mod snapshot;
+pub mod temp;
 pub mod wait;
 
 pub use fixtures::{body_with_fill, fixture, sample, sample_path};
 pub use output::Output;
+pub use temp::TempDir;
 pub use wait::{wait_for, DEADLINE};
