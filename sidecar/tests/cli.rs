@@ -62,6 +62,8 @@ fn help_explains_every_flag() {
         "--timeout",
         "--buffer",
         "--replay-window",
+        "--discover",
+        "--discover-interval",
     ] {
         assert!(help.contains(flag), "{flag} missing from --help");
     }

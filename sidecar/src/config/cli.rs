@@ -108,6 +108,62 @@ mod tests {
     }
 
     #[test]
+    fn discover_replaces_the_default_agent_and_keeps_explicit_ones() {
+        let config = cli(&["--host", "h1", "--discover"]).load().expect("valid");
+        assert!(config.agents.is_empty(), "no default 41414 agent");
+        let discovery = config.discover.expect("on");
+        assert_eq!(discovery.interval, Duration::from_secs(30));
+        assert_eq!(discovery.proc_root, std::path::Path::new("/proc"));
+
+        let config = cli(&[
+            "--host",
+            "h1",
+            "--discover=true",
+            "--discover-interval",
+            "1m",
+            "--flume",
+            "a1=http://127.0.0.1:34545/metrics",
+        ])
+        .load()
+        .expect("valid");
+        assert_eq!(config.agents.len(), 1);
+        assert_eq!(
+            config.discover.map(|d| d.interval),
+            Some(Duration::from_secs(60))
+        );
+
+        // The interval alone does nothing, and is not checked until discovery is on.
+        let config = cli(&["--host", "h1", "--discover-interval", "1ms"])
+            .load()
+            .expect("valid");
+        assert!(config.discover.is_none());
+        assert_eq!(config.agents.len(), 1, "the default agent");
+        assert!(
+            error(&["--host", "h", "--discover", "--discover-interval", "500ms"])
+                .contains("`discover_interval`")
+        );
+        assert!(
+            error(&["--host", "h", "--discover", "--discover-interval", "x"])
+                .contains("`discover_interval`")
+        );
+    }
+
+    #[test]
+    fn at_most_as_many_agents_as_a_hello_may_list() {
+        let flags: Vec<String> = (0..=crate::roster::MAX_AGENTS)
+            .flat_map(|i| {
+                [
+                    "--flume".to_owned(),
+                    format!("a{i}=http://127.0.0.1:{}/metrics", 1000 + i),
+                ]
+            })
+            .collect();
+        let mut args = vec!["--host", "h"];
+        args.extend(flags.iter().map(String::as_str));
+        assert!(error(&args).contains("at most 64"));
+    }
+
+    #[test]
     fn file_settings_apply_and_flags_win() {
         let dir = std::env::temp_dir().join(format!("fw-sidecar-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("tmp dir");
@@ -123,6 +179,25 @@ mod tests {
         assert_eq!(config.host, "from-file");
         assert_eq!(config.interval, Duration::from_secs(20));
         assert_eq!(config.labels["cluster"], "c1");
+        assert!(config.discover.is_none());
+
+        std::fs::write(
+            &path,
+            "host = \"h\"\ndiscover = true\ndiscover_interval = \"10s\"\n",
+        )
+        .expect("write");
+        let config = cli(&["--config", path.to_str().unwrap()])
+            .load()
+            .expect("valid");
+        assert_eq!(
+            config.discover.map(|d| d.interval),
+            Some(Duration::from_secs(10))
+        );
+        assert!(config.agents.is_empty());
+        let config = cli(&["--config", path.to_str().unwrap(), "--discover=false"])
+            .load()
+            .expect("valid");
+        assert!(config.discover.is_none(), "the flag turns the file's off");
 
         std::fs::write(&path, "hots = \"typo\"\n").expect("write");
         let err = cli(&["--config", path.to_str().unwrap()])

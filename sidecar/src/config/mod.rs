@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use settings::{Cli, FileConfig};
+pub(crate) use values::is_plain_name;
 
 pub const DEFAULT_FLUME_URL: &str = "http://127.0.0.1:41414/metrics";
 pub const DEFAULT_AGGREGATOR: &str = "http://127.0.0.1:50051";
@@ -50,7 +51,10 @@ pub struct FlumeEndpoint {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub aggregator: String,
+    /// The explicit `--flume` entries (empty when only discovery finds agents).
     pub agents: Vec<FlumeEndpoint>,
+    /// `--discover`: also poll the Flume agents found in the process table.
+    pub discover: Option<Discovery>,
     pub interval: Duration,
     pub host: String,
     pub labels: BTreeMap<String, String>,
@@ -65,6 +69,19 @@ pub struct Config {
     /// TLS to the aggregator (None: plaintext).
     pub tls: Option<SidecarTls>,
 }
+
+/// How `--discover` looks for agents.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    /// How often the process table is scanned again for agents started since.
+    pub interval: Duration,
+    /// The process table: [`PROC_ROOT`] outside tests, which point it at a directory of fake
+    /// `<pid>/cmdline` files.
+    pub proc_root: PathBuf,
+}
+
+/// Where the process table is read from.
+pub const PROC_ROOT: &str = "/proc";
 
 /// PEM contents for TLS to the aggregator, read at validation.
 #[derive(Clone)]

@@ -91,6 +91,22 @@ settings! {
     #[arg(long = "flume", value_name = "[NAME=]URL")]
     cli flume: Vec<String>,
     file flume: Option<Vec<String>>,
+    /// Also poll the Flume agents running on this host, found from their command lines in /proc
+    /// (-Dflume.monitoring.type=http, -Dflume.monitoring.port, -n NAME) at
+    /// http://127.0.0.1:PORT/metrics; a --flume entry for that port keeps its name, and a name
+    /// already taken becomes NAME-PORT.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true"
+    )]
+    both discover: bool,
+    /// How often the process table is scanned again for new agents; one that exits keeps being
+    /// polled (and is reported down) until the sidecar restarts [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    both discover_interval: String,
     /// How often each agent is polled [default: 10s].
     #[arg(long, value_name = "DURATION")]
     both interval: String,

@@ -7,9 +7,10 @@ use std::time::Duration;
 use super::file::{Machine, ThisMachine};
 use super::values::{check_http_url, check_label, check_name, parse_agents, parse_duration};
 use super::{
-    invalid, Config, ConfigError, FileConfig, SidecarTls, Token, DEFAULT_AGGREGATOR,
-    DEFAULT_FLUME_URL,
+    invalid, Config, ConfigError, Discovery, FileConfig, SidecarTls, Token, DEFAULT_AGGREGATOR,
+    DEFAULT_FLUME_URL, PROC_ROOT,
 };
+use crate::roster::MAX_AGENTS;
 
 impl FileConfig {
     /// Fills in defaults, checks every setting and reads the token and PEM files named.
@@ -22,10 +23,40 @@ impl FileConfig {
             .aggregator
             .unwrap_or_else(|| DEFAULT_AGGREGATOR.to_owned());
         check_http_url("aggregator", &aggregator)?;
-        let agents = parse_agents(
-            self.flume
-                .unwrap_or_else(|| vec![DEFAULT_FLUME_URL.to_owned()]),
-        )?;
+        let discover = match self.discover {
+            Some(true) => Some(Discovery {
+                interval: parse_duration(
+                    "discover_interval",
+                    self.discover_interval.as_deref(),
+                    Duration::from_secs(30),
+                )?,
+                proc_root: PROC_ROOT.into(),
+            }),
+            // Without discovery the interval means nothing; it is not checked, so a file can
+            // keep it while discovery is switched off.
+            _ => None,
+        };
+        if discover
+            .as_ref()
+            .is_some_and(|d| d.interval < Duration::from_secs(1))
+        {
+            // Each scan reads every process's command line: keep it a background cost.
+            return Err(invalid("discover_interval", "must be at least 1s"));
+        }
+        let agents = match self.flume {
+            // Discovery alone: no default agent, which would be polled (and down) on hosts
+            // whose Flume is elsewhere than 41414.
+            None if discover.is_some() => Vec::new(),
+            None => parse_agents(vec![DEFAULT_FLUME_URL.to_owned()])?,
+            Some(specs) if specs.is_empty() && discover.is_some() => Vec::new(),
+            Some(specs) => parse_agents(specs)?,
+        };
+        if agents.len() > MAX_AGENTS {
+            return Err(invalid(
+                "flume",
+                format!("at most {MAX_AGENTS} agents per sidecar (the aggregator's limit)"),
+            ));
+        }
         let interval = parse_duration(
             "interval",
             self.interval.as_deref(),
@@ -136,6 +167,7 @@ impl FileConfig {
             tls,
             aggregator,
             agents,
+            discover,
             interval,
             host,
             labels,

@@ -46,14 +46,20 @@ pub(super) fn check_http_url(key: &str, text: &str) -> Result<reqwest::Url, Conf
 
 /// Host and agent names end up in labels, messages and file names: keep them plain.
 pub(super) fn check_name(key: &str, name: &str) -> Result<(), ConfigError> {
-    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() || name.len() > 128 || !name.chars().all(plain) {
+    if !is_plain_name(name) {
         return Err(invalid(
             key,
             format!("{name:?}: use 1-128 letters, digits, '-', '_' or '.'"),
         ));
     }
     Ok(())
+}
+
+/// 1-128 letters, digits, '-', '_' or '.': what [`check_name`] accepts, for names that are not
+/// settings (agents found by discovery).
+pub(crate) fn is_plain_name(name: &str) -> bool {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    !name.is_empty() && name.len() <= 128 && name.chars().all(plain)
 }
 
 pub(super) fn check_label(key: &str, value: &str) -> Result<(), ConfigError> {

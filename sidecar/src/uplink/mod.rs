@@ -20,6 +20,7 @@ pub use buffer::{Outgoing, ReplayBuffer};
 pub use session::SessionError;
 
 use crate::config::Config;
+use crate::roster::Roster;
 use crate::stats::Stats;
 
 /// How long a stopping sidecar keeps trying to hand its buffered snapshots to the aggregator.
@@ -27,7 +28,10 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
 pub(crate) struct Uplink {
     pub endpoint: Endpoint,
+    /// The Hello without its agents, which [`Self::hello`] takes from the roster.
     pub hello: pb::Hello,
+    /// The agents polled now: each (re)connect lists them all, discovered ones included.
+    pub roster: Roster,
     pub buffer: ReplayBuffer,
     pub stats: Arc<Stats>,
     pub stats_every: Duration,
@@ -40,6 +44,7 @@ impl Uplink {
         config: &Config,
         buffer: ReplayBuffer,
         stats: Arc<Stats>,
+        roster: Roster,
     ) -> Result<Self, tonic::transport::Error> {
         let mut endpoint = Endpoint::from_shared(config.aggregator.clone())?;
         if let Some(tls) = &config.tls {
@@ -60,7 +65,7 @@ impl Uplink {
         let hello = pb::Hello {
             host: config.host.clone(),
             instance_id: instance_id(),
-            agents: config.agents.iter().map(|a| a.name.clone()).collect(),
+            agents: Vec::new(),
             labels: config.labels.clone().into_iter().collect(),
             sidecar_version: env!("CARGO_PKG_VERSION").to_owned(),
             poll_interval: Some(flumewatch_proto::model::time::duration(config.interval)),
@@ -68,12 +73,21 @@ impl Uplink {
         Ok(Self {
             endpoint,
             hello,
+            roster,
             buffer,
             stats,
             stats_every: config.interval,
             backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             token: config.token.clone(),
         })
+    }
+
+    /// What a new stream opens with: the agents are those polled at this moment.
+    pub(crate) fn hello(&self) -> pb::Hello {
+        pb::Hello {
+            agents: self.roster.names(),
+            ..self.hello.clone()
+        }
     }
 
     /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`] (connecting
@@ -136,4 +150,37 @@ impl Uplink {
 /// Random per process start, so a restarted sidecar's sequence 1 is not taken for a replay.
 fn instance_id() -> String {
     format!("{:016x}", fastrand::u64(..))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::discover::Discovered;
+
+    #[test]
+    fn every_hello_lists_the_agents_polled_at_that_moment() {
+        let config = crate::config::FileConfig {
+            host: Some("h1".into()),
+            flume: Some(vec!["a1=http://127.0.0.1:34545/metrics".into()]),
+            ..Default::default()
+        }
+        .validate()
+        .expect("valid");
+        let roster = Roster::new(config.agents.clone());
+        let uplink = Uplink::new(
+            &config,
+            ReplayBuffer::new(1),
+            Arc::default(),
+            roster.clone(),
+        )
+        .expect("uplink");
+        assert_eq!(uplink.hello().agents, ["a1"]);
+        roster.admit(&[Discovered {
+            name: "a2".into(),
+            port: 34546,
+        }]);
+        let hello = uplink.hello();
+        assert_eq!(hello.agents, ["a1", "a2"], "the next connect lists it");
+        assert_eq!(hello.instance_id, uplink.hello().instance_id);
+    }
 }

@@ -48,7 +48,7 @@ pub(super) async fn run(
     uplink.stats.record_connect();
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let opening = [
-        Outbound::Hello(uplink.hello.clone()),
+        Outbound::Hello(uplink.hello()),
         Outbound::Stats(uplink.stats.to_proto(&uplink.buffer)),
     ];
     for message in opening {
