@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
         resolved: Vec::new(),
         reason: flumewatch_aggregator::notify::dispatch::Reason::FirstNotification,
         notified: Default::default(),
+        muted: Default::default(),
     };
     let groups = [group];
     let style = Style::default();

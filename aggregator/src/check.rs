@@ -80,8 +80,9 @@ pub fn check_config(
                 (true, 0 | 1) => "-".to_owned(),
                 (true, polls) => format!("{polls} polls"),
                 (false, 0 | 1) => humantime::format_duration(rule.hold.for_).to_string(),
+                // Both must hold: the longer of the two.
                 (false, polls) => format!(
-                    "{}+{polls} polls",
+                    "{},{polls} polls",
                     humantime::format_duration(rule.hold.for_)
                 ),
             };

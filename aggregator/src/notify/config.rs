@@ -419,6 +419,21 @@ fn repeat_intervals(
 }
 
 impl NotifyConfig {
+    /// How long the notification log remembers a group after its last message: Alertmanager's
+    /// 120 h, or twice the longest repeat interval when that is longer (a firing group is
+    /// reminded, so refreshed, at least that often).
+    pub fn log_retention(&self) -> std::time::Duration {
+        let longest = self
+            .routes
+            .iter()
+            .map(|r| &r.opts)
+            .chain(std::iter::once(&self.root))
+            .flat_map(|o| o.repeat_intervals.iter().copied().chain([o.repeat_interval]))
+            .max()
+            .unwrap_or_default();
+        std::time::Duration::from_secs(120 * 3600).max(longest * 2)
+    }
+
     /// No receivers: alerts are judged and listed, nothing is sent.
     pub fn disabled() -> Self {
         validate(

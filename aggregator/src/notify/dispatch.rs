@@ -101,9 +101,9 @@ impl LogEntry {
         at: SystemTime,
     ) -> Self {
         let reminders = match previous {
-            Some(p) if p.firing == firing && p.resolved == resolved && !firing.is_empty() => {
-                p.reminders.saturating_add(1)
-            }
+            // A resolution told or a silence since does not restart the escalation; a change
+            // in what fires does.
+            Some(p) if p.firing == firing && !firing.is_empty() => p.reminders.saturating_add(1),
             _ => 0,
         };
         Self {
@@ -256,9 +256,11 @@ impl Dispatcher {
     }
 
     /// After a reload renumbered the receivers (`old_names` → `new_names`): groups of
-    /// receivers that remain keep their alerts and schedule. A group that has flushed flushes
-    /// next `group_interval` after the reload (as Alertmanager's re-formed groups do, their
-    /// immediate re-flush finding nothing new); one still in its first wait keeps that wait.
+    /// receivers that remain keep their alerts. A group that has flushed flushes at once, as
+    /// Alertmanager's re-formed groups do: with nothing new it sends nothing (the notification
+    /// log says so) and its next flush is `group_interval` after the reload; news waiting for
+    /// its turn goes now instead of being put off by the reload. One still in its first wait
+    /// keeps that wait: a reload never restarts `group_wait`.
     pub fn reconfigure(&mut self, old_names: &[String], new_names: &[String], now: Instant) {
         let groups = std::mem::take(&mut self.groups);
         for ((receiver, labels), mut group) in groups {
@@ -270,7 +272,7 @@ impl Dispatcher {
             };
             group.opts.receiver = index;
             if group.flushed {
-                group.next_flush = now + group.opts.group_interval;
+                group.next_flush = now;
             }
             self.groups.insert((index, labels), group);
         }

@@ -273,6 +273,11 @@ async fn a_reload_keeps_schedules_and_flushed_groups_wait_a_group_interval() {
         ["dba", "ops"],
     );
     d.observe(std::slice::from_ref(&bj), &reloaded, Instant::now());
+    // The re-formed group flushes at once (the notifier finds nothing new to say), then
+    // group_interval after the reload: not group_wait.
+    let due = d.due(Instant::now());
+    assert_eq!(due.len(), 1, "flushed at the reload");
+    assert_eq!(due[0].key.0, 1, "under its receiver's new index");
     tokio::time::advance(Duration::from_secs(59)).await;
     assert!(
         d.due(Instant::now()).is_empty(),

@@ -105,10 +105,18 @@ impl Notifier {
         if !dispatch::needs_update(entry, &firing_fps, &resolved_fps, &due.opts, wall) {
             return None;
         }
+        let muted = due
+            .firing
+            .iter()
+            .filter(|a| !firing_fps.contains(&a.fingerprint))
+            .filter(|a| entry.is_some_and(|e| e.firing.contains(&a.fingerprint)))
+            .map(|a| a.fingerprint)
+            .collect();
         Some(GroupNotice {
             group_labels: due.labels,
             reason: dispatch::reason(entry, &firing_fps, &resolved_fps),
             notified: entry.map(|e| e.firing.clone()).unwrap_or_default(),
+            muted,
             firing,
             resolved,
         })

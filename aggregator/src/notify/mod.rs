@@ -153,7 +153,7 @@ impl Notifier {
                 stale = false;
             }
             self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
-            self.send(&mut states, &results_tx, now, wall);
+            self.send(&mut states, &results_tx, &log, now, wall);
 
             let now = Instant::now();
             let wake = [

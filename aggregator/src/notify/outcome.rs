@@ -53,7 +53,14 @@ impl Notifier {
                         (key.clone(), entry)
                     })
                     .collect();
-                if let Err(e) = self.store.delivered(&outgoing.row, &entries) {
+                let forget_before = wall
+                    .checked_sub(self.config.log_retention())
+                    .unwrap_or(std::time::UNIX_EPOCH);
+                log.retain(|_, e| e.sent_at.is_some_and(|at| at >= forget_before));
+                if let Err(e) = self
+                    .store
+                    .delivered(&outgoing.row, &entries, forget_before)
+                {
                     tracing::error!(error = %e, "delivered, but the notification log could not be written");
                 }
                 for ((key, firing, resolved), (_, entry)) in outgoing.row.groups.iter().zip(entries)
@@ -67,7 +74,11 @@ impl Notifier {
                                 .map(|a| a.fingerprint)
                                 .collect::<BTreeSet<_>>()
                         };
-                        fps(&waiting.firing) == *firing && fps(&waiting.resolved) == *resolved
+                        let told: BTreeSet<u64> = fps(&waiting.firing)
+                            .union(&waiting.muted)
+                            .copied()
+                            .collect();
+                        told == *firing && fps(&waiting.resolved) == *resolved
                     });
                     if unchanged {
                         state.pending.remove(key);

@@ -2,6 +2,7 @@
 //! committed to the outbox (under a new msgUuid, with its history row) first, then POSTed in a
 //! task of its own, given up after the receiver's `send_timeout`.
 
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
@@ -9,8 +10,10 @@ use tokio::time::Instant;
 
 use super::dingtalk::client;
 use super::dingtalk::message::{self, GroupNotice};
+use super::dispatch::{self, LogEntry};
 use super::receiver::{Outgoing, ReceiverState, SendResult};
 use super::store::history::NotifiedAlert;
+use super::store::LogKey;
 use super::store::{GroupFingerprints, NewMessage};
 use super::Notifier;
 use crate::alert::AlertStatus;
@@ -21,6 +24,7 @@ impl Notifier {
         &self,
         states: &mut [ReceiverState],
         results: &mpsc::Sender<SendResult>,
+        log: &HashMap<LogKey, LogEntry>,
         now: Instant,
         wall: SystemTime,
     ) {
@@ -40,8 +44,19 @@ impl Notifier {
                 continue;
             }
             if state.outbox.is_empty() && !state.pending.is_empty() {
-                let groups: Vec<(String, GroupNotice)> =
+                let mut groups: Vec<(String, GroupNotice)> =
                     std::mem::take(&mut state.pending).into_iter().collect();
+                // A notice may have waited (rate limit, DingTalk down) while an earlier message
+                // was delivered: say what is new against what was told by now.
+                for (key, notice) in &mut groups {
+                    let entry = log.get(&(receiver.name.clone(), key.clone()));
+                    let fps = |alerts: &[crate::alert::Alert]| -> BTreeSet<u64> {
+                        alerts.iter().map(|a| a.fingerprint).collect()
+                    };
+                    notice.reason =
+                        dispatch::reason(entry, &fps(&notice.firing), &fps(&notice.resolved));
+                    notice.notified = entry.map(|e| e.firing.clone()).unwrap_or_default();
+                }
                 let notices: Vec<GroupNotice> = groups.iter().map(|(_, g)| g.clone()).collect();
                 let rendered = message::render(&notices, &receiver.style, wall);
                 if rendered.omitted > 0 {
@@ -52,7 +67,12 @@ impl Notifier {
                     .map(|(k, g)| {
                         (
                             k.clone(),
-                            g.firing.iter().map(|a| a.fingerprint).collect(),
+                            // Told-and-muted alerts stay on record as told (see GroupNotice).
+                            g.firing
+                                .iter()
+                                .map(|a| a.fingerprint)
+                                .chain(g.muted.iter().copied())
+                                .collect(),
                             g.resolved.iter().map(|a| a.fingerprint).collect(),
                         )
                     })

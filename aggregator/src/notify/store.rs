@@ -288,14 +288,21 @@ impl Store {
     }
 
     /// A message was delivered: forget it and log its groups' new entries, in one transaction.
+    /// Entries last sent before `forget_before` go: their groups are long gone (a firing group
+    /// is reminded, and so refreshed, at least every repeat interval).
     pub fn delivered(
         &self,
         row: &OutboxRow,
         entries: &[(String, LogEntry)],
+        forget_before: SystemTime,
     ) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
+        tx.execute(
+            "DELETE FROM nflog WHERE sent_at < ?1",
+            params![ms(forget_before)],
+        )?;
         for (key, entry) in entries {
             tx.execute(
                 "INSERT OR REPLACE INTO nflog (receiver, group_key, firing, resolved, sent_at, reminders)

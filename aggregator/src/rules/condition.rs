@@ -289,7 +289,10 @@ impl fmt::Display for Leaf {
                     self.metric,
                     humantime::format_duration(window),
                     self.op.as_str(),
-                    humantime::format_duration(Duration::from_secs_f64(self.threshold.max(0.0)))
+                    humantime::format_duration(
+                        Duration::try_from_secs_f64(self.threshold.max(0.0))
+                            .unwrap_or(Duration::MAX)
+                    )
                 );
             }
         }

@@ -24,7 +24,9 @@ impl Rule {
             Scope::Sidecar | Scope::Cluster => Duration::ZERO,
             Scope::Component | Scope::Agent => interval,
         };
-        first_poll + needs(&self.condition, interval) + hold
+        first_poll
+            .saturating_add(needs(&self.condition, interval))
+            .saturating_add(hold)
     }
 }
 
@@ -46,12 +48,17 @@ fn needs(condition: &Condition, interval: Duration) -> Duration {
 }
 
 fn leaf_needs(leaf: &Leaf, interval: Duration) -> Duration {
-    let polls = |n: f64| interval.mul_f64((n - 1.0).max(0.0));
+    // A silly threshold (1e20 polls) must not panic a check: it saturates.
+    let polls = |n: f64| {
+        Duration::try_from_secs_f64(interval.as_secs_f64() * (n - 1.0).max(0.0))
+            .unwrap_or(Duration::MAX)
+    };
     match (leaf.metric, leaf.func) {
         (Metric::FailedPolls, _) => polls(leaf.threshold.ceil()),
-        (Metric::StalePolls, _) => {
-            interval.max(MIN_POLL_FOR_SILENCE) * leaf.threshold.ceil().max(0.0) as u32
-        }
+        (Metric::StalePolls, _) => Duration::try_from_secs_f64(
+            interval.max(MIN_POLL_FOR_SILENCE).as_secs_f64() * leaf.threshold.ceil().max(0.0),
+        )
+        .unwrap_or(Duration::MAX),
         // "Nothing happened over the window" needs the whole window to pass.
         (_, Func::Increase { window, .. } | Func::Rate { window })
             if leaf.op.fires_on_low_values() =>

@@ -41,6 +41,10 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.interval.is_zero() {
+        eprintln!("flumewatch-replay: --interval must be above 0");
+        return ExitCode::from(64);
+    }
     let language = match args.language.as_str() {
         "zh" => Language::Zh,
         "en" => Language::En,

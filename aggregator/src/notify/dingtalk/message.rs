@@ -28,6 +28,9 @@ pub struct GroupNotice {
     pub reason: Reason,
     /// Firing alerts the previous message of this group named: the rest of `firing` is new.
     pub notified: std::collections::BTreeSet<u64>,
+    /// Alerts told before that still fire but are silenced or inhibited now: not shown, but
+    /// still on record as told, so their resolution can be announced.
+    pub muted: std::collections::BTreeSet<u64>,
 }
 
 /// Who to mention and how the message is worded, per receiver.
@@ -58,7 +61,7 @@ pub fn check_template(template: &str) -> Result<(), String> {
         let name = after[..end].trim();
         if !TEMPLATE_PLACEHOLDERS.contains(&name) {
             return Err(format!(
-                "unknown placeholder {{{{{name}}}}} (use {{{{title}}}}, {{{{firing}}}}, {{{{resolved}}}}, {{{{mentions}}}})"
+                "unknown placeholder {{{{{name}}}}} (use {{{{title}}}}, {{{{reason}}}}, {{{{firing}}}}, {{{{resolved}}}}, {{{{mentions}}}})"
             ));
         }
         rest = &after[end + 2..];
@@ -156,8 +159,11 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
     let mut cap = total_lines;
     // Every line is rendered once; only fitting them repeats.
     let prepared = sections::prepare(groups, &words, now);
+    // Fewer lines per group first; when even one line per group is too much (a storm of
+    // groups), fewer groups, the rest counted.
+    let mut max_groups = prepared.groups();
     loop {
-        let (text, omitted) = text(&prepared, style, &title, &at, cap);
+        let (text, omitted) = text(&prepared, style, &title, &at, cap, max_groups);
         let body = serde_json::to_vec(&Body {
             msgtype: "markdown",
             markdown: Markdown {
@@ -167,7 +173,7 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
             at: &at,
         })
         .unwrap_or_default();
-        if body.len() <= MAX_BODY_BYTES || cap == 0 {
+        if body.len() <= MAX_BODY_BYTES || (cap == 0 && max_groups == 0) {
             return Rendered {
                 title,
                 text,
@@ -176,7 +182,11 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
                 reason: Reason::of_message(groups.iter().map(|g| g.reason)),
             };
         }
-        cap = if cap > 64 { cap * 3 / 4 } else { cap - 1 };
+        if cap > 0 {
+            cap = if cap > 64 { cap * 3 / 4 } else { cap - 1 };
+        } else {
+            max_groups = max_groups * 3 / 4;
+        }
     }
 }
 
@@ -186,9 +196,10 @@ fn text(
     title: &str,
     at: &At,
     cap: usize,
+    max_groups: usize,
 ) -> (String, usize) {
     let heading = format!("### {}\n\n", escape(title));
-    let sections = prepared.assemble(cap);
+    let sections = prepared.assemble(cap, max_groups);
     let mentions: Vec<String> = at
         .at_mobiles
         .iter()
@@ -198,9 +209,14 @@ fn text(
     let mentions = mentions.join(" ");
     let mut out = match &style.template {
         Some(template) => {
-            // An operator's layout has no place for the reason or what still fires: they go
-            // with the firing section, the reason first.
-            let firing = format!("{}{}{}", sections.reason, sections.new, sections.still);
+            // What still fires goes with the firing section; so does the reason, first,
+            // unless the layout places it with {{reason}}.
+            let reason_first = if template.contains("{{reason}}") {
+                ""
+            } else {
+                sections.reason.as_str()
+            };
+            let firing = format!("{reason_first}{}{}", sections.new, sections.still);
             let mut out = template
                 .replace("{{title}}", &escape(title))
                 .replace("{{reason}}", &sections.reason)
@@ -238,7 +254,7 @@ pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
-            '*' | '_' | '`' | '#' | '[' | ']' => {
+            '\\' | '*' | '_' | '`' | '#' | '[' | ']' | '~' => {
                 out.push('\\');
                 out.push(c);
             }

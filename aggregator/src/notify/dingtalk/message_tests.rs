@@ -69,6 +69,7 @@ fn group(firing: Vec<Alert>, resolved: Vec<Alert>) -> GroupNotice {
         resolved,
         reason: Reason::FirstNotification,
         notified: Default::default(),
+        muted: Default::default(),
     }
 }
 
@@ -452,5 +453,55 @@ fn cluster_degraded_heads_its_clusters_agents() {
     assert!(
         !text.contains("ClusterDegraded cluster"),
         "not a paragraph of its own: {text}"
+    );
+}
+
+#[test]
+fn a_storm_of_groups_counts_the_groups_it_cannot_show() {
+    // group_by = ["..."]: 300 one-alert groups, each header naming every label.
+    let groups: Vec<GroupNotice> = (0..300)
+        .map(|i| {
+            let a = alert(
+                &format!("storm-host-with-a-long-name-{i:03}"),
+                Severity::Warning,
+                AlertStatus::Firing,
+            );
+            GroupNotice {
+                group_labels: a.labels.0.clone(),
+                ..group(vec![a], vec![])
+            }
+        })
+        .collect();
+    let m = render(&groups, &Style::default(), at(600));
+    assert!(m.body.len() <= MAX_BODY_BYTES, "{} bytes", m.body.len());
+    let headers = m.text.matches("#### <font").count();
+    let counted: usize = m
+        .text
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("- ……另有 ")?;
+            let (groups, rest) = rest.split_once(" 组共 ")?;
+            let _: usize = groups.parse().ok()?;
+            rest.strip_suffix(" 条未列出")?.parse::<usize>().ok()
+        })
+        .sum();
+    assert!(counted > 0, "{}", &m.text[m.text.len() - 300..]);
+    assert_eq!(headers + counted, 300, "every alert shown or counted");
+    assert_eq!(
+        m.omitted,
+        300 - m.text.lines().filter(|l| l.starts_with("- **")).count()
+    );
+}
+
+#[test]
+fn a_backslash_cannot_undo_the_escaping() {
+    let mut a = alert("h1", Severity::Critical, AlertStatus::Firing);
+    a.annotations
+        .insert("summary".into(), r"\[x\](http://e.example) ~~gone~~".into());
+    let m = render(&[group(vec![a], vec![])], &Style::default(), at(300));
+    assert!(
+        m.text.contains(r"\\\[x\\\](http://e.example) \~\~gone\~\~"),
+        "{}",
+        m.text
     );
 }

@@ -89,6 +89,16 @@ enum Block {
     },
 }
 
+impl Prepared {
+    /// Groups in the new-alerts section.
+    pub fn groups(&self) -> usize {
+        self.new
+            .iter()
+            .filter(|b| matches!(b, Block::Group { .. }))
+            .count()
+    }
+}
+
 /// Every line of a message rendered once; [`Prepared::assemble`] fits them to a size cap.
 pub(super) struct Prepared {
     reason: String,
@@ -245,20 +255,30 @@ pub(super) fn prepare(groups: &[GroupNotice], words: &Words, now: SystemTime) ->
 impl Prepared {
     /// The sections with at most `cap` lines per group (and in the resolved section), the
     /// rest counted.
-    pub fn assemble(&self, cap: usize) -> Sections {
+    /// With `max_groups`, the new-alerts section shows that many groups and counts the rest
+    /// (for a storm of so many groups that even their headers do not fit); descriptions go
+    /// when `cap` is 0.
+    pub fn assemble(&self, cap: usize, max_groups: usize) -> Sections {
         let words = Words::of(self.language);
         let mut omitted = 0;
         let mut new = String::new();
+        let mut shown_groups = 0;
+        let (mut hidden_groups, mut hidden_lines) = (0, 0);
         for block in &self.new {
             match block {
                 Block::Headline(text) => new.push_str(text),
+                Block::Group { lines, .. } if shown_groups >= max_groups => {
+                    hidden_groups += 1;
+                    hidden_lines += lines.len();
+                }
                 Block::Group {
                     header,
                     description,
                     lines,
                 } => {
+                    shown_groups += 1;
                     new.push_str(header);
-                    if let Some(d) = description {
+                    if let Some(d) = description.as_ref().filter(|_| cap > 0) {
                         new.push_str(d);
                     }
                     for line in lines.iter().take(cap) {
@@ -271,6 +291,14 @@ impl Prepared {
                     new.push('\n');
                 }
             }
+        }
+        if hidden_groups > 0 {
+            omitted += hidden_lines;
+            let _ = writeln!(
+                new,
+                "- {}\n",
+                words.more_groups(hidden_groups, hidden_lines)
+            );
         }
         let mut resolved = String::new();
         if !self.resolved.is_empty() {

@@ -80,6 +80,14 @@ impl Words {
         }
     }
 
+    /// Whole groups left out to fit DingTalk's size limit.
+    pub fn more_groups(&self, groups: usize, lines: usize) -> String {
+        match self.language {
+            Language::Zh => format!("……另有 {groups} 组共 {lines} 条未列出"),
+            Language::En => format!("…and {groups} more groups, {lines} lines in all"),
+        }
+    }
+
     /// Still-firing lines only counted (they were listed in an earlier message).
     pub fn more_still(&self, n: usize) -> String {
         match self.language {

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection};
 
 use super::*;
+use crate::notify::dispatch::LogEntry;
 use crate::notify::store::{NewMessage, OutboxRow};
 
 /// A fresh state directory, removed when dropped.
@@ -124,7 +125,7 @@ fn every_attempt_updates_the_row_until_sent_or_dropped() {
         .attempt_failed(&sent.msg_uuid, 0, "no answer within 1s")
         .unwrap();
     store.attempt_started(&sent.msg_uuid).unwrap();
-    store.delivered(&sent, &[]).unwrap();
+    store.delivered(&sent, &[], UNIX_EPOCH).unwrap();
     store.attempt_started(&refused.msg_uuid).unwrap();
     store.discard(&refused, 310_000, "sign not match").unwrap();
 
@@ -288,6 +289,33 @@ fn an_old_state_dir_opens_and_its_queued_messages_get_a_msg_uuid() {
     drop(store);
     let store = Store::open(&dir.0).unwrap();
     assert_eq!(store.outbox().unwrap(), [old[0].clone(), new]);
-    store.delivered(&old[0], &[]).unwrap();
+    store.delivered(&old[0], &[], UNIX_EPOCH).unwrap();
     assert_eq!(all(&store).len(), 1, "the old message has no history row");
+}
+
+#[test]
+fn the_notification_log_forgets_groups_not_told_for_its_retention() {
+    let dir = Dir::new();
+    let store = Store::open(&dir.0).unwrap();
+    let entry = |key: &str, sent: u64| {
+        (
+            key.to_owned(),
+            LogEntry {
+                firing: BTreeSet::from([1]),
+                resolved: BTreeSet::new(),
+                sent_at: Some(at(sent)),
+                reminders: 2,
+            },
+        )
+    };
+    let first = queue(&store, "ops", &[], at(0));
+    store.delivered(&first, &[entry("old", 0)], UNIX_EPOCH).unwrap();
+    let second = queue(&store, "ops", &[], at(100));
+    store
+        .delivered(&second, &[entry("new", 100)], at(50))
+        .unwrap();
+    let log = store.nflog().unwrap();
+    let keys: Vec<&str> = log.iter().map(|((_, k), _)| k.as_str()).collect();
+    assert_eq!(keys, ["new"], "the group last told before the cutoff is gone");
+    assert_eq!(log[0].1.reminders, 2, "the reminder count survives a restart");
 }
