@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+use flumewatch_testkit::TempDir;
+
 fn aggregator(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flumewatch-aggregator"))
         .args(args)
@@ -11,7 +13,8 @@ fn aggregator(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn bad_flags_exit_64_and_name_the_key() {
-    let state = std::env::temp_dir().join(format!("fw-agg-cli-{}", std::process::id()));
+    let dir = TempDir::new("agg-cli");
+    let state = dir.join("state");
     let state = state.to_str().unwrap();
     for (args, key) in [
         (
@@ -29,7 +32,6 @@ fn bad_flags_exit_64_and_name_the_key() {
         assert_eq!(out.status.code(), Some(64), "{args:?}: {stderr}");
         assert!(stderr.contains(key), "{args:?} should name {key}: {stderr}");
     }
-    std::fs::remove_dir_all(state).ok();
 }
 
 #[test]
@@ -113,8 +115,7 @@ fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
 
 #[test]
 fn check_config_names_the_file_the_key_and_the_problem() {
-    let dir = std::env::temp_dir().join(format!("fw-check-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("check");
     let good = std::fs::read_to_string(deploy("rules.toml")).unwrap();
     let cases = [
         (
@@ -158,7 +159,6 @@ fn check_config_names_the_file_the_key_and_the_problem() {
     let out = aggregator(&["check-config", config.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown-metric.toml"));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -215,5 +215,4 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
     stop.cancel();
     aggregator.kill().ok();
     aggregator.wait().ok();
-    std::fs::remove_dir_all(&dir).ok();
 }

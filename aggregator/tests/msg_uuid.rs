@@ -128,5 +128,4 @@ async fn a_resend_after_sigkill_between_the_robots_200_and_the_outbox_delete_kee
     stop.cancel();
     restarted.kill().ok();
     restarted.wait().ok();
-    std::fs::remove_dir_all(&dir).ok();
 }

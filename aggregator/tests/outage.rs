@@ -141,5 +141,4 @@ async fn ten_minutes_without_dingtalk_then_everything_in_order() {
     );
     stop.cancel();
     notifier.await.unwrap();
-    std::fs::remove_dir_all(&dir).ok();
 }

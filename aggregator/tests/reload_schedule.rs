@@ -91,5 +91,4 @@ async fn a_reload_keeps_the_group_schedule() {
     assert_eq!(fake.received().len(), 2, "nothing else was sent");
     stop.cancel();
     drop(aggregator);
-    let _ = std::fs::remove_dir_all(&dir);
 }

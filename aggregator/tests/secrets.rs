@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{free_port, fresh_dir, Output, Running};
+use common::{free_port, fresh_dir, Output, Running, TempDir};
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_sidecar::config::FileConfig as SidecarFile;
@@ -153,7 +153,6 @@ async fn no_secret_reaches_the_logs() {
         assert!(!logs.contains(secret), "{secret} appears in the logs");
     }
     assert!(logs.lines().count() > 20, "debug logs were captured");
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Secrets given by environment never show in `--help`, and a config file whose secret line is
@@ -180,8 +179,7 @@ fn help_and_config_errors_hide_secrets() {
         assert!(!help.contains(secret), "{secret} in --help");
     }
 
-    let dir = std::env::temp_dir().join(format!("fw-secrets-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("secrets-cfg");
     let config = dir.join("aggregator.toml");
     std::fs::write(
         &config,
@@ -209,5 +207,4 @@ fn help_and_config_errors_hide_secrets() {
             );
         }
     }
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -162,5 +162,4 @@ async fn sigterm_drains_and_keeps_the_outbox() {
     let _ = sidecar.await;
     restarted.kill().ok();
     restarted.wait().ok();
-    std::fs::remove_dir_all(&dir).ok();
 }

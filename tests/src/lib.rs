@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub use flumewatch_testkit::{body_with_fill, sample, wait_for, Output, DEADLINE};
+pub use flumewatch_testkit::{body_with_fill, sample, wait_for, Output, TempDir, DEADLINE};
 
 /// A running aggregator.
 pub struct AggregatorHandle {
@@ -36,7 +36,9 @@ pub struct AggregatorHandle {
     pub notify: flumewatch_aggregator::notify::NotifyHandle,
     stop: CancellationToken,
     task: JoinHandle<()>,
-    state_dir: PathBuf,
+    /// The state directory the harness made (none when the config names one: the test owns
+    /// that); removed when the handle goes, whether or not the test called `stop`.
+    _state: Option<TempDir>,
 }
 
 impl AggregatorHandle {
@@ -51,15 +53,11 @@ impl AggregatorHandle {
 
     /// With these rules, evaluated every 100 ms besides on every snapshot.
     pub async fn start_with(addr: SocketAddr, rules: Arc<RuleSet>) -> Self {
-        let state_dir = std::env::temp_dir().join(format!(
-            "flumewatch-e2e-{}-{}",
-            std::process::id(),
-            fastrand_u64()
-        ));
+        let state = TempDir::new("e2e-state");
         let config = Config {
             grpc_listen: addr,
             http_listen: Some("127.0.0.1:0".parse().expect("literal")),
-            state_dir: state_dir.clone(),
+            state_dir: state.path().to_owned(),
             history: 1000,
             shutdown_grace: Duration::from_secs(5),
             rules,
@@ -71,8 +69,7 @@ impl AggregatorHandle {
             query_tokens: None,
             tls: None,
         };
-        std::fs::create_dir_all(&state_dir).expect("state dir");
-        Self::start_config(config).await
+        Self::start_with_source(config, None, Some(state)).await
     }
 
     /// From aggregator config text (TOML, as operators write it); listens on a free loopback
@@ -85,14 +82,11 @@ impl AggregatorHandle {
         file.http_listen.get_or_insert_with(|| "127.0.0.1:0".into());
         file.evaluation_interval
             .get_or_insert_with(|| "100ms".into());
-        file.state_dir.get_or_insert_with(|| {
-            std::env::temp_dir().join(format!(
-                "flumewatch-e2e-{}-{}",
-                std::process::id(),
-                fastrand_u64()
-            ))
-        });
-        Self::start_config(file.validate().expect("valid config")).await
+        let state = file.state_dir.is_none().then(|| TempDir::new("e2e-state"));
+        if let Some(state) = &state {
+            file.state_dir = Some(state.path().to_owned());
+        }
+        Self::start_with_source(file.validate().expect("valid config"), None, state).await
     }
 
     /// From a config file on disk, as `--config FILE` does; `Fleet/Reload` re-reads it.
@@ -107,18 +101,19 @@ impl AggregatorHandle {
             file.validate()
         };
         let config = load().expect("valid config file");
-        Self::start_with_source(config, Some(Arc::new(load))).await
+        Self::start_with_source(config, Some(Arc::new(load)), None).await
     }
 
+    /// With this config; its state directory is the caller's (kept, not removed).
     pub async fn start_config(config: Config) -> Self {
-        Self::start_with_source(config, None).await
+        Self::start_with_source(config, None, None).await
     }
 
     async fn start_with_source(
         config: Config,
         source: Option<flumewatch_aggregator::reload::ConfigSource>,
+        state: Option<TempDir>,
     ) -> Self {
-        let state_dir = config.state_dir.clone();
         let aggregator = wait_for("the aggregator port", || {
             let config = config.clone();
             async move { Aggregator::bind(config).await.ok() }
@@ -146,7 +141,7 @@ impl AggregatorHandle {
             notify,
             stop,
             task,
-            state_dir,
+            _state: state,
         }
     }
 
@@ -167,13 +162,8 @@ impl AggregatorHandle {
             .await
             .expect("aggregator stops within the deadline")
             .expect("aggregator task did not panic");
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        // Dropping self now removes the state directory the harness made.
     }
-}
-
-fn fastrand_u64() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// A running sidecar.

@@ -29,8 +29,7 @@ fn grpcurl_code(args: &[&str]) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_enrolled_sidecars_report_and_only_operators_silence() {
-    let dir = std::env::temp_dir().join(format!("fw-auth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("auth");
     std::fs::write(
         dir.join("tokens"),
         format!("# enrolled sidecars\n{TOKEN_A}\n{TOKEN_B} h2\n"),
@@ -121,14 +120,12 @@ async fn only_enrolled_sidecars_report_and_only_operators_silence() {
         s.stop().await;
     }
     aggregator.stop().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_queries_need_a_token_but_health_stays_open() {
     const QUERY: &str = "query-token-0123456789";
-    let dir = std::env::temp_dir().join(format!("fw-auth-q-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("auth-q");
     std::fs::write(dir.join("admin"), format!("{ADMIN}\n")).unwrap();
     std::fs::write(dir.join("query"), format!("{QUERY}\n")).unwrap();
     let aggregator = AggregatorHandle::start_toml(&format!(
@@ -187,5 +184,4 @@ async fn protected_queries_need_a_token_but_health_stays_open() {
     .await
     .expect("grpcurl checks");
     aggregator.stop().await;
-    std::fs::remove_dir_all(dir).ok();
 }

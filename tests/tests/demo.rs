@@ -3,6 +3,8 @@
 
 use std::process::Command;
 
+use flumewatch_testkit::TempDir;
+
 fn demo(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_flumewatch-demo"))
         .args(args)
@@ -13,14 +15,14 @@ fn demo(args: &[&str]) -> std::process::Output {
 /// The README's first command, bounded: the demo fleet comes up and the aggregator sees it.
 #[test]
 fn demo_shows_the_fleet() {
-    let state = std::env::temp_dir().join(format!("fw-agg-demo-{}", std::process::id()));
+    let state = TempDir::new("agg-demo");
     let out = demo(&[
         "--for",
         "16s",
         "--grpc-listen",
         "127.0.0.1:0",
         "--state-dir",
-        state.to_str().unwrap(),
+        state.path().to_str().unwrap(),
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -75,7 +77,6 @@ fn demo_shows_the_fleet() {
         sink_alert.contains("pending") || sink_alert.contains("FIRING"),
         "{sink_alert}"
     );
-    std::fs::remove_dir_all(state).ok();
 }
 
 #[test]

@@ -15,21 +15,19 @@ use serde_json::Value;
 const SECRET: &str = "SEChistory0123456789abcdef0123456789abcdef0123456789abcdef012345";
 
 /// A rule file of its own (ChannelFilling only: these simulated sidecars report only when
-/// told), removed when dropped.
-struct RulesFile(PathBuf);
+/// told), removed with its directory when dropped.
+struct RulesFile {
+    path: PathBuf,
+    _dir: TempDir,
+}
 
 impl RulesFile {
     fn new(name: &str) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("fw-history-{name}-{}.toml", std::process::id()));
-        std::fs::write(&path, FILLING_ONLY).expect("rules written");
-        Self(path)
-    }
-}
-
-impl Drop for RulesFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let dir = TempDir::new(&format!("history-{name}"));
+        Self {
+            path: dir.write("rules.toml", FILLING_ONLY),
+            _dir: dir,
+        }
     }
 }
 
@@ -126,7 +124,7 @@ async fn grpcurl_lists_what_the_robots_received_in_order_with_reasons_and_msg_uu
     let aggregator = AggregatorHandle::start_toml(&format!(
         "rules = {:?}\n[notify]\ngroup_wait = \"1s\"\ngroup_interval = \"2s\"\nrepeat_interval = \"1h\"\n\
          [[notify.routes]]\nmatchers = [\"cluster=sh-log\"]\nreceiver = \"dev\"\n{}{}",
-        rules.0,
+        rules.path,
         receiver("ops", &ops, ""),
         receiver("dev", &dev, ""),
     ))
@@ -251,7 +249,7 @@ async fn a_hung_robot_is_given_up_after_send_timeout_and_the_retry_keeps_the_msg
     fake.force(&[Forced::Hang]);
     let aggregator = AggregatorHandle::start_toml(&format!(
         "rules = {:?}\n[notify]\ngroup_wait = \"0s\"\n{}",
-        rules.0,
+        rules.path,
         receiver("ops", &fake, "send_timeout = \"1s\""),
     ))
     .await;

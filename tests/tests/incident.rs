@@ -127,11 +127,9 @@ async fn silenced_then_resolved(resolved_when_muted: bool) -> (Vec<Received>, Ag
     let fake = FakeDingTalk::start("tok-muted", Some(SECRET))
         .await
         .unwrap();
-    let rules = std::env::temp_dir().join(format!(
-        "fw-incident-rules-{}-{resolved_when_muted}.toml",
-        std::process::id()
-    ));
-    std::fs::write(&rules, FAST_RULES).unwrap();
+    // Read once at start (no reload here): the directory goes when the aggregator runs.
+    let rules_dir = TempDir::new("incident-rules");
+    let rules = rules_dir.write("rules.toml", FAST_RULES);
     let aggregator = AggregatorHandle::start_toml(&format!(
         "rules = {:?}\n[notify]\ngroup_wait = \"1s\"\ngroup_interval = \"1s\"\nrepeat_interval = \"1h\"\n\
          [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {SECRET:?}\nsend_resolved_when_muted = {resolved_when_muted}\n",
@@ -139,7 +137,7 @@ async fn silenced_then_resolved(resolved_when_muted: bool) -> (Vec<Received>, Ag
         fake.webhook()
     ))
     .await;
-    std::fs::remove_file(&rules).ok();
+    drop(rules_dir);
     let mut sidecar =
         StreamSidecar::connect(&aggregator.url(), "bj-flume-07", &[("cluster", "bj-log")]).await;
     sidecar.report(&body_with_fill(90)).await;
@@ -207,8 +205,8 @@ async fn a_storm_of_300_agents_stays_within_three_messages() {
     let fake = FakeDingTalk::start("tok-storm", Some(SECRET))
         .await
         .unwrap();
-    let rules = std::env::temp_dir().join(format!("fw-storm-rules-{}.toml", std::process::id()));
-    std::fs::write(&rules, FAST_RULES).unwrap();
+    let rules_dir = TempDir::new("storm-rules");
+    let rules = rules_dir.write("rules.toml", FAST_RULES);
     let aggregator = AggregatorHandle::start_toml(&format!(
         "rules = {:?}\n[notify]\ngroup_wait = \"{}ms\"\ngroup_interval = \"{}ms\"\nrepeat_interval = \"1h\"\n\
          [[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {SECRET:?}\n",
@@ -218,7 +216,7 @@ async fn a_storm_of_300_agents_stays_within_three_messages() {
         fake.webhook()
     ))
     .await;
-    std::fs::remove_file(&rules).ok();
+    drop(rules_dir);
     let mut sidecars = Vec::new();
     for i in 0..300 {
         let cluster = format!("c{:02}", i % 10);

@@ -24,27 +24,18 @@ condition = { all = [
 summary = { zh = "通道 {component} 使用率 {value}%", en = "Channel {component} is {value}% full" }
 "#;
 
-fn rules_file() -> String {
-    let path = std::env::temp_dir().join(format!(
-        "fw-notify-rules-{}-{}.toml",
-        std::process::id(),
-        fastrand_name()
-    ));
-    std::fs::write(&path, FAST_RULES).expect("rules written");
-    path.display().to_string()
-}
-
-fn fastrand_name() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
+/// FAST_RULES in a directory of their own; the aggregator reads them once at start (these
+/// tests never reload), so the directory may go as soon as it runs.
+fn rules_dir() -> (TempDir, String) {
+    let dir = TempDir::new("notify-rules");
+    let path = dir.write("rules.toml", FAST_RULES).display().to_string();
+    (dir, path)
 }
 
 async fn start(fake: &FakeDingTalk, notify: &str) -> AggregatorHandle {
+    let (_rules, rules_file) = rules_dir();
     AggregatorHandle::start_toml(&format!(
-        "rules = {:?}\n[notify]\n{notify}\n[[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {:?}\nat_mobiles = {{ warning = [\"13800000000\"] }}\n",
-        rules_file(),
+        "rules = {rules_file:?}\n[notify]\n{notify}\n[[receivers]]\nname = \"ops\"\nwebhook = {:?}\nsecret = {:?}\nat_mobiles = {{ warning = [\"13800000000\"] }}\n",
         fake.webhook(),
         SECRET
     ))
@@ -281,9 +272,9 @@ async fn never_more_than_20_a_minute_and_the_rest_waits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_hundred_firing_agents_fit_one_message_that_counts_the_rest() {
     let fake = FakeDingTalk::start("tok-5", None).await.unwrap();
+    let (_rules, rules_file) = rules_dir();
     let aggregator = AggregatorHandle::start_toml(&format!(
-        "rules = {:?}\n[notify]\ngroup_wait = \"3s\"\n[[receivers]]\nname = \"ops\"\nwebhook = {:?}\n",
-        rules_file(),
+        "rules = {rules_file:?}\n[notify]\ngroup_wait = \"3s\"\n[[receivers]]\nname = \"ops\"\nwebhook = {:?}\n",
         fake.webhook()
     ))
     .await;

@@ -41,8 +41,7 @@ async fn filling_state(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_valid_reload_applies_without_reconnects_and_a_bad_one_is_refused() {
-    let dir = std::env::temp_dir().join(format!("fw-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("reload");
     std::fs::write(dir.join("rules.toml"), rules(80)).unwrap();
     let config = dir.join("aggregator.toml");
     std::fs::write(
@@ -135,5 +134,4 @@ async fn a_valid_reload_applies_without_reconnects_and_a_bad_one_is_refused() {
 
     sidecar.stop().await;
     aggregator.stop().await;
-    std::fs::remove_dir_all(dir).ok();
 }

@@ -18,8 +18,7 @@ fn pki(file: &str) -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_sidecars_with_a_client_certificate_from_our_ca_get_in() {
-    let state = std::env::temp_dir().join(format!("fw-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&state).unwrap();
+    let state = TempDir::new("tls");
     std::fs::write(state.join("tokens"), format!("{TOKEN}\n")).unwrap();
     let aggregator = AggregatorHandle::start_toml(&format!(
         "tls_cert = {:?}\ntls_key = {:?}\ntls_client_ca = {:?}\ningest_tokens_file = {:?}\nstate_dir = {:?}\n",
@@ -27,7 +26,7 @@ async fn only_sidecars_with_a_client_certificate_from_our_ca_get_in() {
         pki("server.key"),
         pki("ca.pem"),
         state.join("tokens"),
-        state
+        state.path()
     ))
     .await;
     let url = format!("https://127.0.0.1:{}", aggregator.addr.port());
@@ -173,5 +172,4 @@ async fn only_sidecars_with_a_client_certificate_from_our_ca_get_in() {
         s.stop().await;
     }
     aggregator.stop().await;
-    std::fs::remove_dir_all(state).ok();
 }

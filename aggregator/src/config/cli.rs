@@ -219,14 +219,13 @@ mod tests {
             .load()
     }
 
-    fn tmp(name: &str) -> PathBuf {
-        std::env::temp_dir().join(format!("fw-agg-cfg-{}-{name}", std::process::id()))
+    fn tmp(name: &str) -> flumewatch_testkit::TempDir {
+        flumewatch_testkit::TempDir::new(&format!("agg-cfg-{name}"))
     }
 
     #[test]
     fn flags_and_file_merge_with_flags_winning() {
         let dir = tmp("merge");
-        std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("aggregator.toml");
         std::fs::write(
             &file,
@@ -244,7 +243,6 @@ mod tests {
         assert_eq!(config.grpc_listen.port(), 6000);
         assert_eq!(config.history, 7);
         assert!(dir.join("state").is_dir());
-        std::fs::remove_dir_all(dir).ok();
     }
 
     #[test]
@@ -258,6 +256,5 @@ mod tests {
         let file = dir.join("typo.toml");
         std::fs::write(&file, "grpc_lisen = \"x\"\n").unwrap();
         assert!(err(&["--config", file.to_str().unwrap()]).contains("grpc_lisen"));
-        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -8,7 +8,7 @@ use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 
 pub use flumewatch_testkit::metrics::metric;
-pub use flumewatch_testkit::{body_with_fill, wait_for, Output};
+pub use flumewatch_testkit::{body_with_fill, wait_for, Output, TempDir};
 
 pub fn filling_body() -> Vec<u8> {
     body_with_fill(85)
@@ -49,12 +49,10 @@ impl Drop for Running {
     }
 }
 
-/// An empty directory of its own for this test process.
-pub fn fresh_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty directory of its own for this test, removed with all in it when dropped: keep it
+/// until every aggregator using it has stopped.
+pub fn fresh_dir(name: &str) -> TempDir {
+    TempDir::new(name.trim_start_matches("fw-"))
 }
 
 pub fn free_port() -> u16 {

@@ -34,17 +34,21 @@ impl TempDir {
         &self.path
     }
 
-    /// `name` inside this directory (not created).
-    pub fn join(&self, name: impl AsRef<Path>) -> PathBuf {
-        self.path.join(name)
-    }
-
     /// Writes `text` to `name` inside this directory and returns its path.
     pub fn write(&self, name: impl AsRef<Path>, text: impl AsRef<[u8]>) -> PathBuf {
         let path = self.join(name);
         std::fs::write(&path, text)
             .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
         path
+    }
+}
+
+/// A `TempDir` is used where its path is (`dir.join("rules.toml")`, `&dir` for `&Path`).
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.path
     }
 }
 

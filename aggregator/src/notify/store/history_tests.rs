@@ -3,38 +3,14 @@
 //! get a msgUuid.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flumewatch_testkit::TempDir;
 use rusqlite::{params, Connection};
 
 use super::*;
 use crate::notify::dispatch::LogEntry;
 use crate::notify::store::{NewMessage, OutboxRow};
-
-/// A fresh state directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "fw-history-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 const BODY: &[u8] = br#"{"msgtype":"markdown","markdown":{"title":"t","text":"x"}}"#;
 
@@ -80,8 +56,8 @@ fn all(store: &Store) -> Vec<Notification> {
 
 #[test]
 fn a_queued_message_carries_its_msg_uuid_in_body_outbox_and_history() {
-    let dir = Dir::new();
-    let store = Store::open(&dir.0).unwrap();
+    let dir = TempDir::new("store-history");
+    let store = Store::open(&dir).unwrap();
     let alerts = [
         alert(0xa1, "ChannelFilling", AlertStatus::Firing),
         alert(0xb2, "SinkErrors", AlertStatus::Resolved),
@@ -109,14 +85,14 @@ fn a_queued_message_carries_its_msg_uuid_in_body_outbox_and_history() {
 
     // Restarted: the same key and the same bytes.
     drop(store);
-    let store = Store::open(&dir.0).unwrap();
+    let store = Store::open(&dir).unwrap();
     assert_eq!(store.outbox().unwrap(), [row]);
 }
 
 #[test]
 fn every_attempt_updates_the_row_until_sent_or_dropped() {
-    let dir = Dir::new();
-    let store = Store::open(&dir.0).unwrap();
+    let dir = TempDir::new("store-history");
+    let store = Store::open(&dir).unwrap();
     let sent = queue(&store, "ops", &[], at(0));
     let refused = queue(&store, "ops", &[], at(1));
 
@@ -152,8 +128,8 @@ fn every_attempt_updates_the_row_until_sent_or_dropped() {
 
 #[test]
 fn filters_by_receiver_time_and_alert_newest_last() {
-    let dir = Dir::new();
-    let store = Store::open(&dir.0).unwrap();
+    let dir = TempDir::new("store-history");
+    let store = Store::open(&dir).unwrap();
     let a = alert(0xaa, "ChannelFilling", AlertStatus::Firing);
     let b = alert(0xbb, "SinkErrors", AlertStatus::Firing);
     let rows = [
@@ -217,8 +193,8 @@ fn filters_by_receiver_time_and_alert_newest_last() {
 
 #[test]
 fn rows_older_than_the_retention_go_with_their_alerts() {
-    let dir = Dir::new();
-    let store = Store::open(&dir.0).unwrap();
+    let dir = TempDir::new("store-history");
+    let store = Store::open(&dir).unwrap();
     let a = alert(0xaa, "ChannelFilling", AlertStatus::Firing);
     queue(&store, "ops", std::slice::from_ref(&a), at(0));
     queue(&store, "ops", std::slice::from_ref(&a), at(100));
@@ -243,7 +219,7 @@ fn rows_older_than_the_retention_go_with_their_alerts() {
     let left = all(&store);
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].msg_uuid, kept.msg_uuid);
-    let db = Connection::open(dir.0.join("flumewatch.sqlite3")).unwrap();
+    let db = Connection::open(dir.join("flumewatch.sqlite3")).unwrap();
     let alert_rows: i64 = db
         .query_row("SELECT count(*) FROM notification_alerts", [], |r| r.get(0))
         .unwrap();
@@ -252,10 +228,10 @@ fn rows_older_than_the_retention_go_with_their_alerts() {
 
 #[test]
 fn an_old_state_dir_opens_and_its_queued_messages_get_a_msg_uuid() {
-    let dir = Dir::new();
+    let dir = TempDir::new("store-history");
     {
         // The schema before msgUuid and history.
-        let db = Connection::open(dir.0.join("flumewatch.sqlite3")).unwrap();
+        let db = Connection::open(dir.join("flumewatch.sqlite3")).unwrap();
         db.execute_batch(
             "CREATE TABLE nflog (receiver TEXT NOT NULL, group_key TEXT NOT NULL, firing TEXT NOT NULL,
                 resolved TEXT NOT NULL, sent_at INTEGER NOT NULL, PRIMARY KEY (receiver, group_key));
@@ -269,7 +245,7 @@ fn an_old_state_dir_opens_and_its_queued_messages_get_a_msg_uuid() {
         )
         .unwrap();
     }
-    let store = Store::open(&dir.0).unwrap();
+    let store = Store::open(&dir).unwrap();
     let old = store.outbox().unwrap();
     assert_eq!(old.len(), 1);
     assert_eq!(old[0].msg_uuid.len(), 36, "{:?}", old[0].msg_uuid);
@@ -287,7 +263,7 @@ fn an_old_state_dir_opens_and_its_queued_messages_get_a_msg_uuid() {
     // A message queued by the new version sits behind it; the old one's key is stable.
     let new = queue(&store, "ops", &[], at(0));
     drop(store);
-    let store = Store::open(&dir.0).unwrap();
+    let store = Store::open(&dir).unwrap();
     assert_eq!(store.outbox().unwrap(), [old[0].clone(), new]);
     store.delivered(&old[0], &[], UNIX_EPOCH).unwrap();
     assert_eq!(all(&store).len(), 1, "the old message has no history row");
@@ -295,8 +271,8 @@ fn an_old_state_dir_opens_and_its_queued_messages_get_a_msg_uuid() {
 
 #[test]
 fn the_notification_log_forgets_groups_not_told_for_its_retention() {
-    let dir = Dir::new();
-    let store = Store::open(&dir.0).unwrap();
+    let dir = TempDir::new("store-nflog");
+    let store = Store::open(&dir).unwrap();
     let entry = |key: &str, sent: u64| {
         (
             key.to_owned(),
