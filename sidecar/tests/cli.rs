@@ -33,14 +33,12 @@ fn bad_flags_exit_64_and_name_the_key() {
 
 #[test]
 fn unknown_config_keys_are_rejected() {
-    let dir = std::env::temp_dir().join(format!("fw-sidecar-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = flumewatch_testkit::TempDir::new("sidecar-cli");
     let file = dir.join("bad.toml");
     std::fs::write(&file, "intervall = \"10s\"\n").unwrap();
     let out = sidecar(&["--config", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("intervall"));
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

@@ -3,7 +3,6 @@
 //! aggregator (library entry) saying which agents are polled and which are down.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
@@ -11,7 +10,7 @@ use flumewatch_aggregator::Aggregator;
 use flumewatch_proto::v1 as pb;
 use flumewatch_proto::v1::fleet_client::FleetClient;
 use flumewatch_testkit::fake_flume::{FakeFlume, Reply};
-use flumewatch_testkit::{sample, wait_for};
+use flumewatch_testkit::{sample, wait_for, TempDir};
 use tokio_util::sync::CancellationToken;
 
 /// A process whose command line mimics the java process flume-ng execs; killed and reaped when
@@ -76,15 +75,6 @@ impl Agent {
     }
 }
 
-/// A directory of this test's own, removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// The agents the aggregator lists for `host`, by name.
 async fn agents(
     client: &mut FleetClient<tonic::transport::Channel>,
@@ -116,12 +106,12 @@ fn polled_ok(agent: Option<&pb::AgentSummary>) -> bool {
 async fn three_found_agents_are_polled_and_the_one_that_exits_is_down() {
     let tag = format!("fwdisc{}", std::process::id());
     let host = format!("{tag}-host");
-    let dir = TempDir(std::env::temp_dir().join(format!("{tag}-{:x}", fastrand::u64(..))));
+    let dir = TempDir::new("discover");
 
     // The aggregator as an operator configures it (TOML), judging every 100 ms.
     let config: flumewatch_aggregator::config::FileConfig = toml::from_str(&format!(
         "grpc_listen = \"127.0.0.1:0\"\nhttp_listen = \"off\"\nevaluation_interval = \"100ms\"\nstate_dir = {:?}\n",
-        dir.0.join("state")
+        dir.join("state")
     ))
     .expect("aggregator config parses");
     let aggregator = Aggregator::bind(config.validate().expect("valid aggregator config"))

@@ -165,8 +165,7 @@ mod tests {
 
     #[test]
     fn file_settings_apply_and_flags_win() {
-        let dir = std::env::temp_dir().join(format!("fw-sidecar-cfg-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("tmp dir");
+        let dir = flumewatch_testkit::TempDir::new("sidecar-cfg");
         let path = dir.join("sidecar.toml");
         std::fs::write(
             &path,
@@ -204,6 +203,5 @@ mod tests {
             .load()
             .expect_err("unknown key");
         assert!(err.to_string().contains("hots"), "{err}");
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,23 +1,19 @@
 //! Tests only: a fake process table, a directory of `<pid>/cmdline` files standing in for
 //! `/proc`, removed when dropped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-pub(crate) struct FakeProc(PathBuf);
+use flumewatch_testkit::TempDir;
+
+pub(crate) struct FakeProc(TempDir);
 
 impl FakeProc {
     pub(crate) fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "fw-sidecar-proc-{}-{:x}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        Self(dir)
+        Self(TempDir::new("sidecar-proc"))
     }
 
     pub(crate) fn path(&self) -> &Path {
-        &self.0
+        self.0.path()
     }
 
     /// A process running `args`, NUL-separated as the kernel shows them.
@@ -51,11 +47,5 @@ impl FakeProc {
 
     pub(crate) fn exit(&self, pid: &str) {
         std::fs::remove_dir_all(self.0.join(pid)).expect("pid dir");
-    }
-}
-
-impl Drop for FakeProc {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
