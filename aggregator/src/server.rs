@@ -80,6 +80,8 @@ impl Aggregator {
         store.prune_history(keep_since)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
+        // The fleet as last known: a sidecar that does not come back is missed, not forgotten.
+        fleet.remember(store.known_sidecars()?, crate::fleet::Now::current());
         // Before anything is judged: alerts firing at the last stop resume instead of restarting.
         let firing = FiringLog::load(&store, &fleet)?;
         Ok(Self {
@@ -215,6 +217,7 @@ impl Aggregator {
         };
         let ticker = tokio::spawn(evaluate_periodically(
             self.fleet.clone(),
+            self.store.clone(),
             self.config.evaluation_interval,
             streams_stop.clone(),
         ));
@@ -300,14 +303,31 @@ impl Aggregator {
 }
 
 /// Hold-downs elapse and silence is noticed even when no snapshot arrives.
-async fn evaluate_periodically(fleet: Fleet, every: Duration, stop: CancellationToken) {
+/// Ticks the fleet; and when a sidecar joined or changed, writes the known fleet to the state
+/// database (a failed write is tried again at the next tick).
+async fn evaluate_periodically(
+    fleet: Fleet,
+    store: Store,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut written = None;
     loop {
         tokio::select! {
             biased;
             _ = stop.cancelled() => return,
             _ = ticker.tick() => fleet.tick(crate::fleet::Now::current()),
+        }
+        let membership = fleet.membership();
+        if written != Some(membership) {
+            match store.remember_sidecars(&fleet.known_sidecars()) {
+                Ok(()) => written = Some(membership),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record the known fleet; trying again at the next tick")
+                }
+            }
         }
     }
 }

@@ -8,6 +8,7 @@ mod harness;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use flumewatch_aggregator::alert::AlertStatus;
 use flumewatch_testkit::fake_flume::{Profile, SimAgent};
 use harness::*;
 use serde_json::Value;
@@ -137,4 +138,82 @@ async fn backfill_never_fires_on_its_own() {
     };
     w.fleet.record("h1", stream.stream_id, old, w.now());
     assert!(w.summary().is_empty(), "{:?}", w.summary());
+}
+
+// ── Restarts ────────────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(start_paused = true)]
+async fn an_alert_that_cleared_while_the_aggregator_was_down_resolves_at_its_first_look() {
+    // Before the restart: a full channel fires.
+    let mut before = World::new();
+    before.connect("h1", &[]);
+    let mut full = sample("steady-load-t15s.json");
+    set(&mut full, "CHANNEL.mem1", "ChannelFillPercentage", "99.5");
+    run_for(&mut before, "h1", 30 * SEC, |_, _| full.clone()).await;
+    let firing = before.firing("ChannelFilling");
+    assert!(!firing.is_empty(), "{:?}", before.summary());
+    let restored: Vec<_> = firing
+        .iter()
+        .map(|a| {
+            (
+                a.fingerprint,
+                a.active_since,
+                a.firing_since.unwrap(),
+                "h1\ta1".to_owned(),
+            )
+        })
+        .collect();
+
+    // After: the channel drained while the aggregator was down.
+    let mut after = World::new();
+    after.fleet.restore_firing(restored.clone());
+    after.connect("h1", &[]);
+    after.poll("h1", &sample("steady-load-t15s.json"));
+    let resolved: Vec<_> = after
+        .alerts()
+        .into_iter()
+        .filter(|a| a.alertname == "ChannelFilling")
+        .collect();
+    assert_eq!(resolved.len(), firing.len(), "{:?}", after.summary());
+    for alert in &resolved {
+        assert_eq!(alert.status, AlertStatus::Resolved);
+        assert!(
+            firing
+                .iter()
+                .any(|f| f.fingerprint == alert.fingerprint && f.firing_since == alert.firing_since),
+            "keeps its old times"
+        );
+    }
+
+    // A failed first poll says nothing: the restored alert is not resolved by it.
+    let mut down = World::new();
+    down.fleet.restore_firing(restored);
+    down.connect("h1", &[]);
+    down.poll_failed("h1");
+    assert!(down.summary().is_empty(), "{:?}", down.summary());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_known_before_the_restart_that_never_returns_is_silent() {
+    let mut w = World::new();
+    let hello = |host: &str| flumewatch_aggregator::fleet::Hello {
+        host: host.into(),
+        instance_id: format!("{host}-1"),
+        agents: vec!["a1".into()],
+        labels: [("cluster".to_owned(), "bj".to_owned())].into(),
+        version: "test".into(),
+        poll_interval: 10 * SEC,
+    };
+    w.fleet
+        .remember(vec![hello("gone"), hello("back")], w.now());
+    assert_eq!(w.fleet.known_sidecars().len(), 2);
+    w.advance(20 * SEC).await;
+    w.connect("back", &[("cluster", "bj")]);
+    for _ in 0..2 {
+        w.poll("back", &sample("steady-load-t15s.json"));
+        w.advance(10 * SEC).await;
+    }
+    let silent = w.firing("SidecarSilent");
+    assert_eq!(silent.len(), 1, "{:?}", w.summary());
+    assert_eq!(silent[0].labels.get("host"), Some("gone"));
 }

@@ -83,6 +83,7 @@ impl Fleet {
             language,
             health,
             restored,
+            restored_places,
             ..
         } = &mut *guard;
         let restored = &*restored;
@@ -110,6 +111,11 @@ impl Fleet {
         if newest && !snapshot.backfill {
             let before = announced(agent.eval.alerts.values());
             let started = Instant::now();
+            // The agent's first good snapshot since a restart that left alerts of its own to
+            // resume: what is clear now resolves them.
+            let resolve_restored = snapshot.outcome.is_ok()
+                && !restored_places.is_empty()
+                && restored_places.remove(&(host.to_owned(), agent.agent.clone()));
             let mut evaluator = Evaluator {
                 rules,
                 language: *language,
@@ -117,6 +123,7 @@ impl Fleet {
                 wall: now.wall,
                 health,
                 restored,
+                resolve_restored,
             };
             evaluator.agent(
                 &mut agent.eval,
@@ -146,11 +153,13 @@ impl Fleet {
             cluster_alerts,
             restored,
             restored_at,
+            restored_places,
             ..
         } = &mut *guard;
         let before = fleet_announced(agents, sidecars, cluster_alerts);
         if restored_at.is_some_and(|at| now.mono.saturating_duration_since(at) > RESTORE_WINDOW) {
             restored.borrow_mut().clear();
+            restored_places.clear();
             *restored_at = None;
         }
         let restored = &*restored;
@@ -161,6 +170,7 @@ impl Fleet {
             wall: now.wall,
             health,
             restored,
+            resolve_restored: false,
         };
         for agent in agents.values_mut() {
             let Some(sidecar) = sidecars.get(&agent.host) else {
@@ -175,6 +185,7 @@ impl Fleet {
                 hello,
                 last_snapshot_at,
                 alerts,
+                connected,
                 ..
             } = sidecar;
             let facts = SidecarFacts {
@@ -183,7 +194,10 @@ impl Fleet {
                 poll_interval: hello.poll_interval,
                 last_snapshot_at: *last_snapshot_at,
             };
+            // A silence that was firing before the restart ends once the sidecar is back.
+            evaluator.resolve_restored = *connected && !restored.borrow().is_empty();
             evaluator.sidecar(alerts, &facts);
+            evaluator.resolve_restored = false;
             engine::expire(alerts, now.mono);
         }
         let members = agents.values().filter_map(|agent| {

@@ -7,13 +7,14 @@
 mod agent;
 mod clock;
 mod evaluate;
+mod known;
 pub mod rates;
 mod reload;
 mod sidecar;
 mod views;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -34,12 +35,17 @@ struct State {
     /// Keyed by (host, agent).
     agents: BTreeMap<(String, String), AgentState>,
     next_stream_id: u64,
+    /// See [`Fleet::membership`].
+    membership: u64,
     rules: Arc<RuleSet>,
     language: Language,
     health: Vec<RuleHealth>,
     cluster_alerts: HashMap<(usize, String), Tracked>,
     /// Alerts firing at the last stop, waiting to be matched (see `Evaluator::restored`).
     restored: RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
+    /// The (host, agent)s those alerts were on: only there is a clear condition worth a
+    /// look for a restored alert to resolve.
+    restored_places: HashSet<(String, String)>,
     /// When they were loaded: ones not matched within [`crate::notify::firing::RESTORE_WINDOW`] are forgotten.
     restored_at: Option<Instant>,
 }
@@ -63,11 +69,13 @@ impl Fleet {
                 sidecars: HashMap::new(),
                 agents: BTreeMap::new(),
                 next_stream_id: 0,
+                membership: 0,
                 health: vec![RuleHealth::default(); rules.rules.len()],
                 rules,
                 language,
                 cluster_alerts: HashMap::new(),
                 restored: RefCell::default(),
+                restored_places: HashSet::new(),
                 restored_at: None,
             })),
             history_len,

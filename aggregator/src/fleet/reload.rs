@@ -2,12 +2,13 @@
 //! alerts firing at the last stop wait to be matched again.
 
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use tokio::time::Instant;
 
 use super::Fleet;
+use crate::notify::store::FiringRow;
 use crate::rules::engine::RuleHealth;
 use crate::rules::{Language, RuleSet};
 
@@ -67,14 +68,18 @@ impl Fleet {
     }
 
     /// Alerts that were firing when the aggregator last stopped (from the state database).
-    pub fn restore_firing(&self, firing: impl IntoIterator<Item = (u64, SystemTime, SystemTime)>) {
+    pub fn restore_firing(&self, firing: impl IntoIterator<Item = FiringRow>) {
         let mut state = self.lock();
-        state.restored = RefCell::new(
-            firing
-                .into_iter()
-                .map(|(fp, active, fired)| (fp, (active, fired)))
-                .collect(),
-        );
+        let mut places = HashSet::new();
+        let mut restored = HashMap::new();
+        for (fp, active, fired, place) in firing {
+            if let Some((host, agent)) = place.split_once('\t') {
+                places.insert((host.to_owned(), agent.to_owned()));
+            }
+            restored.insert(fp, (active, fired));
+        }
+        state.restored = RefCell::new(restored);
+        state.restored_places = places;
         state.restored_at = Some(Instant::now());
     }
 }

@@ -78,6 +78,9 @@ impl Fleet {
                 .or_insert_with(|| AgentState::new(&hello.host, agent));
         }
         let previous = state.sidecars.remove(&hello.host);
+        if previous.as_ref().is_none_or(|p| p.hello != hello) {
+            state.membership += 1;
+        }
         let resume_after = match &previous {
             Some(known) if known.hello.instance_id == hello.instance_id => known.last_seq,
             Some(known) if known.connected => {

@@ -6,12 +6,13 @@
 //! `group_wait`, or with alerts not yet told) come along.
 //! A reload keeps every group's schedule. Pure: time is `now`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
 use super::config::{NotifyConfig, RouteOpts};
+use super::store::LogKey;
 use crate::alert::{Alert, AlertStatus};
 
 /// Identifies a group: receiver and the values of its group_by labels.
@@ -128,11 +129,27 @@ pub struct Due {
 #[derive(Debug, Default)]
 pub struct Dispatcher {
     groups: BTreeMap<GroupKey, Group>,
+    /// Resolved alerts that opened a group to have their resolution told: once each, or a
+    /// resolution nobody will send (send_resolved off, silenced) would open one forever.
+    reopened: BTreeSet<u64>,
 }
 
 impl Dispatcher {
     /// Takes the fleet's current alerts (pending ones are ignored).
     pub fn observe(&mut self, alerts: &[Alert], config: &NotifyConfig, now: Instant) {
+        self.observe_told(alerts, config, &HashMap::new(), now);
+    }
+
+    /// [`Self::observe`], knowing what was told (`log`): an alert that resolved while its
+    /// group was gone (the aggregator restarted) but was told as firing opens a group again,
+    /// so its resolution is announced.
+    pub fn observe_told(
+        &mut self,
+        alerts: &[Alert],
+        config: &NotifyConfig,
+        log: &HashMap<LogKey, LogEntry>,
+        now: Instant,
+    ) {
         let mut present: BTreeSet<(GroupKey, u64)> = BTreeSet::new();
         for alert in alerts.iter().filter(|a| a.status != AlertStatus::Pending) {
             for opts in config.routes_for(&alert.labels.0) {
@@ -162,8 +179,21 @@ impl Dispatcher {
                         }
                         group.alerts.insert(alert.fingerprint, alert.clone());
                     }
-                    // Only a firing alert opens a group: a resolved one alone has nothing to say.
-                    None if alert.status == AlertStatus::Firing => {
+                    // Only a firing alert opens a group: a resolved one alone has nothing to
+                    // say, unless it was told as firing and its resolution was not.
+                    None if alert.status == AlertStatus::Firing
+                        || (opts.send_resolved
+                            && !self.reopened.contains(&alert.fingerprint)
+                            && config.receivers.get(opts.receiver).is_some_and(|r| {
+                                log.get(&(r.name.clone(), key.1.clone())).is_some_and(|e| {
+                                    e.firing.contains(&alert.fingerprint)
+                                        && !e.resolved.contains(&alert.fingerprint)
+                                })
+                            })) =>
+                    {
+                        if alert.status == AlertStatus::Resolved {
+                            self.reopened.insert(alert.fingerprint);
+                        }
                         let next_flush = self
                             .follow_up(opts.receiver, alert)
                             .unwrap_or(now + opts.group_wait);
@@ -180,6 +210,8 @@ impl Dispatcher {
                 }
             }
         }
+        self.reopened
+            .retain(|fp| alerts.iter().any(|a| a.fingerprint == *fp));
         // Alerts the fleet forgot (resolved long ago, or their agent's rules changed).
         for (key, group) in &mut self.groups {
             group

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use super::store::{Store, StoreError};
+use super::store::{FiringRow, Store, StoreError};
 use super::RETRY_STALLED;
 use crate::alert::{Alert, AlertStatus};
 use crate::fleet::Fleet;
@@ -31,11 +31,11 @@ impl FiringLog {
     /// anything is judged.
     pub fn load(store: &Store, fleet: &Fleet) -> Result<Self, StoreError> {
         let firing = store.firing()?;
-        fleet.restore_firing(firing.iter().copied());
+        fleet.restore_firing(firing.iter().cloned());
         Ok(Self {
             persisted: firing
                 .into_iter()
-                .map(|(fp, active, fired)| (fp, (active, fired)))
+                .map(|(fp, active, fired, _)| (fp, (active, fired)))
                 .collect(),
             started: Instant::now(),
             behind: false,
@@ -67,21 +67,24 @@ impl FiringLog {
         let forget_absent = now >= self.window_end();
         self.swept |= forget_absent;
         let persisted = &mut self.persisted;
-        let firing: HashMap<u64, (SystemTime, SystemTime)> = alerts
+        let firing: HashMap<u64, ((SystemTime, SystemTime), &Alert)> = alerts
             .iter()
             .filter(|a| a.status == AlertStatus::Firing)
             .map(|a| {
                 (
                     a.fingerprint,
-                    (a.active_since, a.firing_since.unwrap_or(a.active_since)),
+                    (
+                        (a.active_since, a.firing_since.unwrap_or(a.active_since)),
+                        a,
+                    ),
                 )
             })
             .collect();
         let present: BTreeSet<u64> = alerts.iter().map(|a| a.fingerprint).collect();
-        let started: Vec<(u64, SystemTime, SystemTime)> = firing
+        let started: Vec<FiringRow> = firing
             .iter()
-            .filter(|(fp, t)| persisted.get(*fp) != Some(*t))
-            .map(|(fp, (a, f))| (*fp, *a, *f))
+            .filter(|(fp, (t, _))| persisted.get(*fp) != Some(t))
+            .map(|(fp, ((a, f), alert))| (*fp, *a, *f, place(alert)))
             .collect();
         let stopped: Vec<u64> = persisted
             .keys()
@@ -95,7 +98,7 @@ impl FiringLog {
         match store.sync_firing(&started, &stopped) {
             Ok(()) => {
                 self.behind = false;
-                for (fp, a, f) in started {
+                for (fp, a, f, _) in started {
                     persisted.insert(fp, (a, f));
                 }
                 for fp in stopped {
@@ -107,5 +110,13 @@ impl FiringLog {
                 tracing::error!(error = %e, "cannot record firing alerts; trying again shortly");
             }
         }
+    }
+}
+
+/// Where an alert is, as the state database keeps it: "host\tagent" for an agent's alerts.
+pub fn place(alert: &Alert) -> String {
+    match (&alert.context.host, &alert.context.agent) {
+        (Some(host), Some(agent)) => format!("{host}\t{agent}"),
+        _ => String::new(),
     }
 }

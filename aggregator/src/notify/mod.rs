@@ -149,7 +149,7 @@ impl Notifier {
             if stale {
                 alerts = self.fleet.alerts();
                 self.firing.sync(&self.store, &alerts, now);
-                dispatcher.observe(&alerts, &self.config, now);
+                dispatcher.observe_told(&alerts, &self.config, &log, now);
                 stale = false;
             }
             self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);

@@ -16,6 +16,7 @@ use crate::matcher::Matcher;
 use history::{NewEntry, NotifiedAlert, Outcome};
 
 pub mod history;
+mod known;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +26,10 @@ pub enum StoreError {
     #[error("state database: {0}")]
     Random(#[from] NoRandomness),
 }
+
+/// A firing alert as the state database keeps it: fingerprint, active since, firing since,
+/// and where it was ("host\tagent", empty for sidecar- and fleet-level alerts).
+pub type FiringRow = (u64, SystemTime, SystemTime, String);
 
 /// (receiver name, group key): what the notification log is keyed by.
 pub type LogKey = (String, String);
@@ -136,6 +141,9 @@ impl Store {
              CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL,
                 body BLOB NOT NULL, groups TEXT NOT NULL, created_at INTEGER NOT NULL);",
         )?;
+        db.execute_batch(known::SCHEMA)?;
+        // Where a firing alert was (host and agent), so a restart looks for it only there.
+        add_column(&db, "firing", "place", "TEXT NOT NULL DEFAULT ''")?;
         add_column(&db, "nflog", "reminders", "INTEGER NOT NULL DEFAULT 0")?;
         add_column(&db, "outbox", "msg_uuid", "TEXT")?;
         stamp_old_messages(&db)?;
@@ -323,32 +331,31 @@ impl Store {
     }
 
     /// Alerts firing at the last stop: (fingerprint, active since, firing since).
-    pub fn firing(&self) -> Result<Vec<(u64, SystemTime, SystemTime)>, StoreError> {
+    pub fn firing(&self) -> Result<Vec<FiringRow>, StoreError> {
         let db = self.db();
-        let mut stmt = db.prepare("SELECT fingerprint, active_since, firing_since FROM firing")?;
+        let mut stmt =
+            db.prepare("SELECT fingerprint, active_since, firing_since, place FROM firing")?;
         let rows = stmt.query_map([], |r| {
             let fp: String = r.get(0)?;
             Ok((
                 u64::from_str_radix(&fp, 16).unwrap_or(0),
                 time(r.get(1)?),
                 time(r.get(2)?),
+                r.get(3)?,
             ))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Records alerts that started firing and forgets those that stopped, in one transaction.
-    pub fn sync_firing(
-        &self,
-        started: &[(u64, SystemTime, SystemTime)],
-        stopped: &[u64],
-    ) -> Result<(), StoreError> {
+    pub fn sync_firing(&self, started: &[FiringRow], stopped: &[u64]) -> Result<(), StoreError> {
         let mut db = self.db();
         let tx = db.transaction()?;
-        for (fp, active, fired) in started {
+        for (fp, active, fired, place) in started {
             tx.execute(
-                "INSERT OR REPLACE INTO firing VALUES (?1, ?2, ?3)",
-                params![format!("{fp:016x}"), ms(*active), ms(*fired)],
+                "INSERT OR REPLACE INTO firing (fingerprint, active_since, firing_since, place)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![format!("{fp:016x}"), ms(*active), ms(*fired), place],
             )?;
         }
         for fp in stopped {

@@ -63,6 +63,10 @@ pub struct Evaluator<'a> {
     /// Alerts that were firing when the aggregator last stopped, by fingerprint: (active since,
     /// firing since). One that holds again resumes firing instead of serving its `for` again.
     pub restored: &'a RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
+    /// The target is judged on good data for the first time since the restart: a restored
+    /// alert whose condition is clear now resolves (and is announced as resolved) instead of
+    /// being forgotten.
+    pub resolve_restored: bool,
 }
 
 impl Evaluator<'_> {
@@ -115,7 +119,7 @@ impl Evaluator<'_> {
                             peer: Cell::new(None),
                         };
                         let value = rule.condition.eval(&facts);
-                        if value.is_none() && !tracking {
+                        if value.is_none() && !tracking && !self.resolve_restored {
                             continue;
                         }
                         let key = (index, Some((component.kind, component.name.clone())));
@@ -313,6 +317,9 @@ impl Evaluator<'_> {
         pass: u64,
     ) {
         if value.is_none() && !alerts.contains_key(&key) {
+            if self.resolve_restored {
+                self.resolve_restored_alert(alerts, key, rule, target, pass);
+            }
             return;
         }
         let tracked = alerts
@@ -345,6 +352,35 @@ impl Evaluator<'_> {
         if !settle(tracked, transition, rule, target.host, self.wall, self.now) {
             alerts.remove(&key);
         }
+    }
+}
+
+impl Evaluator<'_> {
+    /// A target that fired before the restart is clear at its first look since: it resolves
+    /// with its old times, so whoever was told it fires hears that it is over.
+    fn resolve_restored_alert<K: Eq + std::hash::Hash + Clone>(
+        &self,
+        alerts: &mut HashMap<K, Tracked>,
+        key: K,
+        rule: &Rule,
+        target: &Target<'_>,
+        pass: u64,
+    ) {
+        let mut alert = new_alert(rule, target, self.wall);
+        let Some((active_since, firing_since)) =
+            self.restored.borrow_mut().remove(&alert.fingerprint)
+        else {
+            return;
+        };
+        alert.status = AlertStatus::Resolved;
+        alert.active_since = active_since;
+        alert.firing_since = Some(firing_since);
+        alert.resolved_at = Some(self.wall);
+        let mut tracked = Tracked::new(alert, pass);
+        tracked.tracker.phase = Phase::Resolved { at: self.now };
+        tracked.resolved_at = Some(self.now);
+        tracing::info!(alert = %tracked.alert.alertname, host = target.host, "an alert firing before the restart is clear: resolved");
+        alerts.insert(key, tracked);
     }
 }
 
