@@ -88,6 +88,9 @@ fn help(name: &str) -> String {
             "Failed polls in a row ending with the newest".into()
         }
         "flumewatch_alerts" => "Alerts by state and severity".into(),
+        "flumewatch_log_lines_dropped" => {
+            "Log lines dropped because stdout (the log consumer) was not reading".into()
+        }
         "process_resident_memory_bytes" => "Resident memory size in bytes".into(),
         "flumewatch_runtime_alive_tasks" => {
             "Tasks alive in the aggregator's runtime (one per stream, send, timer loop)".into()
@@ -277,6 +280,11 @@ pub fn render(
                 .inc_by(*count);
         }
     }
+    // Process-wide, like the subscriber that counts it: 0 when this process never set up
+    // logging (the library run in-process by tests).
+    f.counter("flumewatch_log_lines_dropped")
+        .get_or_create(&none)
+        .inc_by(flumewatch_process::log_lines_dropped());
     // Leaks show here first: memory that does not come back, tasks that never end.
     if let Some(rss) = resident_bytes() {
         f.gauge("process_resident_memory_bytes")

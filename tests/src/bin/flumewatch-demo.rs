@@ -54,10 +54,15 @@ fn main() -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    if let Err(e) = flumewatch_process::init_logging(&log_format, log_level.as_deref(), "warn") {
-        eprintln!("flumewatch-demo: {e}");
-        return ExitCode::from(64);
-    }
+    // Held to the end of main: dropping it flushes the log queue (bounded, see its docs).
+    let _log_guard =
+        match flumewatch_process::init_logging(&log_format, log_level.as_deref(), "warn") {
+            Ok(guard) => guard,
+            Err(e) => {
+                eprintln!("flumewatch-demo: {e}");
+                return ExitCode::from(64);
+            }
+        };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
