@@ -428,7 +428,12 @@ impl NotifyConfig {
             .iter()
             .map(|r| &r.opts)
             .chain(std::iter::once(&self.root))
-            .flat_map(|o| o.repeat_intervals.iter().copied().chain([o.repeat_interval]))
+            .flat_map(|o| {
+                o.repeat_intervals
+                    .iter()
+                    .copied()
+                    .chain([o.repeat_interval])
+            })
             .max()
             .unwrap_or_default();
         std::time::Duration::from_secs(120 * 3600).max(longest * 2)

@@ -57,10 +57,7 @@ impl Notifier {
                     .checked_sub(self.config.log_retention())
                     .unwrap_or(std::time::UNIX_EPOCH);
                 log.retain(|_, e| e.sent_at.is_some_and(|at| at >= forget_before));
-                if let Err(e) = self
-                    .store
-                    .delivered(&outgoing.row, &entries, forget_before)
-                {
+                if let Err(e) = self.store.delivered(&outgoing.row, &entries, forget_before) {
                     tracing::error!(error = %e, "delivered, but the notification log could not be written");
                 }
                 for ((key, firing, resolved), (_, entry)) in outgoing.row.groups.iter().zip(entries)

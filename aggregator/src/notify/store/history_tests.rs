@@ -285,13 +285,22 @@ fn the_notification_log_forgets_groups_not_told_for_its_retention() {
         )
     };
     let first = queue(&store, "ops", &[], at(0));
-    store.delivered(&first, &[entry("old", 0)], UNIX_EPOCH).unwrap();
+    store
+        .delivered(&first, &[entry("old", 0)], UNIX_EPOCH)
+        .unwrap();
     let second = queue(&store, "ops", &[], at(100));
     store
         .delivered(&second, &[entry("new", 100)], at(50))
         .unwrap();
     let log = store.nflog().unwrap();
     let keys: Vec<&str> = log.iter().map(|((_, k), _)| k.as_str()).collect();
-    assert_eq!(keys, ["new"], "the group last told before the cutoff is gone");
-    assert_eq!(log[0].1.reminders, 2, "the reminder count survives a restart");
+    assert_eq!(
+        keys,
+        ["new"],
+        "the group last told before the cutoff is gone"
+    );
+    assert_eq!(
+        log[0].1.reminders, 2,
+        "the reminder count survives a restart"
+    );
 }
