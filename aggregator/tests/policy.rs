@@ -12,13 +12,6 @@ use flumewatch_testkit::fake_flume::{Profile, SimAgent};
 use harness::*;
 use serde_json::Value;
 
-const SEC: Duration = Duration::from_secs(1);
-const MIN: Duration = Duration::from_secs(60);
-
-fn sim(profile: Profile) -> impl FnMut(Duration, SystemTime) -> Value {
-    let agent = SimAgent::new(profile, UNIX_EPOCH + Duration::from_secs(T0) - 15 * SEC);
-    move |_, now| serde_json::from_slice(&agent.render(now)).unwrap()
-}
 
 fn healthy() -> Profile {
     Profile::Healthy {

@@ -6,20 +6,12 @@
 #[allow(dead_code)] // shared with policy.rs, which uses the rest
 mod harness;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use flumewatch_aggregator::alert::AlertStatus;
-use flumewatch_testkit::fake_flume::{Profile, SimAgent};
+use flumewatch_testkit::fake_flume::Profile;
 use harness::*;
-use serde_json::Value;
 
-const SEC: Duration = Duration::from_secs(1);
-const MIN: Duration = Duration::from_secs(60);
-
-fn sim(profile: Profile) -> impl FnMut(Duration, SystemTime) -> Value {
-    let agent = SimAgent::new(profile, UNIX_EPOCH + Duration::from_secs(T0) - 15 * SEC);
-    move |_, now| serde_json::from_slice(&agent.render(now)).unwrap()
-}
 
 // ── SinkStalled ─────────────────────────────────────────────────────────────────────────────
 

@@ -176,3 +176,17 @@ pub async fn run_for(
         world.advance(Duration::from_secs(10)).await;
     }
 }
+
+pub const SEC: Duration = Duration::from_secs(1);
+pub const MIN: Duration = Duration::from_secs(60);
+
+/// Bodies of a simulated agent with `profile`, started 15 s before the world's clock.
+pub fn sim(
+    profile: flumewatch_testkit::fake_flume::Profile,
+) -> impl FnMut(Duration, SystemTime) -> serde_json::Value {
+    let agent = flumewatch_testkit::fake_flume::SimAgent::new(
+        profile,
+        UNIX_EPOCH + Duration::from_secs(T0) - 15 * SEC,
+    );
+    move |_, now| serde_json::from_slice(&agent.render(now)).unwrap()
+}
