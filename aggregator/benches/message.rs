@@ -73,12 +73,12 @@ fn bench(c: &mut Criterion) {
     let secret = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
     c.bench_function("render_and_sign_300_alerts", |b| {
         b.iter(|| {
-            let rendered = render(&groups, &style, at(900));
+            let rendered = render(&groups, &[], &style, at(900));
             let url = signed_url(webhook, Some(secret), 1_795_000_900_000);
             (rendered.body.len(), url.len())
         })
     });
-    let rendered = render(&groups, &style, at(900));
+    let rendered = render(&groups, &[], &style, at(900));
     eprintln!(
         "300-alert message: {} bytes of JSON, {} alert lines left out for the size cap",
         rendered.body.len(),

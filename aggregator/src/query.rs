@@ -315,6 +315,39 @@ impl FleetApi for QueryService {
         Ok(Response::new(silence_to_pb(&silence, now)))
     }
 
+    async fn retire_agent(
+        &self,
+        request: Request<pb::RetireAgentRequest>,
+    ) -> Result<Response<pb::RetireAgentResponse>, Status> {
+        crate::auth::check_admin(self.admin_token.as_ref(), request.metadata())?;
+        let request = request.into_inner();
+        if request.host.is_empty() {
+            return Err(Status::invalid_argument(
+                "name the host (and optionally the agent)",
+            ));
+        }
+        let agent = Some(request.agent.as_str()).filter(|a| !a.is_empty());
+        let retired = self.fleet.retire(
+            &request.host,
+            agent,
+            crate::fleet::RetireReason::Operator,
+            crate::fleet::Now::current(),
+        );
+        if retired.is_empty() && agent.is_some() {
+            return Err(Status::not_found(format!(
+                "no agent {}/{}",
+                request.host, request.agent
+            )));
+        }
+        tracing::info!(host = %request.host, agents = ?retired, "retired");
+        Ok(Response::new(pb::RetireAgentResponse {
+            retired: retired
+                .into_iter()
+                .map(|a| format!("{}/{a}", request.host))
+                .collect(),
+        }))
+    }
+
     async fn list_receivers(
         &self,
         _request: Request<pb::ListReceiversRequest>,

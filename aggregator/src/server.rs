@@ -219,6 +219,7 @@ impl Aggregator {
             self.fleet.clone(),
             self.store.clone(),
             self.config.evaluation_interval,
+            self.config.forget_after,
             streams_stop.clone(),
         ));
         let mut builder = tonic::transport::Server::builder();
@@ -309,6 +310,7 @@ async fn evaluate_periodically(
     fleet: Fleet,
     store: Store,
     every: Duration,
+    forget_after: Option<Duration>,
     stop: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(every);
@@ -319,6 +321,12 @@ async fn evaluate_periodically(
             biased;
             _ = stop.cancelled() => return,
             _ = ticker.tick() => fleet.tick(crate::fleet::Now::current()),
+        }
+        if let Some(after) = forget_after {
+            let forgotten = fleet.forget_silent(after, crate::fleet::Now::current());
+            if !forgotten.is_empty() {
+                tracing::info!(agents = ?forgotten, "silent too long: removed from the fleet");
+            }
         }
         let membership = fleet.membership();
         if written != Some(membership) {

@@ -12,7 +12,6 @@ use flumewatch_testkit::fake_flume::{Profile, SimAgent};
 use harness::*;
 use serde_json::Value;
 
-
 fn healthy() -> Profile {
     Profile::Healthy {
         events_per_sec: 100.0,

@@ -12,7 +12,6 @@ use flumewatch_aggregator::alert::AlertStatus;
 use flumewatch_testkit::fake_flume::Profile;
 use harness::*;
 
-
 // ── SinkStalled ─────────────────────────────────────────────────────────────────────────────
 
 #[tokio::test(start_paused = true)]
@@ -208,4 +207,40 @@ async fn a_sidecar_known_before_the_restart_that_never_returns_is_silent() {
     let silent = w.firing("SidecarSilent");
     assert_eq!(silent.len(), 1, "{:?}", w.summary());
     assert_eq!(silent[0].labels.get("host"), Some("gone"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sidecar_gone_longer_than_forget_after_leaves_the_fleet_announced_once() {
+    let mut w = World::new();
+    w.connect("stays", &[]);
+    w.fleet.remember(
+        vec![flumewatch_aggregator::fleet::Hello {
+            host: "gone".into(),
+            instance_id: "gone-1".into(),
+            agents: vec!["a1".into()],
+            labels: Default::default(),
+            version: "test".into(),
+            poll_interval: 10 * SEC,
+        }],
+        w.now(),
+    );
+    let after = 10 * MIN;
+    w.advance(9 * MIN).await;
+    assert!(w.fleet.forget_silent(after, w.now()).is_empty(), "not yet");
+    w.advance(2 * MIN).await;
+    assert_eq!(w.fleet.forget_silent(after, w.now()), ["gone/a1"]);
+    let announced = w.fleet.take_announcements();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(
+        announced[0].reason,
+        flumewatch_aggregator::fleet::RetireReason::Silent(after)
+    );
+    assert!(w.fleet.take_announcements().is_empty(), "once");
+    let known: Vec<String> = w
+        .fleet
+        .known_sidecars()
+        .into_iter()
+        .map(|h| h.host)
+        .collect();
+    assert_eq!(known, ["stays"], "the connected one stays");
 }

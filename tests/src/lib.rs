@@ -63,6 +63,7 @@ impl AggregatorHandle {
             rules,
             language: Language::Zh,
             evaluation_interval: Duration::from_millis(100),
+            forget_after: None,
             notify: flumewatch_aggregator::notify::config::NotifyConfig::disabled(),
             ingest_tokens: Default::default(),
             admin_token: None,

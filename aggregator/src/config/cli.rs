@@ -55,6 +55,10 @@ pub struct Cli {
     /// clusters) [default: 5s]. Every snapshot is also judged when it arrives.
     #[arg(long, value_name = "DURATION")]
     pub evaluation_interval: Option<String>,
+    /// Agents whose sidecar has been gone this long leave the fleet, announced once
+    /// [default: 7d; "off" keeps them for ever].
+    #[arg(long, value_name = "DURATION")]
+    pub forget_after: Option<String>,
     /// DingTalk robot webhook (https://oapi.dingtalk.com/robot/send?access_token=…) for the
     /// simple one-robot setup; more robots and routes go in the config file.
     #[arg(
@@ -160,6 +164,7 @@ impl Cli {
             rules,
             language,
             evaluation_interval,
+            forget_after,
             dingtalk_webhook,
             dingtalk_secret,
             tls_cert,
@@ -186,6 +191,7 @@ impl Cli {
             rules: rules.or(file.rules),
             language: language.or(file.language),
             evaluation_interval: evaluation_interval.or(file.evaluation_interval),
+            forget_after: forget_after.or(file.forget_after),
             notify: file.notify,
             receivers: file.receivers,
             inhibit_rules: file.inhibit_rules,

@@ -19,6 +19,7 @@ pub struct FileConfig {
     pub rules: Option<PathBuf>,
     pub language: Option<String>,
     pub evaluation_interval: Option<String>,
+    pub forget_after: Option<String>,
     pub notify: Option<RawNotify>,
     pub receivers: Option<Vec<RawReceiver>>,
     pub inhibit_rules: Option<Vec<RawInhibit>>,

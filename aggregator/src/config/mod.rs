@@ -69,6 +69,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub language: Language,
     pub evaluation_interval: Duration,
+    /// Sidecars gone this long are retired (`None`: never).
+    pub forget_after: Option<Duration>,
 }
 
 /// PEM contents for the gRPC port's TLS, read at validation.

@@ -57,6 +57,17 @@ impl FileConfig {
         if evaluation_interval < Duration::from_millis(100) {
             return Err(invalid("evaluation_interval", "must be at least 100ms"));
         }
+        let forget_after = match self.forget_after.as_deref() {
+            Some("off") => None,
+            Some(text) => Some(parse_duration("forget_after", text)?),
+            None => Some(Duration::from_secs(7 * 24 * 3600)),
+        };
+        if forget_after.is_some_and(|d| d < Duration::from_secs(60)) {
+            return Err(invalid(
+                "forget_after",
+                "must be at least 1m (or \"off\"): a restart or an outage is not a decommission",
+            ));
+        }
         let rules = Arc::new(RuleSet::load(self.rules.as_deref())?);
         let notify = notify_config::validate(
             self.notify.unwrap_or_default(),
@@ -87,6 +98,7 @@ impl FileConfig {
             rules,
             language,
             evaluation_interval,
+            forget_after,
         })
     }
 }

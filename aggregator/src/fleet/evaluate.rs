@@ -84,6 +84,7 @@ impl Fleet {
             health,
             restored,
             restored_places,
+            retired,
             ..
         } = &mut *guard;
         let restored = &*restored;
@@ -92,6 +93,11 @@ impl Fleet {
         };
         if sidecar.stream_id != stream_id {
             return Recorded::StaleStream;
+        }
+        if Fleet::is_retired(retired, host, &snapshot.agent, &sidecar.hello.instance_id) {
+            // Acknowledged and dropped: the operator retired it.
+            sidecar.last_seq = sidecar.last_seq.max(snapshot.seq);
+            return Recorded::Stored;
         }
         let duplicate = snapshot.seq <= sidecar.last_seq;
         if !duplicate {

@@ -10,6 +10,7 @@ mod evaluate;
 mod known;
 pub mod rates;
 mod reload;
+mod retire;
 mod sidecar;
 mod views;
 
@@ -23,6 +24,7 @@ use tokio::time::Instant;
 pub use agent::{AgentState, HistoryEntry};
 pub use clock::Now;
 pub use evaluate::Recorded;
+pub use retire::{RetireReason, Retired};
 pub use sidecar::{Hello, Registration, SidecarState};
 pub use views::{AgentView, LookupError, RuleView};
 
@@ -37,6 +39,10 @@ struct State {
     next_stream_id: u64,
     /// See [`Fleet::membership`].
     membership: u64,
+    /// Retired (host, agent) → the sidecar instance whose snapshots of it are ignored.
+    retired: HashMap<(String, String), String>,
+    /// Retirements waiting to be announced.
+    announcements: Vec<Retired>,
     rules: Arc<RuleSet>,
     language: Language,
     health: Vec<RuleHealth>,
@@ -70,6 +76,8 @@ impl Fleet {
                 agents: BTreeMap::new(),
                 next_stream_id: 0,
                 membership: 0,
+                retired: HashMap::new(),
+                announcements: Vec::new(),
                 health: vec![RuleHealth::default(); rules.rules.len()],
                 rules,
                 language,

@@ -71,6 +71,15 @@ impl Fleet {
         let mut state = self.lock();
         state.next_stream_id += 1;
         let stream_id = state.next_stream_id;
+        // A new instance (the sidecar restarted) may bring retired agents back.
+        state
+            .retired
+            .retain(|(h, _), instance| h != &hello.host || *instance == hello.instance_id);
+        let mut hello = hello;
+        let retired = &state.retired;
+        hello
+            .agents
+            .retain(|a| !Fleet::is_retired(retired, &hello.host, a, &hello.instance_id));
         for agent in &hello.agents {
             state
                 .agents

@@ -35,6 +35,8 @@ pub const GROUP_BY_ALL: &str = "...";
 /// Ordered by weight: a message says the weightiest reason of its groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
+    /// No alert news: agents left the fleet (retired, or forgotten after a long silence).
+    FleetChange,
     /// Nothing changed; `repeat_interval` passed.
     Reminder,
     /// Everything the group had notified resolved.
@@ -50,6 +52,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::FleetChange => "fleet_change",
             Reason::Reminder => "reminder",
             Reason::AllResolved => "all_resolved",
             Reason::SomeResolved => "some_resolved",
@@ -62,7 +65,7 @@ impl Reason {
     /// message riding along with groups told before makes "new alerts", not "first".
     pub fn of_message(groups: impl IntoIterator<Item = Reason>) -> Reason {
         let reasons: Vec<Reason> = groups.into_iter().collect();
-        let top = reasons.iter().copied().max().unwrap_or(Reason::Reminder);
+        let top = reasons.iter().copied().max().unwrap_or(Reason::FleetChange);
         if top == Reason::FirstNotification && reasons.iter().any(|r| *r != top) {
             Reason::NewAlerts
         } else {
@@ -72,6 +75,7 @@ impl Reason {
 
     pub fn parse(text: &str) -> Option<Self> {
         [
+            Reason::FleetChange,
             Reason::Reminder,
             Reason::AllResolved,
             Reason::SomeResolved,

@@ -147,6 +147,15 @@ impl Notifier {
             let now = Instant::now();
             let wall = SystemTime::now();
             if stale {
+                // Agents that left the fleet: every receiver hears it once.
+                for retired in self.fleet.take_announcements() {
+                    for (receiver, state) in self.config.receivers.iter().zip(states.iter_mut()) {
+                        state.notes.push(dingtalk::message::retirement(
+                            &retired,
+                            receiver.style.language,
+                        ));
+                    }
+                }
                 alerts = self.fleet.alerts();
                 self.firing.sync(&self.store, &alerts, now);
                 dispatcher.observe_told(&alerts, &self.config, &log, now);
@@ -206,7 +215,7 @@ impl Notifier {
         }
         let queued: usize = states
             .iter()
-            .map(|s| s.outbox.len() + usize::from(!s.pending.is_empty()))
+            .map(|s| s.outbox.len() + usize::from(s.has_news()))
             .sum();
         if queued > 0 {
             tracing::info!(

@@ -38,6 +38,7 @@ impl ReceiverState {
             in_flight: false,
             recent: VecDeque::new(),
             paused_until: None,
+            notes: Vec::new(),
         }
     }
 }
@@ -51,6 +52,15 @@ pub(super) struct ReceiverState {
     /// Send attempts within the last minute.
     pub(super) recent: VecDeque<Instant>,
     pub(super) paused_until: Option<Instant>,
+    /// Fleet changes (retired agents) for the next message, announced once.
+    pub(super) notes: Vec<String>,
+}
+
+impl ReceiverState {
+    /// Something is waiting to go into a message.
+    pub(super) fn has_news(&self) -> bool {
+        !self.pending.is_empty() || !self.notes.is_empty()
+    }
 }
 
 pub(super) struct SendResult {
@@ -99,7 +109,7 @@ impl Notifier {
         let limit = self.config.rate_limit_per_minute as usize;
         states
             .iter()
-            .filter(|s| !s.in_flight && (!s.outbox.is_empty() || !s.pending.is_empty()))
+            .filter(|s| !s.in_flight && (!s.outbox.is_empty() || s.has_news()))
             .map(|s| {
                 let ready = s.outbox.front().map_or(now, |o| o.not_before);
                 let at = s.held_until(limit).map_or(ready, |held| held.max(ready));

@@ -43,7 +43,7 @@ impl Notifier {
             if state.in_flight || held {
                 continue;
             }
-            if state.outbox.is_empty() && !state.pending.is_empty() {
+            if state.outbox.is_empty() && state.has_news() {
                 let mut groups: Vec<(String, GroupNotice)> =
                     std::mem::take(&mut state.pending).into_iter().collect();
                 // A notice may have waited (rate limit, DingTalk down) while an earlier message
@@ -58,7 +58,8 @@ impl Notifier {
                     notice.notified = entry.map(|e| e.firing.clone()).unwrap_or_default();
                 }
                 let notices: Vec<GroupNotice> = groups.iter().map(|(_, g)| g.clone()).collect();
-                let rendered = message::render(&notices, &receiver.style, wall);
+                let notes = std::mem::take(&mut state.notes);
+                let rendered = message::render(&notices, &notes, &receiver.style, wall);
                 if rendered.omitted > 0 {
                     tracing::warn!(receiver = %receiver.name, omitted = rendered.omitted, "message shortened to fit DingTalk's size limit");
                 }
@@ -100,6 +101,7 @@ impl Notifier {
                         for (key, notice) in groups {
                             state.pending.entry(key).or_insert(notice);
                         }
+                        state.notes.splice(0..0, notes);
                     }
                 }
             }
@@ -137,7 +139,7 @@ impl Notifier {
         }
         let mut shared = self.handle.lock();
         for (status, state) in shared.receivers.iter_mut().zip(states.iter()) {
-            status.queued = (state.outbox.len() + usize::from(!state.pending.is_empty())) as u64;
+            status.queued = (state.outbox.len() + usize::from(state.has_news())) as u64;
         }
     }
 }

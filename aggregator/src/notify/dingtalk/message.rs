@@ -107,7 +107,34 @@ pub struct Rendered {
 }
 
 /// Renders `groups` as one message at `now`.
-pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendered {
+/// How an agent leaving the fleet reads in a message (one line, names escaped).
+pub fn retirement(retired: &crate::fleet::Retired, language: Language) -> String {
+    use crate::fleet::RetireReason;
+    let place = format!("**{}**/{}", escape(&retired.host), escape(&retired.agent));
+    match (language, retired.reason) {
+        (Language::Zh, RetireReason::Operator) => format!("{place} 已从监控中移除(运维操作)"),
+        (Language::Zh, RetireReason::Silent(after)) => format!(
+            "{place} 已 {} 无消息,自动从监控中移除",
+            humantime::format_duration(after)
+        ),
+        (Language::En, RetireReason::Operator) => {
+            format!("{place} removed from the fleet by an operator")
+        }
+        (Language::En, RetireReason::Silent(after)) => format!(
+            "{place} silent for {}: removed from the fleet",
+            humantime::format_duration(after)
+        ),
+    }
+}
+
+/// Renders `groups`, and the fleet changes `notes` (already escaped lines), as one message at
+/// `now`.
+pub fn render(
+    groups: &[GroupNotice],
+    notes: &[String],
+    style: &Style,
+    now: SystemTime,
+) -> Rendered {
     let words = Words::of(style.language);
     let firing: Vec<&Alert> = groups.iter().flat_map(|g| &g.firing).collect();
     let resolved_count: usize = groups.iter().map(|g| g.resolved.len()).sum();
@@ -133,6 +160,9 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
     }
     if resolved_count > 0 {
         let _ = write!(title, " {} {resolved_count}", words.resolved);
+    }
+    if !notes.is_empty() {
+        let _ = write!(title, " {} {}", words.fleet_change, notes.len());
     }
     let top = firing.iter().map(|a| a.severity).max();
     let pick = |lists: &BTreeMap<Severity, Vec<String>>| -> Vec<String> {
@@ -163,7 +193,7 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
     // groups), fewer groups, the rest counted.
     let mut max_groups = prepared.groups();
     loop {
-        let (text, omitted) = text(&prepared, style, &title, &at, cap, max_groups);
+        let (text, omitted) = text(&prepared, notes, style, &title, &at, cap, max_groups);
         let body = serde_json::to_vec(&Body {
             msgtype: "markdown",
             markdown: Markdown {
@@ -179,7 +209,12 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
                 text,
                 body,
                 omitted,
-                reason: Reason::of_message(groups.iter().map(|g| g.reason)),
+                reason: Reason::of_message(
+                    groups
+                        .iter()
+                        .map(|g| g.reason)
+                        .chain((!notes.is_empty()).then_some(Reason::FleetChange)),
+                ),
             };
         }
         if cap > 0 {
@@ -190,8 +225,10 @@ pub fn render(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendere
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn text(
     prepared: &sections::Prepared,
+    notes: &[String],
     style: &Style,
     title: &str,
     at: &At,
@@ -199,7 +236,17 @@ fn text(
     max_groups: usize,
 ) -> (String, usize) {
     let heading = format!("### {}\n\n", escape(title));
-    let sections = prepared.assemble(cap, max_groups);
+    let mut sections = prepared.assemble(cap, max_groups);
+    if !notes.is_empty() {
+        let words = Words::of(style.language);
+        let mut changes = format!("#### {} ({})\n\n", words.fleet_change, notes.len());
+        for note in notes {
+            let _ = writeln!(changes, "- {note}");
+        }
+        changes.push('\n');
+        // With the resolved section: both say what is no longer watched.
+        sections.resolved.push_str(&changes);
+    }
     let mentions: Vec<String> = at
         .at_mobiles
         .iter()

@@ -8,6 +8,11 @@ use super::*;
 use crate::alert::{AlertContext, AlertStatus, ChannelFill, ComponentRef, Labels};
 use crate::notify::dispatch::Reason;
 
+/// A message with alerts only (no fleet changes).
+fn render_alerts(groups: &[GroupNotice], style: &Style, now: SystemTime) -> Rendered {
+    render(groups, &[], style, now)
+}
+
 fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_795_000_000 + secs)
 }
@@ -93,7 +98,7 @@ fn one_message_names_every_agent_with_channel_figures() {
         at_mobiles: BTreeMap::from([(Severity::Critical, vec!["13800000000".to_owned()])]),
         ..Style::default()
     };
-    let m = render(&[group(firing, resolved)], &style, at(420));
+    let m = render_alerts(&[group(firing, resolved)], &style, at(420));
     assert_eq!(m.title, "【Flume 告警】 严重 40 已恢复 1");
     for i in 0..40 {
         assert!(
@@ -136,7 +141,7 @@ fn three_hundred_alerts_fit_and_say_how_many_were_left_out() {
             )
         })
         .collect();
-    let m = render(&[group(firing, vec![])], &Style::default(), at(600));
+    let m = render_alerts(&[group(firing, vec![])], &Style::default(), at(600));
     assert!(m.body.len() <= MAX_BODY_BYTES, "{} bytes", m.body.len());
     assert!(m.omitted > 0);
     let listed = m
@@ -161,7 +166,7 @@ fn hostile_names_render_harmlessly() {
     if let Some(component) = &mut a.context.component {
         component.name = hostile.into();
     }
-    let m = render(&[group(vec![a], vec![])], &Style::default(), at(300));
+    let m = render_alerts(&[group(vec![a], vec![])], &Style::default(), at(300));
     let line = m
         .text
         .lines()
@@ -193,7 +198,7 @@ fn english_and_keyword_and_at_all() {
         at_all_on_critical: true,
         ..Style::default()
     };
-    let m = render(
+    let m = render_alerts(
         &[group(
             vec![alert("h1", Severity::Critical, AlertStatus::Firing)],
             vec![],
@@ -221,7 +226,7 @@ fn an_operator_template_frames_the_sections() {
         at_mobiles: BTreeMap::from([(Severity::Critical, vec!["13800000000".to_owned()])]),
         ..Style::default()
     };
-    let m = render(
+    let m = render_alerts(
         &[group(
             vec![alert("h1", Severity::Critical, AlertStatus::Firing)],
             vec![alert("h2", Severity::Warning, AlertStatus::Resolved)],
@@ -310,7 +315,7 @@ fn one_line_per_agent_and_rule() {
     let source = puts_failing("h1", ComponentKind::Source, "r1", "bj-log");
     let channel = puts_failing("h1", ComponentKind::Channel, "c1", "bj-log");
     let other = puts_failing("h2", ComponentKind::Channel, "c1", "bj-log");
-    let m = render(
+    let m = render_alerts(
         &[notice(
             vec![channel, source, other],
             &[],
@@ -346,7 +351,7 @@ fn what_is_new_comes_first_then_resolved_then_the_rest_collapsed() {
     let notified: Vec<&Alert> = old.iter().collect();
     let mut g = notice(firing, &notified, Reason::NewAlerts);
     g.resolved = vec![gone];
-    let m = render(&[g], &Style::default(), at(600));
+    let m = render_alerts(&[g], &Style::default(), at(600));
     let text = &m.text;
     let (new_at, resolved_at, still_at) = (
         text.find("**fresh**").expect("new"),
@@ -380,7 +385,7 @@ fn a_reminder_is_short() {
         })
         .collect();
     let notified: Vec<&Alert> = old.iter().collect();
-    let m = render(
+    let m = render_alerts(
         &[notice(old.clone(), &notified, Reason::Reminder)],
         &Style::default(),
         at(9000),
@@ -441,7 +446,7 @@ fn cluster_degraded_heads_its_clusters_agents() {
         &[],
         Reason::FirstNotification,
     );
-    let m = render(&[cluster_group, agents], &Style::default(), at(300));
+    let m = render_alerts(&[cluster_group, agents], &Style::default(), at(300));
     let text = &m.text;
     let headline = text
         .find("#### <font color=#FF0000>[严重]</font> 集群 bj-log 30% 的 agent 有严重告警")
@@ -472,7 +477,7 @@ fn a_storm_of_groups_counts_the_groups_it_cannot_show() {
             }
         })
         .collect();
-    let m = render(&groups, &Style::default(), at(600));
+    let m = render_alerts(&groups, &Style::default(), at(600));
     assert!(m.body.len() <= MAX_BODY_BYTES, "{} bytes", m.body.len());
     let headers = m.text.matches("#### <font").count();
     let counted: usize = m
@@ -498,7 +503,7 @@ fn a_backslash_cannot_undo_the_escaping() {
     let mut a = alert("h1", Severity::Critical, AlertStatus::Firing);
     a.annotations
         .insert("summary".into(), r"\[x\](http://e.example) ~~gone~~".into());
-    let m = render(&[group(vec![a], vec![])], &Style::default(), at(300));
+    let m = render_alerts(&[group(vec![a], vec![])], &Style::default(), at(300));
     assert!(
         m.text.contains(r"\\\[x\\\](http://e.example) \~\~gone\~\~"),
         "{}",

@@ -14,6 +14,7 @@ pub(super) struct Words {
     pub resolved: &'static str,
     pub new: &'static str,
     pub still_firing: &'static str,
+    pub fleet_change: &'static str,
     pub lasted: &'static str,
     pub channel_size: &'static str,
     pub channel_capacity: &'static str,
@@ -31,6 +32,7 @@ impl Words {
                 resolved: "已恢复",
                 new: "新增",
                 still_firing: "仍在告警",
+                fleet_change: "监控变更",
                 lasted: "持续",
                 channel_size: "积压",
                 channel_capacity: "容量",
@@ -44,6 +46,7 @@ impl Words {
                 resolved: "resolved",
                 new: "new",
                 still_firing: "still firing",
+                fleet_change: "fleet changes",
                 lasted: "for",
                 channel_size: "size",
                 channel_capacity: "capacity",
@@ -64,11 +67,13 @@ impl Words {
             (Language::Zh, Reason::SomeResolved) => "部分恢复",
             (Language::Zh, Reason::AllResolved) => "全部恢复",
             (Language::Zh, Reason::Reminder) => "提醒:告警仍未恢复",
+            (Language::Zh, Reason::FleetChange) => "监控范围变更",
             (Language::En, Reason::FirstNotification) => "First notification",
             (Language::En, Reason::NewAlerts) => "New alerts",
             (Language::En, Reason::SomeResolved) => "Some resolved",
             (Language::En, Reason::AllResolved) => "All resolved",
             (Language::En, Reason::Reminder) => "Reminder: still firing",
+            (Language::En, Reason::FleetChange) => "Fleet changes",
         }
     }
 
