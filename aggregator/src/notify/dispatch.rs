@@ -35,6 +35,8 @@ pub const GROUP_BY_ALL: &str = "...";
 /// Ordered by weight: a message says the weightiest reason of its groups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {
+    /// The receiver's daily heartbeat.
+    Heartbeat,
     /// No alert news: agents left the fleet (retired, or forgotten after a long silence).
     FleetChange,
     /// Nothing changed; `repeat_interval` passed.
@@ -52,6 +54,7 @@ pub enum Reason {
 impl Reason {
     pub fn as_str(self) -> &'static str {
         match self {
+            Reason::Heartbeat => "heartbeat",
             Reason::FleetChange => "fleet_change",
             Reason::Reminder => "reminder",
             Reason::AllResolved => "all_resolved",
@@ -75,6 +78,7 @@ impl Reason {
 
     pub fn parse(text: &str) -> Option<Self> {
         [
+            Reason::Heartbeat,
             Reason::FleetChange,
             Reason::Reminder,
             Reason::AllResolved,

@@ -14,6 +14,7 @@ pub mod store;
 pub mod firing;
 mod flush;
 mod handle;
+pub mod heartbeat;
 mod outcome;
 mod receiver;
 mod send;
@@ -162,13 +163,20 @@ impl Notifier {
                 stale = false;
             }
             self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
+            self.heartbeats(&alerts, &mut states, wall);
             self.send(&mut states, &results_tx, &log, now, wall);
 
             let now = Instant::now();
+            let next_heartbeat = states
+                .iter()
+                .filter_map(|s| s.next_heartbeat)
+                .min()
+                .map(|at| now + at.duration_since(SystemTime::now()).unwrap_or_default());
             let wake = [
                 dispatcher.next_flush(),
                 self.next_send_at(&states, now),
                 self.firing.wake_at(now),
+                next_heartbeat,
             ]
             .into_iter()
             .flatten()

@@ -39,6 +39,7 @@ impl ReceiverState {
             recent: VecDeque::new(),
             paused_until: None,
             notes: Vec::new(),
+            next_heartbeat: None,
         }
     }
 }
@@ -54,6 +55,8 @@ pub(super) struct ReceiverState {
     pub(super) paused_until: Option<Instant>,
     /// Fleet changes (retired agents) for the next message, announced once.
     pub(super) notes: Vec<String>,
+    /// When the daily heartbeat goes next (receivers that have one).
+    pub(super) next_heartbeat: Option<std::time::SystemTime>,
 }
 
 impl ReceiverState {
@@ -96,9 +99,16 @@ impl Notifier {
         self.config
             .receivers
             .iter()
-            .map(|r| match old_names.iter().position(|n| *n == r.name) {
-                Some(i) => std::mem::replace(&mut old[i], ReceiverState::empty()),
-                None => ReceiverState::empty(),
+            .map(|r| {
+                let mut state = match old_names.iter().position(|n| *n == r.name) {
+                    Some(i) => std::mem::replace(&mut old[i], ReceiverState::empty()),
+                    None => ReceiverState::empty(),
+                };
+                // A reload may set, move or remove the heartbeat.
+                state.next_heartbeat = r
+                    .heartbeat
+                    .map(|beat| beat.next_after(std::time::SystemTime::now()));
+                state
             })
             .collect()
     }

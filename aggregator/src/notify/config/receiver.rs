@@ -35,6 +35,11 @@ pub struct RawReceiver {
     /// Announce the resolution of an alert that was notified and then silenced
     /// [default: true]: whoever was paged should learn it is over.
     pub send_resolved_when_muted: Option<bool>,
+    /// A short daily message with the fleet's state, at this time of day ("09:00") [default:
+    /// none]: a group that stops getting it knows flumewatch itself is in trouble.
+    pub heartbeat: Option<String>,
+    /// The UTC offset `heartbeat` is read at [default: "+08:00"].
+    pub heartbeat_utc_offset: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,6 +51,7 @@ pub struct Receiver {
     pub send_timeout: Duration,
     /// See [`RawReceiver::send_resolved_when_muted`].
     pub send_resolved_when_muted: bool,
+    pub heartbeat: Option<crate::notify::heartbeat::Heartbeat>,
 }
 
 const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,6 +73,7 @@ impl Receiver {
             },
             send_timeout: DEFAULT_SEND_TIMEOUT,
             send_resolved_when_muted: true,
+            heartbeat: None,
         }
     }
 }
@@ -156,5 +163,15 @@ pub(super) fn validate(r: RawReceiver, language: Language) -> Result<Receiver, I
             template,
         },
         send_resolved_when_muted: r.send_resolved_when_muted.unwrap_or(true),
+        heartbeat: match r.heartbeat.as_deref() {
+            None => None,
+            Some(at) => Some(
+                crate::notify::heartbeat::Heartbeat::parse(
+                    at,
+                    r.heartbeat_utc_offset.as_deref().unwrap_or("+08:00"),
+                )
+                .map_err(|e| ("heartbeat".to_owned(), e))?,
+            ),
+        },
     })
 }

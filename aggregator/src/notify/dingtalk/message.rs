@@ -107,6 +107,28 @@ pub struct Rendered {
 }
 
 /// Renders `groups` as one message at `now`.
+/// A message of flumewatch's own (the daily heartbeat): markdown `text` as it is, no
+/// mentions, the robot's keyword kept.
+pub fn plain_body(title: &str, text: &str, style: &Style) -> Vec<u8> {
+    let mut text = text.to_owned();
+    if let Some(keyword) = &style.keyword {
+        if !text.contains(keyword.as_str()) {
+            text.push_str(&format!("\n{}\n", escape(keyword)));
+        }
+    }
+    let at = At {
+        at_mobiles: Vec::new(),
+        at_user_ids: Vec::new(),
+        is_at_all: false,
+    };
+    serde_json::to_vec(&Body {
+        msgtype: "markdown",
+        markdown: Markdown { title, text: &text },
+        at: &at,
+    })
+    .unwrap_or_default()
+}
+
 /// How an agent leaving the fleet reads in a message (one line, names escaped).
 pub fn retirement(retired: &crate::fleet::Retired, language: Language) -> String {
     use crate::fleet::RetireReason;

@@ -68,12 +68,14 @@ impl Words {
             (Language::Zh, Reason::AllResolved) => "全部恢复",
             (Language::Zh, Reason::Reminder) => "提醒:告警仍未恢复",
             (Language::Zh, Reason::FleetChange) => "监控范围变更",
+            (Language::Zh, Reason::Heartbeat) => "每日心跳",
             (Language::En, Reason::FirstNotification) => "First notification",
             (Language::En, Reason::NewAlerts) => "New alerts",
             (Language::En, Reason::SomeResolved) => "Some resolved",
             (Language::En, Reason::AllResolved) => "All resolved",
             (Language::En, Reason::Reminder) => "Reminder: still firing",
             (Language::En, Reason::FleetChange) => "Fleet changes",
+            (Language::En, Reason::Heartbeat) => "Daily heartbeat",
         }
     }
 
