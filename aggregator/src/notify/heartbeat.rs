@@ -117,34 +117,6 @@ impl Notifier {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nine_in_beijing_is_one_utc_and_the_next_one_is_found() {
-        let beat = Heartbeat::parse("09:00", "+08:00").unwrap();
-        assert_eq!(beat.utc_second_of_day, 3600);
-        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
-        assert_eq!(beat.next_after(at(0)), at(3600));
-        assert_eq!(beat.next_after(at(3600)), at(3600 + DAY), "strictly after");
-        assert_eq!(
-            Heartbeat::parse("01:30:15", "-05:30")
-                .unwrap()
-                .utc_second_of_day,
-            7 * 3600 + 15
-        );
-        assert_eq!(
-            Heartbeat::parse("07:00", "+08:00")
-                .unwrap()
-                .utc_second_of_day,
-            23 * 3600
-        );
-        assert!(Heartbeat::parse("25:00", "+08:00").is_err());
-        assert!(Heartbeat::parse("09:00", "8").is_err());
-    }
-}
-
 impl Notifier {
     /// Queues the heartbeat of every receiver whose time has come, and schedules the next.
     pub(super) fn heartbeats(
@@ -186,5 +158,33 @@ impl Notifier {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nine_in_beijing_is_one_utc_and_the_next_one_is_found() {
+        let beat = Heartbeat::parse("09:00", "+08:00").unwrap();
+        assert_eq!(beat.utc_second_of_day, 3600);
+        let at = |s: u64| UNIX_EPOCH + Duration::from_secs(s);
+        assert_eq!(beat.next_after(at(0)), at(3600));
+        assert_eq!(beat.next_after(at(3600)), at(3600 + DAY), "strictly after");
+        assert_eq!(
+            Heartbeat::parse("01:30:15", "-05:30")
+                .unwrap()
+                .utc_second_of_day,
+            7 * 3600 + 15
+        );
+        assert_eq!(
+            Heartbeat::parse("07:00", "+08:00")
+                .unwrap()
+                .utc_second_of_day,
+            23 * 3600
+        );
+        assert!(Heartbeat::parse("25:00", "+08:00").is_err());
+        assert!(Heartbeat::parse("09:00", "8").is_err());
     }
 }
