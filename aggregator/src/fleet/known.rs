@@ -3,10 +3,8 @@
 //! that moment, so one that never returns raises SidecarSilent within the usual time, as if
 //! the aggregator had never stopped.
 
-use std::collections::HashMap;
-
 use super::sidecar::{Hello, SidecarState};
-use super::{AgentState, Fleet, Now};
+use super::{Fleet, Now};
 
 impl Fleet {
     /// Every known sidecar's Hello, for the state database.
@@ -31,25 +29,10 @@ impl Fleet {
             if state.sidecars.contains_key(&hello.host) {
                 continue;
             }
-            for agent in &hello.agents {
-                state
-                    .agents
-                    .entry((hello.host.clone(), agent.clone()))
-                    .or_insert_with(|| AgentState::new(&hello.host, agent));
-            }
-            state.sidecars.insert(
-                hello.host.clone(),
-                SidecarState {
-                    hello,
-                    last_seq: 0,
-                    connected: false,
-                    since: now.wall,
-                    stream_id: 0,
-                    stats: None,
-                    last_snapshot_at: now.mono,
-                    alerts: HashMap::new(),
-                },
-            );
+            state.add_agents(&hello);
+            state
+                .sidecars
+                .insert(hello.host.clone(), SidecarState::known(hello, now));
         }
     }
 }

@@ -56,6 +56,17 @@ struct State {
     restored_at: Option<Instant>,
 }
 
+impl State {
+    /// Lists `hello`'s agents (those not listed yet start empty).
+    fn add_agents(&mut self, hello: &Hello) {
+        for agent in &hello.agents {
+            self.agents
+                .entry((hello.host.clone(), agent.clone()))
+                .or_insert_with(|| AgentState::new(&hello.host, agent));
+        }
+    }
+}
+
 /// Cheap to clone; every clone sees the same fleet.
 #[derive(Debug, Clone)]
 pub struct Fleet {

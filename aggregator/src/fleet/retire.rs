@@ -90,9 +90,11 @@ impl Fleet {
         agent: &str,
         instance: &str,
     ) -> bool {
-        retired
-            .get(&(host.to_owned(), agent.to_owned()))
-            .is_some_and(|i| i == instance)
+        // Judged on every snapshot: no key to build while nothing is retired.
+        !retired.is_empty()
+            && retired
+                .get(&(host.to_owned(), agent.to_owned()))
+                .is_some_and(|i| i == instance)
     }
 
     /// Retirements not yet announced (each is handed out once).

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use flumewatch_proto::v1 as pb;
 use tokio::time::Instant;
 
-use super::{AgentState, Fleet, Now};
+use super::{Fleet, Now};
 use crate::rules::engine::{SidecarFacts, TargetKey, Tracked};
 
 /// What a sidecar says about itself when it opens a stream.
@@ -41,6 +41,20 @@ pub struct SidecarState {
 }
 
 impl SidecarState {
+    /// A sidecar known but not (yet) connected: nothing received, silent since `now`.
+    pub(super) fn known(hello: Hello, now: Now) -> Self {
+        Self {
+            hello,
+            last_seq: 0,
+            connected: false,
+            since: now.wall,
+            stream_id: 0,
+            stats: None,
+            last_snapshot_at: now.mono,
+            alerts: HashMap::new(),
+        }
+    }
+
     pub(super) fn facts(&self) -> SidecarFacts<'_> {
         SidecarFacts {
             host: &self.hello.host,
@@ -80,12 +94,7 @@ impl Fleet {
         hello
             .agents
             .retain(|a| !Fleet::is_retired(retired, &hello.host, a, &hello.instance_id));
-        for agent in &hello.agents {
-            state
-                .agents
-                .entry((hello.host.clone(), agent.clone()))
-                .or_insert_with(|| AgentState::new(&hello.host, agent));
-        }
+        state.add_agents(&hello);
         let previous = state.sidecars.remove(&hello.host);
         if previous.as_ref().is_none_or(|p| p.hello != hello) {
             state.membership += 1;
@@ -102,19 +111,14 @@ impl Fleet {
             _ => 0,
         };
         let alerts = previous.map(|p| p.alerts).unwrap_or_default();
-        state.sidecars.insert(
-            hello.host.clone(),
-            SidecarState {
-                hello,
-                last_seq: resume_after,
-                connected: true,
-                since: now.wall,
-                stream_id,
-                stats: None,
-                last_snapshot_at: now.mono,
-                alerts,
-            },
-        );
+        let sidecar = SidecarState {
+            last_seq: resume_after,
+            connected: true,
+            stream_id,
+            alerts,
+            ..SidecarState::known(hello, now)
+        };
+        state.sidecars.insert(sidecar.hello.host.clone(), sidecar);
         Registration {
             stream_id,
             resume_after,

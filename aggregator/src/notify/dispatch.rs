@@ -102,6 +102,13 @@ pub struct LogEntry {
 }
 
 impl LogEntry {
+    /// Some of `resolved` were told as firing and their resolution not yet.
+    pub fn newly_resolved(&self, resolved: &BTreeSet<u64>) -> bool {
+        resolved
+            .iter()
+            .any(|fp| self.firing.contains(fp) && !self.resolved.contains(fp))
+    }
+
     /// The entry after a message with these alerts was delivered at `at`.
     pub fn after(
         previous: Option<&LogEntry>,
@@ -385,9 +392,7 @@ pub fn reason(
     if !firing.is_subset(&entry.firing) {
         return Reason::NewAlerts;
     }
-    let newly_resolved = resolved
-        .iter()
-        .any(|fp| entry.firing.contains(fp) && !entry.resolved.contains(fp));
+    let newly_resolved = entry.newly_resolved(resolved);
     match (newly_resolved, firing.is_empty()) {
         (true, true) => Reason::AllResolved,
         (true, false) => Reason::SomeResolved,
@@ -410,9 +415,7 @@ pub fn needs_update(
     if !firing.is_subset(&entry.firing) {
         return true;
     }
-    let newly_resolved = resolved
-        .iter()
-        .any(|fp| entry.firing.contains(fp) && !entry.resolved.contains(fp));
+    let newly_resolved = entry.newly_resolved(resolved);
     if opts.send_resolved && newly_resolved {
         return true;
     }

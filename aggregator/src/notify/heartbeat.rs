@@ -144,18 +144,8 @@ impl Notifier {
                 reason: super::dispatch::Reason::Heartbeat.as_str(),
                 alerts: &[],
             };
-            let keep_since = wall
-                .checked_sub(self.config.history_retention)
-                .unwrap_or(UNIX_EPOCH);
-            match self.store.queue(message, wall, keep_since) {
-                Ok(row) => state.outbox.push_back(super::receiver::Outgoing {
-                    row,
-                    attempts: 0,
-                    not_before: tokio::time::Instant::now(),
-                }),
-                Err(e) => {
-                    tracing::error!(receiver = %receiver.name, error = %e, "cannot queue the daily heartbeat")
-                }
+            if let Err(e) = self.commit(state, message, tokio::time::Instant::now(), wall) {
+                tracing::error!(receiver = %receiver.name, error = %e, "cannot queue the daily heartbeat");
             }
         }
     }

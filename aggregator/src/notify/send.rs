@@ -19,6 +19,26 @@ use super::Notifier;
 use crate::alert::AlertStatus;
 
 impl Notifier {
+    /// Commits a message to the outbox (and the history), due at `now`.
+    pub(super) fn commit(
+        &self,
+        state: &mut ReceiverState,
+        message: NewMessage<'_>,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<(), super::store::StoreError> {
+        let keep_since = wall
+            .checked_sub(self.config.history_retention)
+            .unwrap_or(UNIX_EPOCH);
+        let row = self.store.queue(message, wall, keep_since)?;
+        state.outbox.push_back(Outgoing {
+            row,
+            attempts: 0,
+            not_before: now,
+        });
+        Ok(())
+    }
+
     /// Starts a send for every receiver that may send now.
     pub(super) fn send(
         &self,
@@ -86,23 +106,13 @@ impl Notifier {
                     reason: rendered.reason.as_str(),
                     alerts: &carried(&notices),
                 };
-                let keep_since = wall
-                    .checked_sub(self.config.history_retention)
-                    .unwrap_or(UNIX_EPOCH);
-                match self.store.queue(message, wall, keep_since) {
-                    Ok(row) => state.outbox.push_back(Outgoing {
-                        row,
-                        attempts: 0,
-                        not_before: now,
-                    }),
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot store a message in the outbox; trying again shortly");
-                        // Kept waiting, unless a newer flush of the same group came meanwhile.
-                        for (key, notice) in groups {
-                            state.pending.entry(key).or_insert(notice);
-                        }
-                        state.notes.splice(0..0, notes);
+                if let Err(e) = self.commit(state, message, now, wall) {
+                    tracing::error!(error = %e, "cannot store a message in the outbox; trying again shortly");
+                    // Kept waiting, unless a newer flush of the same group came meanwhile.
+                    for (key, notice) in groups {
+                        state.pending.entry(key).or_insert(notice);
                     }
+                    state.notes.splice(0..0, notes);
                 }
             }
             let Some(next) = state.outbox.front() else {
