@@ -3,6 +3,7 @@
 //! Waiting is always "poll with a deadline", never a fixed sleep.
 
 pub mod demo;
+pub mod jetty_fake;
 pub mod load;
 pub mod replay;
 pub mod trace_player;

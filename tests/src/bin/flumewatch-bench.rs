@@ -1,8 +1,10 @@
 //! `flumewatch-bench`: the side-by-side benchmarks that need real processes.
 //!
 //! - `footprint`: the release sidecar and the seed script's replica poll identical simulated
-//!   agents at the same interval for the same time; CPU per scrape (from /proc schedstat),
-//!   steady RSS, bytes sent upstream per snapshot.
+//!   agents at the same interval for the same time, against each kind of fake Flume server in
+//!   turn (a Jetty-like one and Python's http.server by default); CPU and context switches per
+//!   scrape (from /proc schedstat and status), steady and peak RSS, bytes sent upstream per
+//!   snapshot, and the replica-to-sidecar CPU ratio.
 //! - `alert-latency`: from a simulated agent crossing a threshold to the DingTalk POST arriving
 //!   at the fake robot, over many incidents.
 //!
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
+use flumewatch_e2e::jetty_fake::JettyFake;
 use flumewatch_e2e::*;
 use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 use flumewatch_testkit::fake_flume::{FakeFlume, Profile, Reply, SimAgent};
@@ -44,6 +47,12 @@ enum Bench {
         /// The sidecar binary [default: the one built beside this one].
         #[arg(long)]
         sidecar: Option<std::path::PathBuf>,
+        /// The kinds of fake Flume to measure against, one after the other.
+        #[arg(long, value_delimiter = ',', default_value = "jetty,python")]
+        servers: Vec<Server>,
+        /// The Python http.server fake (stdlib only), run with --python.
+        #[arg(long, default_value = "tests/bench/flume_http_server.py")]
+        server_script: String,
     },
     /// Threshold crossing → DingTalk POST, over `incidents` agents crossing one after another.
     AlertLatency {
@@ -96,30 +105,151 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
-/// `agents` simulated healthy agents; the returned counter counts their polls.
-async fn simulated_agents(agents: usize) -> (Vec<FakeFlume>, Arc<AtomicU64>) {
-    let polls = Arc::new(AtomicU64::new(0));
-    let started = SystemTime::now() - Duration::from_secs(3600);
-    let mut fakes = Vec::new();
-    for i in 0..agents {
-        let agent = SimAgent::new(
-            Profile::Healthy {
-                events_per_sec: 500.0 + 50.0 * i as f64,
-                file_channel: i % 2 == 1,
-            },
-            started,
-        );
-        let polls = polls.clone();
-        fakes.push(
-            FakeFlume::start(Arc::new(move || {
-                polls.fetch_add(1, Ordering::Relaxed);
-                Reply::Json(agent.render(SystemTime::now()))
-            }))
-            .await
-            .expect("fake flume binds"),
-        );
+/// The kinds of fake Flume the footprint is measured against: how a server writes its answer
+/// changes what a poll costs the client (reads, wake-ups), so the sidecar is measured against
+/// more than one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Server {
+    /// Writes like Jetty 9.4: keep-alive, head then one chunked body write (`jetty_fake`).
+    Jetty,
+    /// Python's `http.server` (ThreadingHTTPServer, HTTP/1.1, chunked), a separate process.
+    Python,
+    /// The test suite's own fake (`FakeFlume`): head and body in one write.
+    Testkit,
+}
+
+impl Server {
+    fn label(self) -> &'static str {
+        match self {
+            Server::Jetty => "Jetty-like (tokio TCP)",
+            Server::Python => "Python http.server",
+            Server::Testkit => "testkit FakeFlume",
+        }
     }
-    (fakes, polls)
+}
+
+/// `agents` fake Flume endpoints of one kind, serving simulated healthy agents.
+enum Agents {
+    Jetty(Vec<JettyFake>),
+    Testkit(Vec<FakeFlume>, Arc<AtomicU64>),
+    Python {
+        process: Child,
+        ports: Vec<u16>,
+        /// Holds the body file the Python server serves.
+        _dir: TempDir,
+    },
+}
+
+fn sim_agent(i: usize) -> SimAgent {
+    SimAgent::new(
+        Profile::Healthy {
+            events_per_sec: 500.0 + 50.0 * i as f64,
+            file_channel: i % 2 == 1,
+        },
+        SystemTime::now() - Duration::from_secs(3600),
+    )
+}
+
+impl Agents {
+    async fn start(server: Server, agents: usize, python: &str, script: &str) -> Self {
+        match server {
+            Server::Jetty => {
+                let mut fakes = Vec::new();
+                for i in 0..agents {
+                    let agent = sim_agent(i);
+                    let body = Arc::new(move || agent.render(SystemTime::now()));
+                    fakes.push(JettyFake::start(body).await.expect("jetty fake binds"));
+                }
+                Agents::Jetty(fakes)
+            }
+            Server::Testkit => {
+                let polls = Arc::new(AtomicU64::new(0));
+                let mut fakes = Vec::new();
+                for i in 0..agents {
+                    let agent = sim_agent(i);
+                    let polls = polls.clone();
+                    let responder = Arc::new(move || {
+                        polls.fetch_add(1, Ordering::Relaxed);
+                        Reply::Json(agent.render(SystemTime::now()))
+                    });
+                    fakes.push(FakeFlume::start(responder).await.expect("fake flume binds"));
+                }
+                Agents::Testkit(fakes, polls)
+            }
+            Server::Python => {
+                let dir = TempDir::new("bench-python-flume");
+                let body = dir.join("metrics.json");
+                std::fs::write(&body, sim_agent(0).render(SystemTime::now())).expect("body file");
+                let mut process = Command::new(python)
+                    .arg(script)
+                    .args(["--agents", &agents.to_string(), "--body"])
+                    .arg(&body)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("{python} {script}: {e}"));
+                let mut line = String::new();
+                let stdout = process.stdout.take().expect("piped");
+                std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+                    .expect("reads the ports");
+                let ports = line
+                    .strip_prefix("PORTS ")
+                    .unwrap_or_else(|| panic!("{script} printed {line:?}"))
+                    .split_whitespace()
+                    .map(|p| p.parse().expect("port"))
+                    .collect();
+                Agents::Python {
+                    process,
+                    ports,
+                    _dir: dir,
+                }
+            }
+        }
+    }
+
+    fn urls(&self) -> Vec<String> {
+        match self {
+            Agents::Jetty(fakes) => fakes.iter().map(JettyFake::url).collect(),
+            Agents::Testkit(fakes, _) => fakes.iter().map(FakeFlume::url).collect(),
+            Agents::Python { ports, .. } => ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{p}/metrics"))
+                .collect(),
+        }
+    }
+
+    /// `/metrics` requests served so far, by every endpoint of the set.
+    async fn polls(&self) -> u64 {
+        match self {
+            Agents::Jetty(fakes) => fakes.iter().map(JettyFake::polls).sum(),
+            Agents::Testkit(_, polls) => polls.load(Ordering::Relaxed),
+            Agents::Python { ports, .. } => {
+                let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+                    .await
+                    .expect("python server reachable");
+                stream
+                    .write_all(b"GET /-/polls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .await
+                    .expect("asks");
+                let mut answer = String::new();
+                stream.read_to_string(&mut answer).await.expect("reads");
+                let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+                body.trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("poll count: {answer:?}"))
+            }
+        }
+    }
+}
+
+impl Drop for Agents {
+    fn drop(&mut self) {
+        if let Agents::Python { process, .. } = self {
+            let _ = process.kill();
+            let _ = process.wait();
+        }
+    }
 }
 
 /// A TCP relay to `target` that counts the bytes clients send through it.
@@ -157,10 +287,53 @@ async fn counting_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, 
     (addr, upstream)
 }
 
-struct Measured {
+/// CPU time and context switches of every thread of a process, at one moment.
+#[derive(Clone, Copy)]
+struct Usage {
     cpu_ns: u64,
+    switches: u64,
+}
+
+fn usage(pid: u32) -> Usage {
+    Usage {
+        cpu_ns: cpu_ns(pid),
+        switches: context_switches(pid),
+    }
+}
+
+/// Voluntary and involuntary context switches of every thread of `pid`.
+fn context_switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter(|l| l.contains("ctxt_switches:"))
+                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+/// One process measured against one kind of server.
+struct Measured {
+    server: Server,
+    process: &'static str,
+    cpu_ns: u64,
+    switches: u64,
     scrapes: u64,
     rss_kib: Vec<u64>,
+    /// Bytes sent to the aggregator and snapshots it stored (the sidecar only).
+    upstream: Option<(u64, u64)>,
+}
+
+impl Measured {
+    fn cpu_per_scrape_us(&self) -> f64 {
+        self.cpu_ns as f64 / self.scrapes.max(1) as f64 / 1000.0
+    }
 }
 
 fn median(values: &mut [u64]) -> u64 {
@@ -168,45 +341,51 @@ fn median(values: &mut [u64]) -> u64 {
     values.get(values.len() / 2).copied().unwrap_or(0)
 }
 
-async fn footprint(
+/// What every phase of the footprint run shares.
+struct FootprintRun<'a> {
     agents: usize,
     interval: Duration,
     duration: Duration,
-    python: &str,
-    replica: &str,
-    sidecar_binary: std::path::PathBuf,
-) {
-    let aggregator = AggregatorHandle::start().await;
-    let (proxy, upstream) = counting_proxy(aggregator.addr).await;
-    let (sidecar_agents, sidecar_polls) = simulated_agents(agents).await;
-    let (replica_agents, replica_polls) = simulated_agents(agents).await;
-    let robot = FakeDingTalk::start("tok-bench", None)
-        .await
-        .expect("fake robot");
+    python: &'a str,
+    replica: &'a str,
+    server_script: &'a str,
+    sidecar: &'a std::path::Path,
+    aggregator: &'a AggregatorHandle,
+    proxy: std::net::SocketAddr,
+    upstream: &'a AtomicU64,
+    webhook: String,
+}
 
-    let interval_text = format!("{}ms", interval.as_millis());
+/// The sidecar and the replica, side by side, each polling its own `agents` endpoints of kind
+/// `server` for the same window.
+async fn footprint_against(bench: &FootprintRun<'_>, server: Server) -> [Measured; 2] {
+    let sidecar_agents =
+        Agents::start(server, bench.agents, bench.python, bench.server_script).await;
+    let replica_agents =
+        Agents::start(server, bench.agents, bench.python, bench.server_script).await;
+
     let mut sidecar_args = vec![
         "--aggregator".to_owned(),
-        format!("http://{proxy}"),
+        format!("http://{}", bench.proxy),
         "--host".into(),
-        "bench-1".into(),
+        format!("bench-{server:?}").to_lowercase(),
         "--interval".into(),
-        interval_text,
+        format!("{}ms", bench.interval.as_millis()),
         "--log-level".into(),
         "warn".into(),
     ];
-    for (i, a) in sidecar_agents.iter().enumerate() {
-        sidecar_args.extend(["--flume".into(), format!("a{i}={}", a.url())]);
+    for (i, url) in sidecar_agents.urls().into_iter().enumerate() {
+        sidecar_args.extend(["--flume".into(), format!("a{i}={url}")]);
     }
     let mut replica_args = vec![
-        replica.to_owned(),
+        bench.replica.to_owned(),
         "--interval".into(),
-        interval.as_secs_f64().to_string(),
+        bench.interval.as_secs_f64().to_string(),
         "--webhook".into(),
-        robot.webhook(),
+        bench.webhook.clone(),
     ];
-    for a in &replica_agents {
-        replica_args.extend(["--url".into(), a.url()]);
+    for url in replica_agents.urls() {
+        replica_args.extend(["--url".into(), url]);
     }
     let spawn = |program: &str, args: &[String]| -> Child {
         Command::new(program)
@@ -216,87 +395,138 @@ async fn footprint(
             .spawn()
             .unwrap_or_else(|e| panic!("{program}: {e}"))
     };
-    let mut sidecar = spawn(sidecar_binary.to_str().expect("utf-8 path"), &sidecar_args);
-    let mut seed = spawn(python, &replica_args);
+    let mut sidecar = spawn(bench.sidecar.to_str().expect("utf-8 path"), &sidecar_args);
+    let mut seed = spawn(bench.python, &replica_args);
     eprintln!(
-        "sidecar pid {}, seed replica pid {}",
+        "{}: sidecar pid {}, seed replica pid {}",
+        server.label(),
         sidecar.id(),
         seed.id()
     );
 
     // Warm up (connections, interpreter imports), then measure over the same window.
     tokio::time::sleep(Duration::from_secs(5)).await;
-    let measure = |pid: u32, polls: &AtomicU64| (cpu_ns(pid), polls.load(Ordering::Relaxed));
-    let (s0, sp0) = measure(sidecar.id(), &sidecar_polls);
-    let (r0, rp0) = measure(seed.id(), &replica_polls);
-    let (u0, stored0) = (
-        upstream.load(Ordering::Relaxed),
-        aggregator.counters.snapshots_stored.load(Ordering::Relaxed),
-    );
-    let end = Instant::now() + duration;
+    let (s0, sp0) = (usage(sidecar.id()), sidecar_agents.polls().await);
+    let (r0, rp0) = (usage(seed.id()), replica_agents.polls().await);
+    let stored = || {
+        bench
+            .aggregator
+            .counters
+            .snapshots_stored
+            .load(Ordering::Relaxed)
+    };
+    let (u0, stored0) = (bench.upstream.load(Ordering::Relaxed), stored());
+    let end = Instant::now() + bench.duration;
     let (mut sidecar_rss, mut seed_rss) = (Vec::new(), Vec::new());
     while Instant::now() < end {
         tokio::time::sleep(Duration::from_secs(1)).await;
         sidecar_rss.extend(rss_kib(sidecar.id()));
         seed_rss.extend(rss_kib(seed.id()));
     }
-    let (s1, sp1) = measure(sidecar.id(), &sidecar_polls);
-    let (r1, rp1) = measure(seed.id(), &replica_polls);
-    let (u1, stored1) = (
-        upstream.load(Ordering::Relaxed),
-        aggregator.counters.snapshots_stored.load(Ordering::Relaxed),
-    );
-    let _ = sidecar.kill();
-    let _ = seed.kill();
-    let _ = sidecar.wait();
-    let _ = seed.wait();
+    let (s1, sp1) = (usage(sidecar.id()), sidecar_agents.polls().await);
+    let (r1, rp1) = (usage(seed.id()), replica_agents.polls().await);
+    let (u1, stored1) = (bench.upstream.load(Ordering::Relaxed), stored());
+    for child in [&mut sidecar, &mut seed] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    [
+        Measured {
+            server,
+            process: "flumewatch-sidecar (release)",
+            cpu_ns: s1.cpu_ns - s0.cpu_ns,
+            switches: s1.switches - s0.switches,
+            scrapes: sp1 - sp0,
+            rss_kib: sidecar_rss,
+            upstream: Some((u1 - u0, stored1 - stored0)),
+        },
+        Measured {
+            server,
+            process: "seed script replica (Python 3.11, requests)",
+            cpu_ns: r1.cpu_ns - r0.cpu_ns,
+            switches: r1.switches - r0.switches,
+            scrapes: rp1 - rp0,
+            rss_kib: seed_rss,
+            upstream: None,
+        },
+    ]
+}
 
-    let results = [
-        (
-            "flumewatch-sidecar (release)",
-            Measured {
-                cpu_ns: s1 - s0,
-                scrapes: sp1 - sp0,
-                rss_kib: sidecar_rss,
-            },
-        ),
-        (
-            "seed script replica (Python 3.11, requests)",
-            Measured {
-                cpu_ns: r1 - r0,
-                scrapes: rp1 - rp0,
-                rss_kib: seed_rss,
-            },
-        ),
-    ];
-    let per_scrape = |m: &Measured| m.cpu_ns as f64 / m.scrapes.max(1) as f64 / 1000.0;
-    println!(
-        "| process | agents × interval × time | scrapes | CPU per scrape | steady RSS (median) | peak RSS | upstream per snapshot |"
+#[allow(clippy::too_many_arguments)]
+async fn footprint(
+    servers: &[Server],
+    agents: usize,
+    interval: Duration,
+    duration: Duration,
+    python: &str,
+    replica: &str,
+    server_script: &str,
+    sidecar: std::path::PathBuf,
+) {
+    let aggregator = AggregatorHandle::start().await;
+    let (proxy, upstream) = counting_proxy(aggregator.addr).await;
+    let robot = FakeDingTalk::start("tok-bench", None)
+        .await
+        .expect("fake robot");
+    let bench = FootprintRun {
+        agents,
+        interval,
+        duration,
+        python,
+        replica,
+        server_script,
+        sidecar: &sidecar,
+        aggregator: &aggregator,
+        proxy,
+        upstream: &upstream,
+        webhook: robot.webhook(),
+    };
+    let mut rows = Vec::new();
+    for &server in servers {
+        rows.extend(footprint_against(&bench, server).await);
+    }
+
+    let window = format!(
+        "{agents} × {} × {}",
+        humantime::format_duration(interval),
+        humantime::format_duration(duration)
     );
-    println!("|---|---|---:|---:|---:|---:|---:|");
-    for (i, (name, mut m)) in results.into_iter().enumerate() {
+    println!(
+        "| server | process | agents × interval × time | scrapes | CPU per scrape | context switches per scrape | steady RSS (median) | peak RSS | upstream per snapshot |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    for m in &mut rows {
         let peak = m.rss_kib.iter().copied().max().unwrap_or(0);
         let steady = median(&mut m.rss_kib);
-        let upstream = if i == 0 {
-            format!(
-                "{:.0} B ({} snapshots)",
-                (u1 - u0) as f64 / (stored1 - stored0).max(1) as f64,
-                stored1 - stored0
-            )
-        } else {
-            "0 B (sends nothing but alerts)".to_owned()
+        let upstream = match m.upstream {
+            Some((bytes, stored)) => format!(
+                "{:.0} B ({stored} snapshots)",
+                bytes as f64 / stored.max(1) as f64
+            ),
+            None => "0 B (sends nothing but alerts)".to_owned(),
         };
         println!(
-            "| {name} | {agents} × {} × {} | {} | {:.1} µs | {:.2} MiB | {:.2} MiB | {upstream} |",
-            humantime::format_duration(interval),
-            humantime::format_duration(duration),
+            "| {} | {} | {window} | {} | {:.1} µs | {:.1} | {:.2} MiB | {:.2} MiB | {upstream} |",
+            m.server.label(),
+            m.process,
             m.scrapes,
-            per_scrape(&m),
+            m.cpu_per_scrape_us(),
+            m.switches as f64 / m.scrapes.max(1) as f64,
             steady as f64 / 1024.0,
             peak as f64 / 1024.0,
         );
     }
-    drop((sidecar_agents, replica_agents));
+    println!();
+    println!("| server | replica CPU per scrape ÷ sidecar's (target ≥ 20×) |");
+    println!("|---|---:|");
+    for pair in rows.chunks(2) {
+        let [sidecar, replica] = pair else { continue };
+        println!(
+            "| {} | {:.1}× |",
+            sidecar.server.label(),
+            replica.cpu_per_scrape_us() / sidecar.cpu_per_scrape_us().max(f64::MIN_POSITIVE)
+        );
+    }
     aggregator.stop().await;
 }
 
@@ -400,14 +630,18 @@ async fn main() {
             python,
             replica,
             sidecar,
+            servers,
+            server_script,
         } => {
             let sidecar = sidecar.unwrap_or_else(|| sibling("flumewatch-sidecar"));
             footprint(
+                &servers,
                 agents,
                 interval.into(),
                 duration.into(),
                 &python,
                 &replica,
+                &server_script,
                 sidecar,
             )
             .await
