@@ -35,8 +35,6 @@ pub use config::Config;
 /// Why the sidecar could not start. Not retryable without a config change.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot build the HTTP client: {0}")]
-    HttpClient(#[from] reqwest::Error),
     #[error("invalid aggregator address: {0}")]
     Aggregator(#[from] tonic::transport::Error),
     #[error("--discover: {0}")]
@@ -46,7 +44,7 @@ pub enum RunError {
 /// Runs the sidecar until `shutdown` is cancelled, then stops polling and gives the uplink up
 /// to [`uplink::DRAIN_GRACE`] to hand over what the aggregator has not acknowledged.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
-    let client = flume::FlumeClient::new(config.timeout, config.max_body_bytes)?;
+    let client = flume::FlumeClient::new(config.timeout, config.max_body_bytes);
     let buffer = uplink::ReplayBuffer::with_window(config.buffer, config.replay_window);
     let stats = Arc::new(stats::Stats::default());
     let roster = roster::Roster::new(config.agents.clone());

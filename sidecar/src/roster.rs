@@ -84,7 +84,7 @@ pub fn admit(agents: &mut Vec<FlumeEndpoint>, found: &[Discovered]) -> Admitted 
         if taken(&name) {
             continue;
         }
-        let Ok(url) = reqwest::Url::parse(&format!("http://127.0.0.1:{}/metrics", discovered.port))
+        let Ok(url) = url::Url::parse(&format!("http://127.0.0.1:{}/metrics", discovered.port))
         else {
             continue;
         };

@@ -1,5 +1,6 @@
 //! One poll against a Jetty-like fake Flume over a real socket: chunked bodies, limits, statuses.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +18,7 @@ async fn serving(reply: Reply) -> FakeFlume {
 }
 
 fn client(max_body: usize) -> FlumeClient {
-    FlumeClient::new(Duration::from_millis(500), max_body).expect("client")
+    FlumeClient::new(Duration::from_millis(500), max_body)
 }
 
 #[tokio::test]
@@ -105,5 +106,61 @@ async fn failures_are_snapshots_that_say_why() {
     assert_eq!(
         snapshot.outcome,
         ScrapeOutcome::BadPayload("empty body".into())
+    );
+}
+
+/// Answers with `Content-Length`; closes the first connection after its first answer (as Jetty
+/// does to an idle one), keeps the others. Returns its address and the connections accepted.
+async fn counting_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let first = counter.fetch_add(1, Ordering::SeqCst) == 0;
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    head.clear();
+                    let answer =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    let _ = stream.write_all(&[answer.as_bytes(), body].concat()).await;
+                    if first {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn connections_are_kept_and_one_the_server_closed_is_replaced() {
+    let body: &'static [u8] = Box::leak(sample("steady-load-t15s.json").into_boxed_slice());
+    let (addr, accepted) = counting_server(body).await;
+    let url = format!("http://{addr}/metrics").parse().unwrap();
+    let client = client(1 << 20);
+    for poll in 0..4 {
+        let snapshot = scrape(&client, "a1", &url).await;
+        assert_eq!(snapshot.outcome, ScrapeOutcome::Ok, "poll {poll}");
+        assert_eq!(snapshot.components.len(), 3);
+        // Let the server's close reach this side before the next poll.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "the closed connection replaced once, the second kept"
     );
 }

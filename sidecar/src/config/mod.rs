@@ -44,7 +44,7 @@ fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlumeEndpoint {
     pub name: String,
-    pub url: reqwest::Url,
+    pub url: url::Url,
 }
 
 /// Validated sidecar settings: everything downstream takes this, never the raw forms.

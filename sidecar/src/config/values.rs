@@ -1,4 +1,4 @@
-//! Parsing and checking single values: agent endpoints (`[NAME=]URL`), http(s) URLs, host and
+//! Parsing and checking single values: agent endpoints (`[NAME=]URL`, plain http), http(s) URLs, host and
 //! agent names, labels and durations. Each error names the setting it came from.
 
 use std::time::Duration;
@@ -17,6 +17,8 @@ pub(super) fn parse_agents(specs: Vec<String>) -> Result<Vec<FlumeEndpoint>, Con
             _ => (None, spec.trim()),
         };
         let url = check_http_url("flume", url_text)?;
+        crate::flume::check_url(&url)
+            .map_err(|e| invalid("flume", format!("{url_text:?}: {e}")))?;
         let name = match name {
             Some(name) => name.to_owned(),
             None => format!("flume-{}", url.port_or_known_default().unwrap_or(80)),
@@ -33,8 +35,8 @@ pub(super) fn parse_agents(specs: Vec<String>) -> Result<Vec<FlumeEndpoint>, Con
     Ok(agents)
 }
 
-pub(super) fn check_http_url(key: &str, text: &str) -> Result<reqwest::Url, ConfigError> {
-    let url = reqwest::Url::parse(text).map_err(|e| invalid(key, format!("{text:?}: {e}")))?;
+pub(super) fn check_http_url(key: &str, text: &str) -> Result<url::Url, ConfigError> {
+    let url = url::Url::parse(text).map_err(|e| invalid(key, format!("{text:?}: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(invalid(
             key,

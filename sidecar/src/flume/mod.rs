@@ -2,18 +2,19 @@
 //! sidecar sees only typed [`Snapshot`]s.
 
 mod client;
+mod http;
 mod parse;
 
 use std::time::SystemTime;
 
-pub use client::FlumeClient;
+pub use client::{check_url, FlumeClient, UrlError};
 pub use parse::{parse_metrics, PayloadError};
 
 use flumewatch_proto::model::snapshot::{ScrapeOutcome, Snapshot};
 
 /// Polls `url` once and describes what was seen; never fails: a failed poll is a snapshot too.
 /// The sequence number is assigned later, when the snapshot is queued for the aggregator.
-pub async fn scrape(client: &FlumeClient, agent: &str, url: &reqwest::Url) -> Snapshot {
+pub async fn scrape(client: &FlumeClient, agent: &str, url: &url::Url) -> Snapshot {
     let scraped_at = SystemTime::now();
     let started = tokio::time::Instant::now();
     let (outcome, components) = match client.fetch(url).await {
