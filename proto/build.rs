@@ -38,6 +38,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_client(true)
         .build_server(true)
         .bytes(".flumewatch.v1.ReportRequest.snapshot")
+        .codec_path("crate::codec::SmallBuffers")
         .out_dir(&raw_dir);
     for shared in ["Hello", "SidecarStats", "ReportResponse", "Ack"] {
         raw_build = raw_build.extern_path(

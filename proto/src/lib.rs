@@ -18,6 +18,7 @@ pub mod ingest_raw {
     include!(concat!(env!("OUT_DIR"), "/raw/flumewatch.v1.rs"));
 }
 
+pub mod codec;
 pub mod model;
 
 /// Encoded `FileDescriptorSet` of every flumewatch proto, for `tonic-reflection`.

@@ -29,45 +29,82 @@ pub enum ConvertError {
 /// The limits a sidecar's parser keeps, checked again by the receiving end, which trusts no
 /// sender: one oversized snapshot would otherwise live in every history it enters.
 fn check_limits(s: &pb::Snapshot) -> Result<(), ConvertError> {
-    use super::snapshot::{MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
-    let over = |what: String| Err(ConvertError::OverLimit { seq: s.seq, what });
-    if s.agent.len() > MAX_NAME {
-        return over(format!("agent name longer than {MAX_NAME} bytes"));
-    }
-    if s.components.len() > MAX_COMPONENTS {
-        return over(format!(
-            "{} components, more than {MAX_COMPONENTS}",
-            s.components.len()
-        ));
-    }
     let error = s.outcome.as_ref().map_or(0, |o| o.error.len());
-    if error > 4 * MAX_UNKNOWN_TEXT {
-        return over(format!("error text of {error} bytes"));
+    let over = |what: String| Err(ConvertError::OverLimit { seq: s.seq, what });
+    if let Some(what) = snapshot_over_limit(s.agent.len(), s.components.len(), error) {
+        return over(what);
     }
-    // Every known value at most once, plus unknown enum values from newer sidecars.
-    let max_values = 2 * MAX_UNKNOWN;
     for c in &s.components {
-        if c.kind_name.len() > MAX_NAME || c.name.len() > MAX_NAME {
-            return over(format!("a component name longer than {MAX_NAME} bytes"));
-        }
-        if c.counters.len() > max_values
-            || c.gauges.len() > max_values
-            || c.flags.len() > max_values
-            || c.unknown.len() > MAX_UNKNOWN
-            || c.problems.len() > MAX_UNKNOWN + 1
+        let values = Values {
+            counters: c.counters.len(),
+            gauges: c.gauges.len(),
+            flags: c.flags.len(),
+        };
+        if let Some(what) =
+            component_over_limit(&c.kind_name, &c.name, values, &c.unknown, &c.problems)
         {
-            return over(format!("component {:?} has too many values", c.name));
-        }
-        let long_unknown = c
-            .unknown
-            .iter()
-            .any(|(k, v)| k.len() > MAX_NAME || v.len() > MAX_UNKNOWN_TEXT);
-        let long_problem = c.problems.iter().any(|p| p.len() > 4 * MAX_UNKNOWN_TEXT);
-        if long_unknown || long_problem {
-            return over(format!("component {:?} has overlong text", c.name));
+            return over(what);
         }
     }
     Ok(())
+}
+
+/// How many counter, gauge and flag values one component's message held (unknown enum values
+/// included).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Values {
+    pub counters: usize,
+    pub gauges: usize,
+    pub flags: usize,
+}
+
+/// The snapshot-wide limits; what is over, if anything.
+pub(crate) fn snapshot_over_limit(agent: usize, components: usize, error: usize) -> Option<String> {
+    use super::snapshot::{MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN_TEXT};
+    if agent > MAX_NAME {
+        return Some(format!("agent name longer than {MAX_NAME} bytes"));
+    }
+    if components > MAX_COMPONENTS {
+        return Some(format!(
+            "{components} components, more than {MAX_COMPONENTS}"
+        ));
+    }
+    if error > 4 * MAX_UNKNOWN_TEXT {
+        return Some(format!("error text of {error} bytes"));
+    }
+    None
+}
+
+/// One component's limits (`unknown` as received, before unknown enum values join it).
+pub(crate) fn component_over_limit<'a>(
+    kind_name: &str,
+    name: &str,
+    values: Values,
+    unknown: impl IntoIterator<Item = (&'a String, &'a String)> + Clone,
+    problems: &[String],
+) -> Option<String> {
+    use super::snapshot::{MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT};
+    // Every known value at most once, plus unknown enum values from newer sidecars.
+    let max_values = 2 * MAX_UNKNOWN;
+    if kind_name.len() > MAX_NAME || name.len() > MAX_NAME {
+        return Some(format!("a component name longer than {MAX_NAME} bytes"));
+    }
+    if values.counters > max_values
+        || values.gauges > max_values
+        || values.flags > max_values
+        || unknown.clone().into_iter().count() > MAX_UNKNOWN
+        || problems.len() > MAX_UNKNOWN + 1
+    {
+        return Some(format!("component {name:?} has too many values"));
+    }
+    let long_unknown = unknown
+        .into_iter()
+        .any(|(k, v)| k.len() > MAX_NAME || v.len() > MAX_UNKNOWN_TEXT);
+    let long_problem = problems.iter().any(|p| p.len() > 4 * MAX_UNKNOWN_TEXT);
+    if long_unknown || long_problem {
+        return Some(format!("component {name:?} has overlong text"));
+    }
+    None
 }
 
 impl From<&ScrapeOutcome> for pb::ScrapeOutcome {

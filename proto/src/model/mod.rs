@@ -3,6 +3,7 @@
 //! Parsing Flume's JSON is not here: that is the sidecar's edge.
 
 pub mod convert;
+pub mod decode;
 pub mod resets;
 pub mod snapshot;
 pub mod time;

@@ -123,6 +123,22 @@ impl Component {
     }
 }
 
+impl Default for Snapshot {
+    /// An empty buffer to decode into (`decode::decode_into`), not a valid snapshot: sequence
+    /// numbers start at 1 and every snapshot names its agent.
+    fn default() -> Self {
+        Self {
+            seq: 0,
+            agent: String::new(),
+            scraped_at: SystemTime::UNIX_EPOCH,
+            scrape_duration: Duration::ZERO,
+            outcome: ScrapeOutcome::Ok,
+            components: Vec::new(),
+            backfill: false,
+        }
+    }
+}
+
 impl Snapshot {
     /// A component by kind and name.
     pub fn component(&self, kind: ComponentKind, name: &str) -> Option<&Component> {
