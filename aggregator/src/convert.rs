@@ -137,7 +137,7 @@ pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
     pb::GetAgentResponse {
         summary: Some(agent_summary(view)),
         latest: state.latest.as_deref().map(pb::Snapshot::from),
-        rates: state.rates.iter().map(component_rates).collect(),
+        rates: state.rates().iter().map(component_rates).collect(),
         history: state
             .history
             .iter()

@@ -10,14 +10,15 @@ use tokio::time::Instant;
 use flumewatch_proto::ingest_raw::ingest_server::Ingest;
 use flumewatch_proto::ingest_raw::report_request::Message as Inbound;
 use flumewatch_proto::ingest_raw::ReportRequest;
+use flumewatch_proto::model::decode::{decode_into, DecodeError};
 use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
-use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::config::AckPolicy;
 use crate::fleet::{Fleet, Hello, HistoryEntry, Now, Recorded, Registration};
 
 /// A sidecar that connects but says nothing is holding a slot for no one.
@@ -55,6 +56,7 @@ pub struct IngestService {
     fleet: Fleet,
     shutdown: CancellationToken,
     counters: Arc<IngestCounters>,
+    acks: AckPolicy,
 }
 
 impl IngestService {
@@ -63,7 +65,13 @@ impl IngestService {
             fleet,
             shutdown,
             counters,
+            acks: AckPolicy::default(),
         }
+    }
+
+    pub fn with_acks(mut self, acks: AckPolicy) -> Self {
+        self.acks = acks;
+        self
     }
 }
 
@@ -120,6 +128,8 @@ impl Ingest for IngestService {
         let stream = StreamTask {
             host,
             registration,
+            acks: self.acks,
+            buffer: Snapshot::default(),
             fleet: self.fleet.clone(),
             counters: self.counters.clone(),
         };
@@ -131,22 +141,58 @@ impl Ingest for IngestService {
 struct StreamTask {
     host: String,
     registration: Registration,
+    acks: AckPolicy,
+    /// The last snapshot this stream displaced from its agent, to decode the next one into.
+    buffer: Snapshot,
     fleet: Fleet,
     counters: Arc<IngestCounters>,
 }
 
 impl StreamTask {
     async fn run(
-        self,
+        mut self,
         mut inbound: Streaming<ReportRequest>,
         tx: AckSender,
         shutdown: CancellationToken,
     ) {
+        // Stored but not yet acknowledged: the newest such sequence number, how many, and
+        // when the ack is due at the latest.
+        let mut unacked: Option<(u64, u32, Instant)> = None;
         let reason = loop {
-            let message = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
-                message = inbound.message() => message,
+            let message = match unacked {
+                Some((seq, count, due)) => {
+                    let flush = count >= self.acks.every;
+                    let wait = !flush && !self.acks.delay.is_zero();
+                    // Take what is already waiting first; acknowledge when nothing is (or
+                    // enough was stored, or the delay is over).
+                    let next = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                        message = inbound.message(), if !flush => Some(message),
+                        _ = tokio::time::sleep_until(due), if wait => None,
+                        _ = std::future::ready(()), if !wait => None,
+                    };
+                    match next {
+                        Some(message) => message,
+                        None => {
+                            unacked = None;
+                            let sent = tokio::select! {
+                                biased;
+                                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                                sent = tx.send(ack(seq)) => sent,
+                            };
+                            if sent.is_err() {
+                                break "sidecar stopped reading".to_owned();
+                            }
+                            continue;
+                        }
+                    }
+                }
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                    message = inbound.message() => message,
+                },
             };
             let message = match message {
                 Ok(Some(message)) => message,
@@ -175,27 +221,24 @@ impl StreamTask {
                 }
                 Some(Inbound::Hello(_)) | None => continue,
             };
-            let acked = match acked {
-                Some(seq) => {
-                    self.counters
-                        .verdict_latency
-                        .0
-                        .observe(arrived.elapsed().as_secs_f64());
-                    seq
-                }
-                // Superseded by a newer stream: acking would make the sidecar forget
-                // snapshots nobody stored.
-                None => continue,
-            };
-            let sent = tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
-                sent = tx.send(ack(acked)) => sent,
-            };
-            if sent.is_err() {
-                break "sidecar stopped reading".to_owned();
+            // None: superseded by a newer stream; acking would make the sidecar forget
+            // snapshots nobody stored.
+            if let Some(seq) = acked {
+                self.counters
+                    .verdict_latency
+                    .0
+                    .observe(arrived.elapsed().as_secs_f64());
+                let (count, due) = match unacked {
+                    Some((_, count, due)) => (count + 1, due),
+                    None => (1, arrived + self.acks.delay),
+                };
+                unacked = Some((seq, count, due));
             }
         };
+        if let Some((seq, _, _)) = unacked {
+            // What was stored is acknowledged on the way out when the sidecar still listens.
+            let _ = tx.try_send(ack(seq));
+        }
         self.fleet
             .disconnect(&self.host, self.registration.stream_id, Now::current());
         tracing::info!(host = %self.host, %reason, "sidecar disconnected");
@@ -204,17 +247,17 @@ impl StreamTask {
     /// Stores one snapshot, as the bytes that arrived, and returns the sequence number to
     /// acknowledge, if any. Bytes that are not a snapshot end the stream, as a message tonic
     /// could not decode would.
-    fn store(&self, bytes: &[u8]) -> Result<Option<u64>, Status> {
-        let wire = pb::Snapshot::decode(bytes).map_err(|e| Status::internal(e.to_string()))?;
-        let seq = wire.seq;
-        // History keeps the message as it came: decoded once here, never encoded again.
-        let entry = HistoryEntry::from_encoded(seq, bytes);
-        match Snapshot::try_from(wire) {
-            Ok(snapshot) => {
-                let recorded = self.fleet.record_with(
+    fn store(&mut self, bytes: &[u8]) -> Result<Option<u64>, Status> {
+        // Decoded into the agent's previous snapshot: no allocation in the steady state.
+        match decode_into(bytes, &mut self.buffer) {
+            Ok(()) => {
+                let seq = self.buffer.seq;
+                // History keeps the message as it came: never encoded again.
+                let entry = HistoryEntry::from_encoded(seq, bytes);
+                let recorded = self.fleet.record_into(
                     &self.host,
                     self.registration.stream_id,
-                    snapshot,
+                    &mut self.buffer,
                     Some(entry),
                     Now::current(),
                 );
@@ -227,15 +270,17 @@ impl StreamTask {
                     }
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
+                Ok(Some(seq))
             }
-            Err(e) => {
+            Err(DecodeError::Invalid { seq, error }) => {
                 // Acknowledged anyway: the same bytes would fail again on every replay.
-                tracing::warn!(host = %self.host, seq, error = %e, "unreadable snapshot skipped");
+                tracing::warn!(host = %self.host, seq, %error, "unreadable snapshot skipped");
                 self.counters.rejected.fetch_add(1, Ordering::Relaxed);
                 self.fleet
                     .skip(&self.host, self.registration.stream_id, seq);
+                Ok(Some(seq))
             }
+            Err(DecodeError::Wire(e)) => Err(Status::internal(e)),
         }
-        Ok(Some(seq))
     }
 }

@@ -159,7 +159,8 @@ impl Aggregator {
             self.fleet.clone(),
             streams_stop.clone(),
             self.counters.clone(),
-        );
+        )
+        .with_acks(self.config.acks);
         let query = QueryService::new(
             self.fleet.clone(),
             self.notify.clone(),

@@ -60,6 +60,7 @@ impl AggregatorHandle {
             http_listen: Some("127.0.0.1:0".parse().expect("literal")),
             state_dir: state.path().to_owned(),
             history: 1000,
+            acks: Default::default(),
             shutdown_grace: Duration::from_secs(5),
             rules,
             language: Language::Zh,

@@ -42,6 +42,15 @@ pub struct Cli {
     /// Recent snapshots kept per agent for GetAgent's history [default: 10].
     #[arg(long, value_name = "N")]
     pub history: Option<usize>,
+    /// Acknowledge a sidecar's snapshots at most this many at a time: while more of its
+    /// snapshots are already waiting to be read (a replay after an outage), they are stored
+    /// first and acknowledged together [default: 32; 1 acks each one].
+    #[arg(long, value_name = "N")]
+    pub ack_every: Option<u32>,
+    /// Wait this long for a sidecar's next snapshot before acknowledging, so a busy stream
+    /// gets fewer acks [default: 0s: acknowledge as soon as nothing more is waiting].
+    #[arg(long, value_name = "DURATION")]
+    pub ack_delay: Option<String>,
     /// How long a stopping aggregator waits for streams to close [default: 5s].
     #[arg(long, value_name = "DURATION")]
     pub shutdown_grace: Option<String>,
@@ -160,6 +169,8 @@ impl Cli {
             log_level: _,
             state_dir,
             history,
+            ack_every,
+            ack_delay,
             shutdown_grace,
             rules,
             language,
@@ -187,6 +198,8 @@ impl Cli {
             http_listen: http_listen.or(file.http_listen),
             state_dir: state_dir.or(file.state_dir),
             history: history.or(file.history),
+            ack_every: ack_every.or(file.ack_every),
+            ack_delay: ack_delay.or(file.ack_delay),
             shutdown_grace: shutdown_grace.or(file.shutdown_grace),
             rules: rules.or(file.rules),
             language: language.or(file.language),

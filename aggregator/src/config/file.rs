@@ -15,6 +15,8 @@ pub struct FileConfig {
     pub http_listen: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub history: Option<usize>,
+    pub ack_every: Option<u32>,
+    pub ack_delay: Option<String>,
     pub shutdown_grace: Option<String>,
     pub rules: Option<PathBuf>,
     pub language: Option<String>,

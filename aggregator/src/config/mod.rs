@@ -54,6 +54,7 @@ pub struct Config {
     pub http_listen: Option<SocketAddr>,
     pub state_dir: PathBuf,
     pub history: usize,
+    pub acks: AckPolicy,
     pub shutdown_grace: Duration,
     /// The policy in force (defaults, or adjusted by the rule file).
     pub rules: Arc<RuleSet>,
@@ -71,6 +72,24 @@ pub struct Config {
     pub evaluation_interval: Duration,
     /// Sidecars gone this long are retired (`None`: never).
     pub forget_after: Option<Duration>,
+}
+
+/// When the Ingest service acknowledges a stream's snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckPolicy {
+    /// Most snapshots stored before an ack goes out.
+    pub every: u32,
+    /// How long to wait for a stream's next snapshot before acknowledging.
+    pub delay: Duration,
+}
+
+impl Default for AckPolicy {
+    fn default() -> Self {
+        Self {
+            every: 32,
+            delay: Duration::ZERO,
+        }
+    }
 }
 
 /// PEM contents for the gRPC port's TLS, read at validation.

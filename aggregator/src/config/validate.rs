@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::secrets::{SecretFiles, Secrets};
-use super::{invalid, Config, ConfigError, FileConfig, DEFAULT_GRPC_LISTEN, DEFAULT_STATE_DIR};
+use super::{
+    invalid, AckPolicy, Config, ConfigError, FileConfig, DEFAULT_GRPC_LISTEN, DEFAULT_STATE_DIR,
+};
 use crate::notify::config as notify_config;
 use crate::rules::{Language, RuleSet};
 
@@ -40,6 +42,20 @@ impl FileConfig {
         let history = self.history.unwrap_or(10);
         if history > 10_000 {
             return Err(invalid("history", "at most 10000 snapshots per agent"));
+        }
+        let ack_every = self.ack_every.unwrap_or(32);
+        if !(1..=1024).contains(&ack_every) {
+            return Err(invalid("ack_every", "between 1 and 1024 snapshots"));
+        }
+        let ack_delay = match self.ack_delay.as_deref() {
+            Some(text) => parse_duration("ack_delay", text)?,
+            None => Duration::ZERO,
+        };
+        if ack_delay > Duration::from_secs(1) {
+            return Err(invalid(
+                "ack_delay",
+                "at most 1s: a sidecar keeps what is not acknowledged",
+            ));
         }
         let shutdown_grace = match self.shutdown_grace.as_deref() {
             Some(text) => parse_duration("shutdown_grace", text)?,
@@ -94,6 +110,10 @@ impl FileConfig {
             http_listen,
             state_dir,
             history,
+            acks: AckPolicy {
+                every: ack_every,
+                delay: ack_delay,
+            },
             shutdown_grace,
             rules,
             language,

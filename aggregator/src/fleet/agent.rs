@@ -1,4 +1,5 @@
-//! What the aggregator keeps for one Flume agent: latest snapshot, bounded history, rates.
+//! What the aggregator keeps for one Flume agent: latest snapshot, bounded history, and the
+//! rates between its two newest good polls (worked out from the history when asked).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -50,12 +51,8 @@ pub struct AgentState {
     pub agent: String,
     /// Newest snapshot by scrape time: what alerts are judged on.
     pub latest: Option<Arc<Snapshot>>,
-    /// Newest successful snapshot, the base for the next rates.
-    last_ok: Option<Arc<Snapshot>>,
     /// Recent snapshots oldest first, replays included, at most `history_len`.
     pub history: VecDeque<HistoryEntry>,
-    /// Between the two newest successful snapshots; empty while the newest poll failed.
-    pub rates: Vec<ComponentRates>,
     pub last_seen: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub received: u64,
@@ -71,9 +68,7 @@ impl AgentState {
             host: host.to_owned(),
             agent: agent.to_owned(),
             latest: None,
-            last_ok: None,
             history: VecDeque::new(),
-            rates: Vec::new(),
             last_seen: None,
             consecutive_failures: 0,
             received: 0,
@@ -84,14 +79,17 @@ impl AgentState {
     }
 
     /// Takes one snapshot in sequence order. Replayed snapshots land in the history; only one
-    /// at least as new as the current latest becomes the latest (returns whether it did).
+    /// at least as new as the current latest becomes the latest. Returns whether it did, and
+    /// the snapshot it displaced when nothing else holds it (a buffer to decode the next one
+    /// into). `reset`: a component of it restarted since the previous good poll.
     pub fn apply(
         &mut self,
         snapshot: Arc<Snapshot>,
         entry: Option<HistoryEntry>,
         now: SystemTime,
         history_len: usize,
-    ) -> bool {
+        reset: bool,
+    ) -> (bool, Option<Snapshot>) {
         self.received += 1;
         self.last_seen = Some(now);
         if history_len > 0 {
@@ -106,20 +104,33 @@ impl AgentState {
             .as_ref()
             .is_none_or(|latest| snapshot.scraped_at >= latest.scraped_at);
         if !is_newest {
-            return false;
+            return (false, Arc::into_inner(snapshot));
         }
         if snapshot.outcome.is_ok() {
             self.consecutive_failures = 0;
-            if let Some(prev) = &self.last_ok {
-                self.rates = rates::compute(prev, &snapshot);
-                self.resets += self.rates.iter().any(|r| r.reset) as u64;
-            }
-            self.last_ok = Some(snapshot.clone());
+            self.resets += u64::from(reset);
         } else {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-            self.rates.clear();
         }
-        self.latest = Some(snapshot);
-        true
+        let displaced = self.latest.replace(snapshot);
+        (true, displaced.and_then(Arc::into_inner))
+    }
+
+    /// Rates between the newest snapshot, when it is good, and the newest good one before it
+    /// in the history (so none with `--history` below 2). Decoded on request: nothing on the
+    /// ingest path pays for a view few people open.
+    pub fn rates(&self) -> Vec<ComponentRates> {
+        let Some(latest) = self.latest.as_ref().filter(|s| s.outcome.is_ok()) else {
+            return Vec::new();
+        };
+        let previous = self
+            .history
+            .iter()
+            .rev()
+            .filter(|entry| entry.seq != latest.seq)
+            .filter_map(HistoryEntry::decode)
+            .filter(|s| s.outcome.is_ok() && s.scraped_at < latest.scraped_at)
+            .max_by_key(|s| s.scraped_at);
+        previous.map_or_else(Vec::new, |previous| rates::compute(&previous, latest))
     }
 }

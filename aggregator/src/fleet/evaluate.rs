@@ -75,6 +75,20 @@ impl Fleet {
         entry: Option<HistoryEntry>,
         now: Now,
     ) -> Recorded {
+        self.record_into(host, stream_id, &mut { snapshot }, entry, now)
+    }
+
+    /// [`Self::record_with`] that takes the snapshot out of `buffer` and leaves in it the one
+    /// this displaced, when nothing else holds that (an empty one otherwise): decoding the
+    /// next snapshot into it reuses its allocations.
+    pub fn record_into(
+        &self,
+        host: &str,
+        stream_id: u64,
+        buffer: &mut Snapshot,
+        entry: Option<HistoryEntry>,
+        now: Now,
+    ) -> Recorded {
         let mut guard = self.lock();
         let State {
             sidecars,
@@ -94,26 +108,30 @@ impl Fleet {
         if sidecar.stream_id != stream_id {
             return Recorded::StaleStream;
         }
-        if Fleet::is_retired(retired, host, &snapshot.agent, &sidecar.hello.instance_id) {
+        if Fleet::is_retired(retired, host, &buffer.agent, &sidecar.hello.instance_id) {
             // Acknowledged and dropped: the operator retired it.
-            sidecar.last_seq = sidecar.last_seq.max(snapshot.seq);
+            sidecar.last_seq = sidecar.last_seq.max(buffer.seq);
             return Recorded::Stored;
         }
-        let duplicate = snapshot.seq <= sidecar.last_seq;
+        let duplicate = buffer.seq <= sidecar.last_seq;
         if !duplicate {
-            sidecar.last_seq = snapshot.seq;
+            sidecar.last_seq = buffer.seq;
             sidecar.last_snapshot_at = now.mono;
         }
         let agent = agents
-            .entry((host.to_owned(), snapshot.agent.clone()))
-            .or_insert_with(|| AgentState::new(host, &snapshot.agent));
+            .entry((host.to_owned(), buffer.agent.clone()))
+            .or_insert_with(|| AgentState::new(host, &buffer.agent));
         if duplicate {
             agent.duplicates += 1;
             return Recorded::Duplicate;
         }
-        let snapshot = Arc::new(snapshot);
-        agent.eval.series.observe(&snapshot, &rules.specs);
-        let newest = agent.apply(snapshot.clone(), entry, now.wall, self.history_len);
+        let snapshot = Arc::new(std::mem::take(buffer));
+        let reset = agent.eval.series.observe(&snapshot, &rules.specs);
+        let (newest, displaced) =
+            agent.apply(snapshot.clone(), entry, now.wall, self.history_len, reset);
+        if let Some(displaced) = displaced {
+            *buffer = displaced;
+        }
         if newest && !snapshot.backfill {
             let before = announced(agent.eval.alerts.values());
             let started = Instant::now();

@@ -74,6 +74,13 @@ pub struct Window {
     pub full: bool,
 }
 
+/// Most points a track keeps: one per resolution step over the retention, the base point
+/// before it and the newest (exact) one.
+pub(crate) fn most_points(retention: Duration, resolution: Duration) -> usize {
+    let steps = retention.as_millis() / resolution.as_millis().max(1);
+    (steps as usize).saturating_add(3).min(1024)
+}
+
 /// Epoch milliseconds: compact and ordered.
 type Millis = i64;
 
@@ -119,18 +126,20 @@ pub struct AgentSeries {
 }
 
 impl AgentSeries {
-    /// Takes one successful snapshot, in sequence order (backfill included).
-    pub fn observe(&mut self, snapshot: &Snapshot, all: &Specs) {
+    /// Takes one successful snapshot, in sequence order (backfill included). Returns whether
+    /// any of its components restarted since the previous poll (counters went back).
+    pub fn observe(&mut self, snapshot: &Snapshot, all: &Specs) -> bool {
         let specs = &all.counters[..];
         if !snapshot.outcome.is_ok() {
-            return;
+            return false;
         }
         let now = millis(snapshot.scraped_at);
         if now < self.newest {
-            return; // older than what is tracked: history has it, windows do not need it
+            return false; // older than what is tracked: history has it, windows do not need it
         }
         self.newest = now;
         let mut restarted = false;
+        let mut any_reset = false;
         for (position, component) in snapshot
             .components
             .iter()
@@ -167,14 +176,16 @@ impl AgentSeries {
                         trends,
                     });
                     let series = self.components.last_mut().expect("just pushed");
-                    for track in &mut series.tracks {
-                        track.points.push_back((now, 0));
+                    let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
+                    for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
+                        push_point(&mut track.points, now, 0, spec);
                     }
                     continue;
                 }
             };
             let series = &mut self.components[index];
             let reset = counters_reset(series.previous_start, &series.previous_counters, component);
+            any_reset |= reset;
             restarted |= reset && series.previous_start != component.start_time_ms;
             let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
             for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
@@ -204,6 +215,7 @@ impl AgentSeries {
         let longest = all.retention().as_millis() as Millis;
         self.components
             .retain(|s| now - s.last_seen <= longest.max(60_000));
+        any_reset
     }
 
     fn component(&self, kind: ComponentKind, name: &str) -> Option<&ComponentSeries> {
@@ -319,6 +331,11 @@ fn delta(before: &[(Counter, u64)], now: &Component, expr: CounterExpr) -> Optio
 
 fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec: &SeriesSpec) {
     let resolution = spec.resolution.as_millis() as Millis;
+    if points.capacity() == 0 {
+        // Spacing never drops below the resolution: this is all the track will ever hold,
+        // where doubling growth would leave up to half of it unused on every agent.
+        points.reserve_exact(most_points(spec.retention, spec.resolution));
+    }
     // Keep the newest exact; merge it into the previous point while they are closer than the
     // resolution, so point spacing never drops below it.
     match points.len() {

@@ -71,6 +71,11 @@ impl GaugeTrack {
             return;
         };
         let resolution = spec.resolution.as_millis() as i64;
+        if self.points.capacity() == 0 {
+            // As for counter tracks: spacing bounds the count, so reserve exactly that.
+            self.points
+                .reserve_exact(super::series::most_points(spec.retention, spec.resolution));
+        }
         let n = self.points.len();
         if n >= 2 && self.points[n - 1].0 - self.points[n - 2].0 < resolution {
             self.points[n - 1] = (now, value);
