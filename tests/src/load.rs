@@ -7,9 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use flumewatch_proto::ingest_raw::ingest_client::IngestClient;
+use flumewatch_proto::ingest_raw::report_request::Message;
+use flumewatch_proto::ingest_raw::ReportRequest;
 use flumewatch_proto::v1 as pb;
-use flumewatch_proto::v1::ingest_client::IngestClient;
-use pb::report_request::Message;
+use prost::Message as _;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
@@ -60,6 +62,8 @@ pub struct LoadReport {
     pub latencies_us: Vec<u32>,
     /// From the first stream opened to the last ack.
     pub elapsed: Duration,
+    /// CPU the generator itself used over the run (every thread).
+    pub generator_cpu: Duration,
 }
 
 impl LoadReport {
@@ -76,12 +80,20 @@ impl LoadReport {
     }
 }
 
-/// One simulated agent's components, as protobuf, with counters that move on every tick.
+/// One simulated agent: its components encoded once, as the tail of a `Snapshot` message,
+/// with the place of every moving counter's value, so a tick patches numbers in place instead
+/// of building and encoding 20 components (the generator must leave the aggregator its core).
 struct Agent {
-    components: Vec<pb::Component>,
-    /// Per component and counter: whether it moves (failures and rollbacks stay put).
-    moving: Vec<Vec<bool>>,
+    /// Field 6 (components) of the Snapshot message, every component, already encoded.
+    components: Vec<u8>,
+    /// Where each moving counter's value sits in `components`, and its current value.
+    moving: Vec<(usize, u64)>,
 }
+
+/// Counter values start here: every value is then a varint of exactly `VALUE_BYTES` bytes for
+/// as long as any run lasts (+10 a tick), so patching never changes a length.
+const FIRST_VALUE: u64 = 1 << 35;
+const VALUE_BYTES: usize = 6;
 
 fn template() -> Vec<pb::Component> {
     let body = crate::sample("multi-component-agent.json");
@@ -92,17 +104,28 @@ fn template() -> Vec<pb::Component> {
         .collect()
 }
 
+fn moves(counter: i32) -> bool {
+    let name = pb::Counter::try_from(counter)
+        .map(|c| c.as_str_name())
+        .unwrap_or("");
+    !(name.contains("FAIL")
+        || name.contains("ERROR")
+        || name.contains("ROLLBACK")
+        || name.contains("TIMER"))
+}
+
+fn put_varint(value: u64, out: &mut Vec<u8>) {
+    prost::encoding::encode_varint(value, out);
+}
+
 impl Agent {
     fn new(template: &[pb::Component], count: usize, troubled: bool) -> Self {
-        let mut components: Vec<pb::Component> = (0..count)
-            .map(|i| {
-                let mut c = template[i % template.len()].clone();
-                c.name = format!("{}{}", c.name, i / template.len());
-                c
-            })
-            .collect();
-        if troubled {
-            for c in &mut components {
+        let mut components = Vec::new();
+        let mut moving = Vec::new();
+        for i in 0..count {
+            let mut c = template[i % template.len()].clone();
+            c.name = format!("{}{}", c.name, i / template.len());
+            if troubled {
                 for g in &mut c.gauges {
                     match pb::Gauge::try_from(g.gauge) {
                         Ok(pb::Gauge::ChannelFillPercentage) => g.value = 95.0,
@@ -112,36 +135,53 @@ impl Agent {
                     }
                 }
             }
+            // Everything but the counters through prost; the counters by hand (a repeated
+            // field may come in any order), each value a fixed-width varint.
+            let counters = std::mem::take(&mut c.counters);
+            let mut body = c.encode_to_vec();
+            let mut places = Vec::new();
+            for v in &counters {
+                let mut entry = Vec::new();
+                prost::encoding::encode_key(1, prost::encoding::WireType::Varint, &mut entry);
+                put_varint(v.counter as u64, &mut entry);
+                prost::encoding::encode_key(2, prost::encoding::WireType::Varint, &mut entry);
+                let value = FIRST_VALUE + v.value;
+                let at = entry.len();
+                put_varint(value, &mut entry);
+                debug_assert_eq!(entry.len() - at, VALUE_BYTES);
+                prost::encoding::encode_key(
+                    6,
+                    prost::encoding::WireType::LengthDelimited,
+                    &mut body,
+                );
+                put_varint(entry.len() as u64, &mut body);
+                if moves(v.counter) {
+                    places.push((body.len() + at, value));
+                }
+                body.extend_from_slice(&entry);
+            }
+            prost::encoding::encode_key(
+                6,
+                prost::encoding::WireType::LengthDelimited,
+                &mut components,
+            );
+            put_varint(body.len() as u64, &mut components);
+            let base = components.len();
+            moving.extend(places.into_iter().map(|(at, value)| (base + at, value)));
+            components.extend_from_slice(&body);
         }
-        let moving = components
-            .iter()
-            .map(|c| {
-                c.counters
-                    .iter()
-                    .map(|v| {
-                        let name = pb::Counter::try_from(v.counter)
-                            .map(|c| c.as_str_name())
-                            .unwrap_or("");
-                        !(name.contains("FAIL")
-                            || name.contains("ERROR")
-                            || name.contains("ROLLBACK")
-                            || name.contains("TIMER"))
-                    })
-                    .collect()
-            })
-            .collect();
         Self { components, moving }
     }
 
-    fn tick(&mut self, seq: u64) -> pb::Snapshot {
-        for (c, moving) in self.components.iter_mut().zip(&self.moving) {
-            for (v, moves) in c.counters.iter_mut().zip(moving) {
-                if *moves {
-                    v.value += 10;
-                }
-            }
+    /// The next snapshot, encoded: a fresh header, the components with every moving counter
+    /// 10 higher.
+    fn tick(&mut self, seq: u64) -> prost::bytes::Bytes {
+        for (at, value) in &mut self.moving {
+            *value += 10;
+            let mut slot = &mut self.components[*at..*at + VALUE_BYTES];
+            prost::encoding::encode_varint(*value, &mut slot);
         }
-        pb::Snapshot {
+        let header = pb::Snapshot {
             seq,
             agent: "a1".into(),
             scraped_at: Some(flumewatch_proto::model::time::timestamp(SystemTime::now())),
@@ -150,14 +190,32 @@ impl Agent {
                 status: pb::ScrapeStatus::Ok as i32,
                 ..Default::default()
             }),
-            components: self.components.clone(),
+            components: Vec::new(),
             backfill: false,
-        }
+        };
+        let mut message = Vec::with_capacity(header.encoded_len() + self.components.len());
+        header.encode(&mut message).expect("a Vec grows");
+        message.extend_from_slice(&self.components);
+        message.into()
     }
+}
+
+/// CPU time of this process so far (every thread; schedstat is exact where clock ticks are
+/// 10 ms coarse).
+pub fn own_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    Duration::from_nanos(nanos)
 }
 
 /// Runs the load and returns what the generator saw.
 pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Error> {
+    let cpu_at_start = own_cpu();
     let template = template();
     let mut channels = Vec::new();
     for _ in 0..config.connections.clamp(1, config.streams.max(1)) {
@@ -210,6 +268,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
         }
     }
     report.elapsed = started.elapsed();
+    report.generator_cpu = own_cpu().saturating_sub(cpu_at_start);
     report.sent = sent.load(Ordering::Relaxed);
     report.latencies_us.sort_unstable();
     Ok(report)
@@ -225,8 +284,8 @@ async fn stream(
     stop_at: Instant,
     sent: Arc<AtomicU64>,
 ) -> Option<(u64, Vec<u32>)> {
-    let (tx, rx) = mpsc::channel::<pb::ReportRequest>(4);
-    tx.send(pb::ReportRequest {
+    let (tx, rx) = mpsc::channel::<ReportRequest>(4);
+    tx.send(ReportRequest {
         message: Some(Message::Hello(pb::Hello {
             host: host.clone(),
             instance_id: format!("{host}-load"),
@@ -279,7 +338,7 @@ async fn stream(
             .expect("in-flight lock")
             .push_back((seq, Instant::now()));
         if tx
-            .send(pb::ReportRequest {
+            .send(ReportRequest {
                 message: Some(Message::Snapshot(snapshot)),
             })
             .await
@@ -297,4 +356,38 @@ async fn stream(
     }
     drop(tx);
     reader.await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patched_snapshots_decode_with_moving_counters() {
+        let template = template();
+        let mut agent = Agent::new(&template, 20, true);
+        let first = pb::Snapshot::decode(agent.tick(1)).expect("decodes");
+        let second = pb::Snapshot::decode(agent.tick(2)).expect("decodes");
+        assert_eq!((first.seq, second.seq), (1, 2));
+        assert_eq!(second.components.len(), 20);
+        assert_eq!(second.components[7].name, format!("{}1", template[0].name));
+        let mut moved = 0;
+        for (a, b) in first.components.iter().zip(&second.components) {
+            assert_eq!(a.counters.len(), b.counters.len());
+            for (x, y) in a.counters.iter().zip(&b.counters) {
+                assert_eq!(x.counter, y.counter);
+                let step = if moves(x.counter) { 10 } else { 0 };
+                assert_eq!(y.value, x.value + step, "{:?}", x.counter);
+                moved += usize::from(step > 0);
+            }
+        }
+        assert!(moved > 20, "{moved} counters moved");
+        let full = |c: &pb::Component| c.gauges.iter().any(|g| g.value == 95.0);
+        assert!(
+            second.components.iter().any(full),
+            "a troubled agent's channels are full"
+        );
+        let typed = flumewatch_proto::model::Snapshot::try_from(second).expect("valid");
+        assert!(typed.outcome.is_ok());
+    }
 }

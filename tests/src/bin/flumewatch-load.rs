@@ -144,13 +144,22 @@ async fn main() -> anyhow::Result<()> {
         report.quantile_ms(0.99),
         report.quantile_ms(1.0),
     );
+    let generator = report.generator_cpu.as_secs_f64();
+    println!(
+        "generator CPU {:.1} s over {:.1} s = {:.0}% of one core, {:.1} µs per snapshot sent",
+        generator,
+        report.elapsed.as_secs_f64(),
+        100.0 * generator / report.elapsed.as_secs_f64(),
+        1e6 * generator / report.sent.max(1) as f64
+    );
     if let Some(cpu) = cpu {
         println!(
-            "aggregator CPU {:.1} s over {:.1} s = {:.0}% of one core ({:.0}% of 2 cores)",
+            "aggregator CPU {:.1} s over {:.1} s = {:.0}% of one core ({:.0}% of 2 cores), {:.1} µs per snapshot acknowledged",
             cpu,
             report.elapsed.as_secs_f64(),
             100.0 * cpu / report.elapsed.as_secs_f64(),
-            50.0 * cpu / report.elapsed.as_secs_f64()
+            50.0 * cpu / report.elapsed.as_secs_f64(),
+            1e6 * cpu / report.acked.max(1) as f64
         );
     }
     if let Some(rss) = rss_end {
