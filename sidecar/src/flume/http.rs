@@ -14,10 +14,18 @@ use tokio::net::TcpStream;
 const MAX_HEAD: usize = 16 * 1024;
 /// A chunk-size or trailer line longer than this is not HTTP.
 const MAX_LINE: usize = 1024;
-/// Bytes asked of the kernel per read; Flume's bodies are one or two of these.
-const READ_SIZE: usize = 8 * 1024;
+/// Bytes asked of the kernel per read (and each connection's buffer to begin with); Flume's
+/// answers are about 1–3 KiB.
+const READ_SIZE: usize = 4 * 1024;
 /// A connection's read buffer is kept between polls unless an odd answer grew it past this.
 const KEEP_BUFFER: usize = 64 * 1024;
+/// How long after sending a request its answer is first read. Servers write an answer in
+/// pieces (Jetty: head, then the chunked body; Python's http.server: head, chunk, last chunk),
+/// and reading at the first byte costs a wake-up and a read per piece; a poll every few
+/// seconds loses nothing by reading a millisecond later, when the answer is usually whole (the
+/// pollers of one round also wake together then). An answer not complete by then is read as
+/// it arrives.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A connection to one Flume endpoint, kept between polls.
 #[derive(Debug)]
@@ -134,6 +142,7 @@ async fn exchange(
     head_read: &mut bool,
 ) -> Result<Response, WireError> {
     reader.stream.write_all(request).await?;
+    tokio::time::sleep(SETTLE).await;
     let head_end = reader.head().await?;
     let head = Head::parse(&reader.buf[..head_end])?;
     reader.pos = head_end;
