@@ -3,6 +3,7 @@
 
 mod client;
 mod http;
+mod json;
 mod parse;
 
 use std::time::SystemTime;

@@ -4,7 +4,11 @@
 //! that cannot be read is kept verbatim in the component's `unknown` map with a problem noted,
 //! so one odd vendor attribute never hides the rest of the agent.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+use super::json::{Body, Object, Scalar};
 
 use flumewatch_proto::model::snapshot::{
     Component, Gauge, MAX_COMPONENTS, MAX_NAME, MAX_UNKNOWN, MAX_UNKNOWN_TEXT,
@@ -39,11 +43,9 @@ pub fn parse_metrics(body: &[u8]) -> Result<Vec<Component>, PayloadError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(PayloadError::Empty);
     }
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| PayloadError::NotJson(e.to_string()))?;
-    let Value::Object(components) = value else {
-        return Err(PayloadError::NotAnObject(json_type(&value)));
-    };
+    let Object(components) = serde_json::from_slice::<Body<'_>>(body)
+        .map_err(|e| PayloadError::NotJson(e.to_string()))?;
+    let components = components.map_err(PayloadError::NotAnObject)?;
     if components.len() > MAX_COMPONENTS {
         return Err(PayloadError::TooManyComponents {
             count: components.len(),
@@ -58,9 +60,9 @@ pub fn parse_metrics(body: &[u8]) -> Result<Vec<Component>, PayloadError> {
                 max: MAX_NAME,
             });
         }
-        let Value::Object(attributes) = attributes else {
+        let Object(Ok(attributes)) = attributes else {
             return Err(PayloadError::ComponentNotAnObject {
-                found: json_type(&attributes),
+                found: attributes.0.err().unwrap_or("an object"),
                 key: shorten(&key).to_owned(),
             });
         };
@@ -71,14 +73,19 @@ pub fn parse_metrics(body: &[u8]) -> Result<Vec<Component>, PayloadError> {
     Ok(parsed)
 }
 
-fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
+/// `attributes` sorted by name, duplicates resolved (see [`super::json`]).
+fn parse_component(key: &str, attributes: Vec<(Cow<'_, str>, Scalar<'_>)>) -> Component {
     let (kind_name, name) = match key.split_once('.') {
         Some((kind, name)) => (kind.to_owned(), name.to_owned()),
         // Not Flume's "TYPE.name" form: fall back to the Type attribute, keep the key as the name.
         None => (
             attributes
-                .get("Type")
-                .and_then(Value::as_str)
+                .iter()
+                .find(|(name, _)| name == "Type")
+                .and_then(|(_, value)| match value {
+                    Scalar::Str(text) => Some(text.as_ref()),
+                    _ => None,
+                })
                 .filter(|t| t.len() <= MAX_NAME)
                 .unwrap_or("")
                 .to_owned(),
@@ -93,36 +100,35 @@ fn parse_component(key: &str, attributes: Map<String, Value>) -> Component {
     };
     for (attribute, value) in attributes {
         let text = match value {
-            Value::String(s) => s,
+            Scalar::Str(text) => text,
             // Flume prints strings only; third-party counters may not. Read scalars by their text.
-            Value::Number(n) => n.to_string(),
-            Value::Bool(b) => b.to_string(),
-            other => {
+            Scalar::Printed(text) => Cow::Owned(text),
+            Scalar::Other(other) => {
                 note(
                     &mut component,
                     format!("{}: {} value", shorten(&attribute), json_type(&other)),
                 );
-                keep_unknown(&mut component, attribute, other.to_string());
+                keep_unknown(&mut component, attribute.into_owned(), other.to_string());
                 continue;
             }
         };
-        read_attribute(&mut component, attribute, text);
+        read_attribute(&mut component, &attribute, &text);
     }
     component.counters.sort_by_key(|(c, _)| *c as i32);
     component.gauges.sort_by_key(|(g, _)| *g as i32);
     component
 }
 
-fn read_attribute(component: &mut Component, attribute: String, text: String) {
-    let Some(known) = vocabulary::attribute(&attribute) else {
-        keep_unknown(component, attribute, text);
+fn read_attribute(component: &mut Component, attribute: &str, text: &str) {
+    let Some(known) = vocabulary::attribute(attribute) else {
+        keep_unknown(component, attribute.to_owned(), text.to_owned());
         return;
     };
     let trimmed = text.trim();
     let problem = match known {
         Attribute::Type => {
             if trimmed != component.kind_name {
-                keep_unknown(component, attribute, text);
+                keep_unknown(component, attribute.to_owned(), text.to_owned());
             }
             return;
         }
@@ -161,7 +167,7 @@ fn read_attribute(component: &mut Component, attribute: String, text: String) {
         Attribute::Gauge(gauge) => match trimmed.parse::<f64>() {
             Ok(v) if v == JAVA_DOUBLE_MAX => {
                 // "unknown" (capacity 0), never "full": no gauge, raw text kept.
-                keep_unknown(component, attribute, text);
+                keep_unknown(component, attribute.to_owned(), text.to_owned());
                 return;
             }
             // A share of a size: never below zero.
@@ -191,9 +197,9 @@ fn read_attribute(component: &mut Component, attribute: String, text: String) {
     };
     note(
         component,
-        format!("{}: {problem}: {:?}", shorten(&attribute), shorten(&text)),
+        format!("{}: {problem}: {:?}", shorten(attribute), shorten(text)),
     );
-    keep_unknown(component, attribute, text);
+    keep_unknown(component, attribute.to_owned(), text.to_owned());
 }
 
 /// Keeps an attribute this build cannot read, within limits: a hostile agent must not be able

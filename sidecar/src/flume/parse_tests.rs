@@ -6,6 +6,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 
 use super::*;
+use crate::flume::json;
 use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Flag};
 
 fn samples_dir() -> PathBuf {
@@ -250,8 +251,37 @@ fn is_object_of_objects(value: &Value) -> bool {
         .is_some_and(|m| m.values().all(Value::is_object))
 }
 
+/// What `json::Body` must read from the JSON of `value`: the tree `serde_json::Value` holds.
+fn object_via_value<V>(value: &Value, inner: impl Fn(&Value) -> V) -> json::Object<'static, V> {
+    match value {
+        Value::Object(map) => json::Object(Ok(map
+            .iter()
+            .map(|(k, v)| (std::borrow::Cow::Owned(k.clone()), inner(v)))
+            .collect())),
+        other => json::Object(Err(json_type(other))),
+    }
+}
+
+fn scalar_via_value(value: &Value) -> json::Scalar<'static> {
+    match value {
+        Value::String(s) => json::Scalar::Str(s.clone().into()),
+        Value::Number(n) => json::Scalar::Printed(n.to_string()),
+        Value::Bool(b) => json::Scalar::Printed(b.to_string()),
+        other => json::Scalar::Other(other.clone()),
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn the_borrowing_reader_reads_what_a_value_tree_holds(value in arbitrary_json()) {
+        let body = serde_json::to_vec(&value).expect("serialisable");
+        let read: json::Body<'_> = serde_json::from_slice(&body).expect("reads");
+        // The tree read back, not `value`: serde_json's float reading does not round-trip exactly.
+        let tree: Value = serde_json::from_slice(&body).expect("reads");
+        prop_assert_eq!(read, object_via_value(&tree, |c| object_via_value(c, scalar_via_value)));
+    }
 
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
