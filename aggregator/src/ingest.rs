@@ -129,7 +129,6 @@ impl Ingest for IngestService {
             host,
             registration,
             acks: self.acks,
-            buffer: Snapshot::default(),
             fleet: self.fleet.clone(),
             counters: self.counters.clone(),
         };
@@ -138,19 +137,25 @@ impl Ingest for IngestService {
     }
 }
 
+thread_local! {
+    /// What the next snapshot is decoded into: the snapshot the previous one displaced from
+    /// its agent (see `Fleet::record_into`), so decoding reuses its strings and arrays. One per
+    /// runtime thread rather than one per stream: at 10 000 streams a buffer each would keep a
+    /// second copy of every agent's snapshot.
+    static DECODE_BUFFER: std::cell::RefCell<Snapshot> = std::cell::RefCell::new(Snapshot::default());
+}
+
 struct StreamTask {
     host: String,
     registration: Registration,
     acks: AckPolicy,
-    /// The last snapshot this stream displaced from its agent, to decode the next one into.
-    buffer: Snapshot,
     fleet: Fleet,
     counters: Arc<IngestCounters>,
 }
 
 impl StreamTask {
     async fn run(
-        mut self,
+        self,
         mut inbound: Streaming<ReportRequest>,
         tx: AckSender,
         shutdown: CancellationToken,
@@ -247,17 +252,20 @@ impl StreamTask {
     /// Stores one snapshot, as the bytes that arrived, and returns the sequence number to
     /// acknowledge, if any. Bytes that are not a snapshot end the stream, as a message tonic
     /// could not decode would.
-    fn store(&mut self, bytes: &[u8]) -> Result<Option<u64>, Status> {
-        // Decoded into the agent's previous snapshot: no allocation in the steady state.
-        match decode_into(bytes, &mut self.buffer) {
+    fn store(&self, bytes: &[u8]) -> Result<Option<u64>, Status> {
+        DECODE_BUFFER.with_borrow_mut(|buffer| self.store_with(bytes, buffer))
+    }
+
+    fn store_with(&self, bytes: &[u8], buffer: &mut Snapshot) -> Result<Option<u64>, Status> {
+        match decode_into(bytes, buffer) {
             Ok(()) => {
-                let seq = self.buffer.seq;
+                let seq = buffer.seq;
                 // History keeps the message as it came: never encoded again.
                 let entry = HistoryEntry::from_encoded(seq, bytes);
                 let recorded = self.fleet.record_into(
                     &self.host,
                     self.registration.stream_id,
-                    &mut self.buffer,
+                    buffer,
                     Some(entry),
                     Now::current(),
                 );

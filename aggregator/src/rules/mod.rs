@@ -168,7 +168,10 @@ impl RuleSet {
                     continue;
                 }
                 for &kind in &kinds {
-                    let index = match specs.iter().position(|s| s.kind == kind && s.expr == expr) {
+                    let index = match specs
+                        .iter()
+                        .position(|s| s.kind == kind && s.expr == expr && s.fits(leaf.func))
+                    {
                         Some(index) => index,
                         None => {
                             specs.push(SeriesSpec {
@@ -271,19 +274,21 @@ mod tests {
                 "ClusterDegraded:critical",
             ]
         );
-        // SourceQuiet looks back 1h10m; SinkErrors at 3 s resolution.
-        let received = set
+        // SourceQuiet's two windows get a track each: the last 10 minutes at 30 s, the hour
+        // before them at 3 minutes (one track would keep 70 minutes at 30 s).
+        let received: Vec<(u64, u64)> = set
             .specs
             .counters
             .iter()
-            .find(|s| {
+            .filter(|s| {
                 s.kind == ComponentKind::Source
                     && s.expr.counter
                         == flumewatch_proto::model::snapshot::Counter::EventReceivedCount
                     && s.expr.minus.is_none()
             })
-            .unwrap();
-        assert_eq!(received.retention.as_secs(), 4200);
+            .map(|s| (s.retention.as_secs(), s.resolution.as_secs()))
+            .collect();
+        assert_eq!(received, vec![(600, 30), (4200, 180)]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_proto::model::snapshot::{Component, ComponentKind, Counter, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Gauge, Snapshot};
 
 use super::condition::{CounterExpr, Func};
 use super::trend::{GaugeSpec, GaugeTrack};
@@ -31,16 +31,33 @@ pub struct SeriesSpec {
     pub resolution: Duration,
 }
 
+/// The (retention, resolution) a windowed function needs; `None` for the others.
+fn needs(func: Func) -> Option<(Duration, Duration)> {
+    let (reach, window) = match func {
+        Func::Increase { window, offset } => (window + offset, window),
+        Func::Rate { window } => (window, window),
+        Func::Value | Func::Delta | Func::Slope { .. } | Func::TimeToFull { .. } => return None,
+    };
+    Some((reach, window / POINTS_PER_WINDOW))
+}
+
 impl SeriesSpec {
+    /// Whether this spec's track can answer `func`. Each window gets a track of its own: one
+    /// track serving a 10 s and a 1 h window would keep 1 h of points at the 10 s window's
+    /// resolution (thousands of points per component where two tracks keep about 50).
+    pub fn fits(&self, func: Func) -> bool {
+        match needs(func) {
+            Some((reach, resolution)) => self.retention >= reach && self.resolution <= resolution,
+            None => true,
+        }
+    }
+
     /// Widens this spec to serve one more leaf.
     pub fn serve(&mut self, func: Func) {
-        let (reach, window) = match func {
-            Func::Increase { window, offset } => (window + offset, window),
-            Func::Rate { window } => (window, window),
-            Func::Value | Func::Delta | Func::Slope { .. } | Func::TimeToFull { .. } => return,
+        let Some((reach, wanted)) = needs(func) else {
+            return;
         };
         self.retention = self.retention.max(reach);
-        let wanted = window / POINTS_PER_WINDOW;
         self.resolution = if self.resolution.is_zero() {
             wanted
         } else {
@@ -184,15 +201,29 @@ impl AgentSeries {
                 }
             };
             let series = &mut self.components[index];
-            let reset = counters_reset(series.previous_start, &series.previous_counters, component);
+            let before = Dense::of(&series.previous_counters);
+            let after = Dense::of(&component.counters);
+            let restart = matches!(
+                (series.previous_start, component.start_time_ms),
+                (Some(a), Some(b)) if a != b
+            );
+            let reset = restart
+                || component
+                    .counters
+                    .iter()
+                    .any(|&(counter, value)| before.get(counter).is_some_and(|old| value < old));
+            debug_assert_eq!(
+                reset,
+                counters_reset(series.previous_start, &series.previous_counters, component)
+            );
             any_reset |= reset;
-            restarted |= reset && series.previous_start != component.start_time_ms;
+            restarted |= reset && restart;
             let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
             for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
                 track.last_delta = if reset {
                     None
                 } else {
-                    delta(&series.previous_counters, component, spec.expr)
+                    delta(&before, &after, spec.expr)
                 };
                 track.sum += track.last_delta.unwrap_or(0);
                 push_point(&mut track.points, now, track.sum, spec);
@@ -234,6 +265,7 @@ impl AgentSeries {
         kind: ComponentKind,
         name: &str,
         expr: CounterExpr,
+        func: Func,
         specs: &[SeriesSpec],
     ) -> Option<&Track> {
         let series = self.component(kind, name)?;
@@ -241,7 +273,7 @@ impl AgentSeries {
             .iter()
             .filter(|s| s.kind == kind)
             .zip(&series.tracks)
-            .find(|(spec, _)| spec.expr == expr)
+            .find(|(spec, _)| spec.expr == expr && spec.fits(func))
             .map(|(_, track)| track)
     }
 
@@ -253,7 +285,7 @@ impl AgentSeries {
         expr: CounterExpr,
         specs: &[SeriesSpec],
     ) -> Option<f64> {
-        self.track(kind, name, expr, specs)?
+        self.track(kind, name, expr, Func::Delta, specs)?
             .last_delta
             .map(|d| d as f64)
     }
@@ -268,7 +300,11 @@ impl AgentSeries {
         window: Window,
         specs: &[SeriesSpec],
     ) -> Option<(f64, Duration)> {
-        let track = self.track(kind, name, expr, specs)?;
+        let func = Func::Increase {
+            window: window.length,
+            offset: window.offset,
+        };
+        let track = self.track(kind, name, expr, func, specs)?;
         let end = self.newest - window.offset.as_millis() as Millis;
         let start = end - window.length.as_millis() as Millis;
         // Polls are a few milliseconds late or early: a poll that many ms inside the window
@@ -319,9 +355,31 @@ impl AgentSeries {
     }
 }
 
-fn delta(before: &[(Counter, u64)], now: &Component, expr: CounterExpr) -> Option<i64> {
-    let old = |c| before.iter().find(|(k, _)| *k == c).map(|&(_, v)| v);
-    let diff = |c| Some(now.counter(c)? as i64 - old(c)? as i64);
+/// One poll's counters of one component, indexed by counter: the tracks of a component read
+/// a handful of counters each, and a lookup here is one load where the list is a scan.
+struct Dense([Option<u64>; COUNTER_SLOTS]);
+
+/// Every counter the model knows fits (the enum's values are 0..=32).
+const COUNTER_SLOTS: usize = 33;
+
+impl Dense {
+    fn of(counters: &[(Counter, u64)]) -> Self {
+        let mut dense = [None; COUNTER_SLOTS];
+        for &(counter, value) in counters {
+            if let Some(slot) = dense.get_mut(counter as usize) {
+                *slot = Some(value);
+            }
+        }
+        Self(dense)
+    }
+
+    fn get(&self, counter: Counter) -> Option<u64> {
+        *self.0.get(counter as usize)?
+    }
+}
+
+fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
+    let diff = |c| Some(now.get(c)? as i64 - before.get(c)? as i64);
     let mut d = diff(expr.counter)?;
     if let Some(minus) = expr.minus {
         d -= diff(minus)?;
@@ -352,11 +410,22 @@ fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flumewatch_proto::model::snapshot::Component;
 
     fn only(counters: SeriesSpec) -> Specs {
         Specs {
             counters: vec![counters],
             gauges: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_counter_has_a_dense_slot() {
+        // Counter values are consecutive from 0 (proto3 enum); the last one names the size.
+        for value in 0..100 {
+            if let Ok(counter) = Counter::try_from(value) {
+                assert!((counter as usize) < COUNTER_SLOTS, "{counter:?}");
+            }
         }
     }
 
