@@ -167,7 +167,13 @@ impl Dispatcher {
     ) {
         let mut present: BTreeSet<(GroupKey, u64)> = BTreeSet::new();
         for alert in alerts.iter().filter(|a| a.status != AlertStatus::Pending) {
-            for opts in config.routes_for(&alert.labels.0) {
+            // Without receivers the root route names none: nothing to group (a reload may add
+            // receivers later, and the notifier must still be running then).
+            let routes = config.routes_for(&alert.labels.0);
+            for opts in routes
+                .into_iter()
+                .filter(|o| o.receiver < config.receivers.len())
+            {
                 let labels: BTreeMap<String, String> =
                     if opts.group_by.iter().any(|k| k == GROUP_BY_ALL) {
                         alert.labels.0.clone()

@@ -49,6 +49,28 @@ fn alert(host: &str, cluster: &str, status: AlertStatus) -> Alert {
     }
 }
 
+#[tokio::test(start_paused = true)]
+async fn without_receivers_firing_alerts_make_no_groups() {
+    // Regression: the root route pointed at receiver 0 of none, and flushing that group
+    // panicked the notifier (found under the 10 000-stream load, which configures no robot).
+    let config = validate(
+        RawNotify::default(),
+        Vec::new(),
+        None,
+        NotifyFlags::default(),
+        Language::Zh,
+    )
+    .unwrap();
+    let mut d = Dispatcher::default();
+    d.observe(
+        &[alert("h1", "bj", AlertStatus::Firing)],
+        &config,
+        Instant::now(),
+    );
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(d.due(Instant::now()).is_empty());
+}
+
 fn fps(alerts: &[Alert]) -> BTreeSet<u64> {
     alerts.iter().map(|a| a.fingerprint).collect()
 }
