@@ -59,6 +59,34 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+thread_local! {
+    /// The (host, agent) key of the last lookup, refilled in place: looking an agent up by
+    /// an owned key would cost two allocations per snapshot.
+    static KEY: std::cell::RefCell<(String, String)> = const {
+        std::cell::RefCell::new((String::new(), String::new()))
+    };
+}
+
+/// `host`'s `agent`, added when new.
+fn agent_entry<'a>(
+    agents: &'a mut BTreeMap<(String, String), AgentState>,
+    host: &str,
+    agent: &str,
+) -> &'a mut AgentState {
+    KEY.with_borrow_mut(|key| {
+        key.0.clear();
+        key.0.push_str(host);
+        key.1.clear();
+        key.1.push_str(agent);
+        if !agents.contains_key(key) {
+            agents.insert(key.clone(), AgentState::new(host, agent));
+        }
+    });
+    // Found or inserted just above; a second lookup keeps the borrow checker content.
+    KEY.with_borrow(|key| agents.get_mut(key))
+        .expect("inserted above when missing")
+}
+
 impl Fleet {
     /// Stores one snapshot from stream `stream_id` of `host`'s sidecar and, unless it is
     /// backfill, judges the agent's rules on it.
@@ -118,9 +146,7 @@ impl Fleet {
             sidecar.last_seq = buffer.seq;
             sidecar.last_snapshot_at = now.mono;
         }
-        let agent = agents
-            .entry((host.to_owned(), buffer.agent.clone()))
-            .or_insert_with(|| AgentState::new(host, &buffer.agent));
+        let agent = agent_entry(agents, host, &buffer.agent);
         if duplicate {
             agent.duplicates += 1;
             return Recorded::Duplicate;

@@ -221,7 +221,9 @@ fn reset(c: &mut Component) {
     c.counters.clear();
     c.gauges.clear();
     c.flags.clear();
-    c.unknown.clear();
+    if !c.unknown.is_empty() {
+        c.unknown.clear();
+    }
     c.problems.clear();
 }
 
