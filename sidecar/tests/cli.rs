@@ -14,6 +14,11 @@ fn bad_flags_exit_64_and_name_the_key() {
     for (args, key) in [
         (&["--host", "h", "--interval", "often"][..], "`interval`"),
         (&["--host", "h", "--flume", "not a url"][..], "`flume`"),
+        // Flume's metrics server is plain HTTP; the sidecar's client speaks nothing else.
+        (
+            &["--host", "h", "--flume", "https://127.0.0.1:41414/metrics"][..],
+            "`flume`",
+        ),
         (&["--host", "h", "--label", "cluster"][..], "`label`"),
         (
             &["--host", "h", "--aggregator", "grpc://x:1"][..],

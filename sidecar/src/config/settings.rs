@@ -86,8 +86,8 @@ settings! {
     /// gRPC address of the aggregator [default: http://127.0.0.1:50051].
     #[arg(long, value_name = "http://HOST:PORT")]
     both aggregator: String,
-    /// A Flume agent's metrics endpoint, optionally named (repeatable). The name defaults to
-    /// "flume-PORT" [default: http://127.0.0.1:41414/metrics].
+    /// A Flume agent's metrics endpoint (plain http://, as Flume serves it), optionally named
+    /// (repeatable). The name defaults to "flume-PORT" [default: http://127.0.0.1:41414/metrics].
     #[arg(long = "flume", value_name = "[NAME=]URL")]
     cli flume: Vec<String>,
     file flume: Option<Vec<String>>,

@@ -151,10 +151,12 @@ impl FlumeClient {
     fn take_idle(&self, host: &str, port: u16) -> Option<Connection> {
         let mut idle = self.idle();
         let now = Instant::now();
-        // Stale or closed connections go whoever's they are.
-        idle.retain(|c| now.duration_since(c.since) < IDLE_FOR && c.connection.still_open());
+        // Stale connections go whoever's they are (no system call: by age only).
+        idle.retain(|c| now.duration_since(c.since) < IDLE_FOR);
         let i = idle.iter().position(|c| c.port == port && c.host == host)?;
-        Some(idle.swap_remove(i).connection)
+        let connection = idle.swap_remove(i).connection;
+        // One the server closed meanwhile is not worth a failed request.
+        connection.still_open().then_some(connection)
     }
 
     fn put_idle(&self, host: String, port: u16, connection: Connection) {
