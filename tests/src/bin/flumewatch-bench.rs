@@ -105,6 +105,30 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .ok()
 }
 
+/// Memory of `pid` from /proc/PID/smaps_rollup: resident (of it, anonymous) and proportional
+/// (shared pages such as libc's divided among the processes mapping them), in KiB.
+#[derive(Clone, Copy, Default)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+    pss: u64,
+}
+
+fn memory(pid: u32) -> Memory {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or(0)
+    };
+    Memory {
+        rss: field("Rss:"),
+        anon: field("Anonymous:"),
+        pss: field("Pss:"),
+    }
+}
+
 /// The kinds of fake Flume the footprint is measured against: how a server writes its answer
 /// changes what a poll costs the client (reads, wake-ups), so the sidecar is measured against
 /// more than one.
@@ -326,6 +350,8 @@ struct Measured {
     switches: u64,
     scrapes: u64,
     rss_kib: Vec<u64>,
+    /// At the end of the window.
+    end: Memory,
     /// Bytes sent to the aggregator and snapshots it stored (the sidecar only).
     upstream: Option<(u64, u64)>,
 }
@@ -423,6 +449,7 @@ async fn footprint_against(bench: &FootprintRun<'_>, server: Server) -> [Measure
         sidecar_rss.extend(rss_kib(sidecar.id()));
         seed_rss.extend(rss_kib(seed.id()));
     }
+    let (sidecar_end, seed_end) = (memory(sidecar.id()), memory(seed.id()));
     let (s1, sp1) = (usage(sidecar.id()), sidecar_agents.polls().await);
     let (r1, rp1) = (usage(seed.id()), replica_agents.polls().await);
     let (u1, stored1) = (bench.upstream.load(Ordering::Relaxed), stored());
@@ -438,6 +465,7 @@ async fn footprint_against(bench: &FootprintRun<'_>, server: Server) -> [Measure
             switches: s1.switches - s0.switches,
             scrapes: sp1 - sp0,
             rss_kib: sidecar_rss,
+            end: sidecar_end,
             upstream: Some((u1 - u0, stored1 - stored0)),
         },
         Measured {
@@ -447,6 +475,7 @@ async fn footprint_against(bench: &FootprintRun<'_>, server: Server) -> [Measure
             switches: r1.switches - r0.switches,
             scrapes: rp1 - rp0,
             rss_kib: seed_rss,
+            end: seed_end,
             upstream: None,
         },
     ]
@@ -492,9 +521,9 @@ async fn footprint(
         humantime::format_duration(duration)
     );
     println!(
-        "| server | process | agents × interval × time | scrapes | CPU per scrape | context switches per scrape | steady RSS (median) | peak RSS | upstream per snapshot |"
+        "| server | process | agents × interval × time | scrapes | CPU per scrape | context switches per scrape | steady RSS (median) | peak RSS | at the end: RSS = file-backed + anonymous; PSS | upstream per snapshot |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for m in &mut rows {
         let peak = m.rss_kib.iter().copied().max().unwrap_or(0);
         let steady = median(&mut m.rss_kib);
@@ -506,7 +535,7 @@ async fn footprint(
             None => "0 B (sends nothing but alerts)".to_owned(),
         };
         println!(
-            "| {} | {} | {window} | {} | {:.1} µs | {:.1} | {:.2} MiB | {:.2} MiB | {upstream} |",
+            "| {} | {} | {window} | {} | {:.1} µs | {:.1} | {:.2} MiB | {:.2} MiB | {:.2} = {:.2} + {:.2} MiB; {:.2} MiB | {upstream} |",
             m.server.label(),
             m.process,
             m.scrapes,
@@ -514,6 +543,10 @@ async fn footprint(
             m.switches as f64 / m.scrapes.max(1) as f64,
             steady as f64 / 1024.0,
             peak as f64 / 1024.0,
+            m.end.rss as f64 / 1024.0,
+            (m.end.rss - m.end.anon.min(m.end.rss)) as f64 / 1024.0,
+            m.end.anon as f64 / 1024.0,
+            m.end.pss as f64 / 1024.0,
         );
     }
     println!();
