@@ -133,17 +133,11 @@ pub fn component_rates(rates: &ComponentRates) -> pb::ComponentRates {
 
 pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
     let state = &view.state;
-    let skip = state.history.len().saturating_sub(history);
     pb::GetAgentResponse {
         summary: Some(agent_summary(view)),
         latest: state.latest.as_deref().map(pb::Snapshot::from),
         rates: state.rates().iter().map(component_rates).collect(),
-        history: state
-            .history
-            .iter()
-            .skip(skip)
-            .map(|s| s.to_proto())
-            .collect(),
+        history: state.history.protos(history),
         snapshots_received: state.received,
         duplicates_ignored: state.duplicates,
         resets_seen: state.resets,

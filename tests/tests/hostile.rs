@@ -278,8 +278,9 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
         let history: Vec<Snapshot> = view
             .state
             .history
-            .iter()
-            .map(|s| s.decode().expect("history decodes"))
+            .protos(usize::MAX)
+            .into_iter()
+            .map(|s| Snapshot::try_from(s).expect("history decodes"))
             .collect();
         assert!(history.len() > shares[k], "a{k}: history holds them all");
         for (i, snapshot) in history[..shares[k]].iter().enumerate() {

@@ -1,7 +1,6 @@
 //! What the aggregator keeps for one Flume agent: latest snapshot, bounded history, and the
 //! rates between its two newest good polls (worked out from the history when asked).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -9,6 +8,7 @@ use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
 use prost::Message;
 
+use super::history::History;
 use super::rates::{self, ComponentRates};
 use crate::rules::engine::AgentEval;
 
@@ -43,6 +43,10 @@ impl HistoryEntry {
     pub fn decode(&self) -> Option<Snapshot> {
         Snapshot::try_from(self.to_proto()).ok()
     }
+
+    pub fn into_bytes(self) -> Box<[u8]> {
+        self.encoded
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +56,7 @@ pub struct AgentState {
     /// Newest snapshot by scrape time: what alerts are judged on.
     pub latest: Option<Arc<Snapshot>>,
     /// Recent snapshots oldest first, replays included, at most `history_len`.
-    pub history: VecDeque<HistoryEntry>,
+    pub history: History,
     pub last_seen: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub received: u64,
@@ -68,7 +72,7 @@ impl AgentState {
             host: host.to_owned(),
             agent: agent.to_owned(),
             latest: None,
-            history: VecDeque::new(),
+            history: History::default(),
             last_seen: None,
             consecutive_failures: 0,
             received: 0,
@@ -93,11 +97,8 @@ impl AgentState {
         self.received += 1;
         self.last_seen = Some(now);
         if history_len > 0 {
-            if self.history.len() >= history_len {
-                self.history.pop_front();
-            }
-            self.history
-                .push_back(entry.unwrap_or_else(|| HistoryEntry::new(&snapshot)));
+            let entry = entry.unwrap_or_else(|| HistoryEntry::new(&snapshot));
+            self.history.push(entry, history_len);
         }
         let is_newest = self
             .latest
@@ -125,11 +126,10 @@ impl AgentState {
         };
         let previous = self
             .history
-            .iter()
-            .rev()
-            .filter(|entry| entry.seq != latest.seq)
-            .filter_map(HistoryEntry::decode)
-            .filter(|s| s.outcome.is_ok() && s.scraped_at < latest.scraped_at)
+            .snapshots()
+            .into_iter()
+            .filter(|s| s.seq != latest.seq && s.outcome.is_ok())
+            .filter(|s| s.scraped_at < latest.scraped_at)
             .max_by_key(|s| s.scraped_at);
         previous.map_or_else(Vec::new, |previous| rates::compute(&previous, latest))
     }

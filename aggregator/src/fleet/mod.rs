@@ -7,6 +7,7 @@
 mod agent;
 mod clock;
 mod evaluate;
+mod history;
 mod known;
 pub mod rates;
 mod reload;

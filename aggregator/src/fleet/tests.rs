@@ -66,10 +66,7 @@ fn same_instance_resumes_and_replays_are_duplicates() {
     let view = fleet.agent("h1", "a1").expect("known");
     assert_eq!(view.state.received, 4);
     assert_eq!(view.state.duplicates, 1);
-    assert_eq!(
-        view.state.history.iter().map(|s| s.seq).collect::<Vec<_>>(),
-        [1, 2, 3, 4]
-    );
+    assert_eq!(view.state.history.seqs().collect::<Vec<_>>(), [1, 2, 3, 4]);
 }
 
 #[test]
@@ -123,7 +120,7 @@ fn history_is_bounded_and_failures_are_counted() {
     }
     let view = fleet.agent("h1", "a1").unwrap();
     assert_eq!(view.state.history.len(), 3);
-    assert_eq!(view.state.history.front().unwrap().seq, 3);
+    assert_eq!(view.state.history.seqs().next(), Some(3));
     assert_eq!(view.state.consecutive_failures, 3);
 }
 
