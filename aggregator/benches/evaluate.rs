@@ -108,5 +108,51 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 20 components: the first 20 of the template repeated with numbered names, as the load
+/// generator's agents.
+fn twenty(template: &[Component]) -> Vec<Component> {
+    (0..20)
+        .map(|i| {
+            let mut c = template[i % template.len()].clone();
+            c.name = format!("{}{}", c.name, i / template.len());
+            c
+        })
+        .collect()
+}
+
+/// What the Ingest stream does with one arriving 20-component snapshot, minus the network:
+/// decode the wire bytes into the reused buffer, store (history difference included), update
+/// windows, judge every rule, while the fleet holds 10 000 such agents.
+fn ingest(c: &mut Criterion) {
+    use flumewatch_aggregator::fleet::HistoryEntry;
+    use flumewatch_proto::model::decode::decode_into;
+    use flumewatch_proto::v1 as pb;
+    use prost::Message;
+
+    let template = twenty(&template());
+    let (fleet, mut agents) = fleet(&template);
+    let mut buffer = Snapshot::default();
+    let mut next = 0;
+    let mut group = c.benchmark_group("ingest_10k_agents");
+    group.bench_function("ingest_one_snapshot_20_components", |b| {
+        b.iter_batched(
+            || {
+                let agent = &mut agents[next % AGENTS];
+                next += 1;
+                agent.seq += 1;
+                let wire = pb::Snapshot::from(&snapshot(&template, agent.seq, agent.seq));
+                (agent.host.clone(), agent.stream, wire.encode_to_vec())
+            },
+            |(host, stream, bytes)| {
+                decode_into(&bytes, &mut buffer).expect("valid");
+                let entry = HistoryEntry::from_encoded(buffer.seq, &bytes);
+                fleet.record_into(&host, stream, &mut buffer, Some(entry), now())
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, ingest);
 criterion_main!(benches);
