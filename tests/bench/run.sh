@@ -38,7 +38,7 @@ if [ "${SKIP_CRITERION:-0}" != 1 ]; then
   echo
 fi
 
-echo "## Sidecar vs the seed script (same simulated agents, same interval, same window)"
+echo "## Sidecar vs the seed script (a Jetty-like and a Python http.server fake Flume, same interval, same window)"
 echo
 $BIN/flumewatch-bench footprint --duration "$FOOTPRINT_DURATION"
 echo
