@@ -152,6 +152,10 @@ impl Fleet {
             return Recorded::Duplicate;
         }
         let snapshot = Arc::new(std::mem::take(buffer));
+        agent
+            .eval
+            .series
+            .set_poll_interval(sidecar.hello.poll_interval);
         let reset = agent.eval.series.observe(&snapshot, &rules.specs);
         let (newest, displaced) =
             agent.apply(snapshot.clone(), entry, now.wall, self.history_len, reset);

@@ -140,9 +140,17 @@ pub struct AgentSeries {
     /// Where the last lookup found its component: rules read components in snapshot order,
     /// so the next lookup is usually there or one further (no scan, no name compares).
     hint: std::cell::Cell<usize>,
+    /// The agent's poll interval: points are never closer than this, so a track reserves
+    /// room for one per poll over its retention when that is fewer than its resolution allows
+    /// (a 10 s window at 10 s polls keeps 4 points, not 23).
+    poll: Duration,
 }
 
 impl AgentSeries {
+    pub fn set_poll_interval(&mut self, poll: Duration) {
+        self.poll = poll;
+    }
+
     /// Takes one successful snapshot, in sequence order (backfill included). Returns whether
     /// any of its components restarted since the previous poll (counters went back).
     pub fn observe(&mut self, snapshot: &Snapshot, all: &Specs) -> bool {
@@ -150,6 +158,7 @@ impl AgentSeries {
         if !snapshot.outcome.is_ok() {
             return false;
         }
+        let poll = self.poll;
         let now = millis(snapshot.scraped_at);
         if now < self.newest {
             return false; // older than what is tracked: history has it, windows do not need it
@@ -180,6 +189,7 @@ impl AgentSeries {
                     let mut trends = Vec::new();
                     for spec in all.gauges.iter().filter(|s| s.kind == component.kind) {
                         let mut trend = GaugeTrack::default();
+                        trend.reserve(most_points(spec.retention, spec.resolution.max(poll)));
                         trend.record(now, component.gauge(spec.gauge), false, spec);
                         trends.push(trend);
                     }
@@ -195,7 +205,7 @@ impl AgentSeries {
                     let series = self.components.last_mut().expect("just pushed");
                     let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
                     for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
-                        push_point(&mut track.points, now, 0, spec);
+                        push_point(&mut track.points, now, 0, spec, poll);
                     }
                     continue;
                 }
@@ -226,7 +236,7 @@ impl AgentSeries {
                     delta(&before, &after, spec.expr)
                 };
                 track.sum += track.last_delta.unwrap_or(0);
-                push_point(&mut track.points, now, track.sum, spec);
+                push_point(&mut track.points, now, track.sum, spec, poll);
             }
             let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
             for (trend, spec) in series.trends.iter_mut().zip(gauge_specs) {
@@ -387,12 +397,18 @@ fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
     Some(d)
 }
 
-fn push_point(points: &mut VecDeque<(Millis, i64)>, now: Millis, sum: i64, spec: &SeriesSpec) {
+fn push_point(
+    points: &mut VecDeque<(Millis, i64)>,
+    now: Millis,
+    sum: i64,
+    spec: &SeriesSpec,
+    poll: Duration,
+) {
     let resolution = spec.resolution.as_millis() as Millis;
     if points.capacity() == 0 {
-        // Spacing never drops below the resolution: this is all the track will ever hold,
-        // where doubling growth would leave up to half of it unused on every agent.
-        points.reserve_exact(most_points(spec.retention, spec.resolution));
+        // Spacing never drops below the resolution or the poll interval: this is all the
+        // track will hold, where doubling growth would leave up to half of it unused.
+        points.reserve_exact(most_points(spec.retention, spec.resolution.max(poll)));
     }
     // Keep the newest exact; merge it into the previous point while they are closer than the
     // resolution, so point spacing never drops below it.

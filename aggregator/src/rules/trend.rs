@@ -59,6 +59,13 @@ pub struct GaugeTrack {
 }
 
 impl GaugeTrack {
+    /// Room for `points` readings, reserved once (the series knows the poll interval).
+    pub fn reserve(&mut self, points: usize) {
+        if self.points.capacity() == 0 {
+            self.points.reserve_exact(points);
+        }
+    }
+
     /// Records a reading at `now` (epoch ms); `restarted` drops what came before.
     pub fn record(&mut self, now: i64, value: Option<f64>, restarted: bool, spec: &GaugeSpec) {
         if restarted {
