@@ -39,7 +39,8 @@ pub struct Cli {
     /// [default: /var/lib/flumewatch].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Recent snapshots kept per agent for GetAgent's history [default: 10].
+    /// Recent snapshots kept per agent for GetAgent's history; its rates are worked out from
+    /// the two newest good ones, so 0 or 1 gives none [default: 10].
     #[arg(long, value_name = "N")]
     pub history: Option<usize>,
     /// Acknowledge a sidecar's snapshots at most this many at a time: while more of its
