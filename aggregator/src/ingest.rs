@@ -180,7 +180,7 @@ impl StreamTask {
                     match next {
                         Some(message) => message,
                         None => {
-                            unacked = None;
+                            // Cleared once sent: a shutdown meanwhile still acks it on the way out.
                             let sent = tokio::select! {
                                 biased;
                                 _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
@@ -189,6 +189,7 @@ impl StreamTask {
                             if sent.is_err() {
                                 break "sidecar stopped reading".to_owned();
                             }
+                            unacked = None;
                             continue;
                         }
                     }
@@ -233,11 +234,12 @@ impl StreamTask {
                     .verdict_latency
                     .0
                     .observe(arrived.elapsed().as_secs_f64());
-                let (count, due) = match unacked {
-                    Some((_, count, due)) => (count + 1, due),
-                    None => (1, arrived + self.acks.delay),
-                };
-                unacked = Some((seq, count, due));
+                // Acks only move forward: a skipped snapshot with a lower (or zero) sequence
+                // number must not replace a higher one still waiting to be acknowledged.
+                unacked = Some(match unacked {
+                    Some((pending, count, due)) => (pending.max(seq), count + 1, due),
+                    None => (seq, 1, arrived + self.acks.delay),
+                });
             }
         };
         if let Some((seq, _, _)) = unacked {

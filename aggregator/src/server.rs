@@ -25,9 +25,12 @@ use crate::reload::{ConfigSource, Reloader};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::watch;
 
+/// HTTP/2 flow-control window per stream: what one sidecar may send ahead of what was read.
+const STREAM_WINDOW: u32 = 64 * 1024;
+/// Per connection: a sidecar has one stream, so its stream window bounds it; a connection
+/// shared by many streams (a proxy, the load generator) must not make them wait on each other.
+const CONNECTION_WINDOW: u32 = 1024 * 1024;
 /// Largest message a sidecar may send; a snapshot of a large agent is a few tens of KiB.
-/// HTTP/2 flow-control window per stream (the connection's is twice this).
-const FLOW_WINDOW: u32 = 64 * 1024;
 const MAX_MESSAGE_BYTES: usize = 4 << 20;
 
 /// Why the aggregator could not run. Not retryable without a config change.
@@ -252,11 +255,11 @@ impl Aggregator {
         };
         let server = builder
             .tcp_nodelay(true)
-            // hyper's defaults let each connection send 1 MiB ahead of what was read: with
-            // 10 000 sidecars and an aggregator that falls behind, gigabytes. A snapshot is
-            // about 2 KiB, so 64 KiB is still dozens in flight per stream.
-            .initial_stream_window_size(Some(FLOW_WINDOW))
-            .initial_connection_window_size(Some(2 * FLOW_WINDOW))
+            // hyper's defaults let each stream send 1 MiB ahead of what was read: with 10 000
+            // sidecars and an aggregator that falls behind, gigabytes. A snapshot is about
+            // 2 KiB, so 64 KiB is still dozens in flight per stream.
+            .initial_stream_window_size(Some(STREAM_WINDOW))
+            .initial_connection_window_size(Some(CONNECTION_WINDOW))
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(InterceptedService::new(

@@ -375,8 +375,10 @@ const COUNTER_SLOTS: usize = 33;
 impl Dense {
     fn of(counters: &[(Counter, u64)]) -> Self {
         let mut dense = [None; COUNTER_SLOTS];
+        // A counter listed twice (a hostile sender) counts as its first entry, as
+        // `Component::counter` and the reset check read it.
         for &(counter, value) in counters {
-            if let Some(slot) = dense.get_mut(counter as usize) {
+            if let Some(slot @ None) = dense.get_mut(counter as usize) {
                 *slot = Some(value);
             }
         }
@@ -433,6 +435,20 @@ mod tests {
             counters: vec![counters],
             gauges: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_counter_listed_twice_reads_as_its_first_entry() {
+        // As `Component::counter` and `counters_reset` read it: the reset check and the deltas
+        // must agree (a debug assertion compares them on every snapshot).
+        let twice = [
+            (Counter::EventDrainSuccessCount, 100),
+            (Counter::EventDrainSuccessCount, 5),
+        ];
+        assert_eq!(
+            Dense::of(&twice).get(Counter::EventDrainSuccessCount),
+            Some(100)
+        );
     }
 
     #[test]
