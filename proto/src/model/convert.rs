@@ -198,24 +198,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             "scraped_at",
         )?;
         let outcome = s.outcome.ok_or(ConvertError::MissingOutcome { seq })?;
-        let error = outcome.error;
-        let outcome = match pb::ScrapeStatus::try_from(outcome.status) {
-            Ok(pb::ScrapeStatus::Ok) => ScrapeOutcome::Ok,
-            Ok(pb::ScrapeStatus::ConnectionRefused) => ScrapeOutcome::ConnectionRefused(error),
-            Ok(pb::ScrapeStatus::Timeout) => ScrapeOutcome::Timeout(error),
-            Ok(pb::ScrapeStatus::HttpStatus) => ScrapeOutcome::HttpStatus {
-                status: u16::try_from(outcome.http_status).unwrap_or(0),
-                error,
-            },
-            Ok(pb::ScrapeStatus::BadPayload) => ScrapeOutcome::BadPayload(error),
-            Ok(pb::ScrapeStatus::ConnectionFailed) => ScrapeOutcome::ConnectionFailed(error),
-            Ok(pb::ScrapeStatus::Unspecified) | Err(_) => {
-                return Err(ConvertError::UnknownStatus {
-                    seq,
-                    status: outcome.status,
-                })
-            }
-        };
+        let outcome = scrape_outcome(seq, outcome.status, outcome.http_status, outcome.error)?;
         Ok(Snapshot {
             seq,
             agent: s.agent,
@@ -226,6 +209,29 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             backfill: s.backfill,
         })
     }
+}
+
+/// The wire's status, HTTP status and error text as a typed outcome.
+pub(crate) fn scrape_outcome(
+    seq: u64,
+    status: i32,
+    http_status: u32,
+    error: String,
+) -> Result<ScrapeOutcome, ConvertError> {
+    Ok(match pb::ScrapeStatus::try_from(status) {
+        Ok(pb::ScrapeStatus::Ok) => ScrapeOutcome::Ok,
+        Ok(pb::ScrapeStatus::ConnectionRefused) => ScrapeOutcome::ConnectionRefused(error),
+        Ok(pb::ScrapeStatus::Timeout) => ScrapeOutcome::Timeout(error),
+        Ok(pb::ScrapeStatus::HttpStatus) => ScrapeOutcome::HttpStatus {
+            status: u16::try_from(http_status).unwrap_or(0),
+            error,
+        },
+        Ok(pb::ScrapeStatus::BadPayload) => ScrapeOutcome::BadPayload(error),
+        Ok(pb::ScrapeStatus::ConnectionFailed) => ScrapeOutcome::ConnectionFailed(error),
+        Ok(pb::ScrapeStatus::Unspecified) | Err(_) => {
+            return Err(ConvertError::UnknownStatus { seq, status })
+        }
+    })
 }
 
 impl From<pb::Component> for Component {

@@ -14,10 +14,11 @@ use std::time::Duration;
 use prost::bytes::Buf;
 use prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext, WireType};
 
-use super::convert::{component_over_limit, snapshot_over_limit, ConvertError, Values};
+use super::convert::{
+    component_over_limit, scrape_outcome, snapshot_over_limit, ConvertError, Values,
+};
 use super::snapshot::{Component, ComponentKind, Counter, Flag, Gauge, ScrapeOutcome, Snapshot};
 use super::time::from_timestamp;
-use crate::v1 as pb;
 
 /// Why bytes did not become a snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -318,23 +319,8 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
     let Some(outcome) = outcome else {
         return Err(invalid(ConvertError::MissingOutcome { seq }));
     };
-    out.outcome = match pb::ScrapeStatus::try_from(outcome.status) {
-        Ok(pb::ScrapeStatus::Ok) => ScrapeOutcome::Ok,
-        Ok(pb::ScrapeStatus::ConnectionRefused) => ScrapeOutcome::ConnectionRefused(error),
-        Ok(pb::ScrapeStatus::Timeout) => ScrapeOutcome::Timeout(error),
-        Ok(pb::ScrapeStatus::HttpStatus) => ScrapeOutcome::HttpStatus {
-            status: u16::try_from(outcome.http_status).unwrap_or(0),
-            error,
-        },
-        Ok(pb::ScrapeStatus::BadPayload) => ScrapeOutcome::BadPayload(error),
-        Ok(pb::ScrapeStatus::ConnectionFailed) => ScrapeOutcome::ConnectionFailed(error),
-        Ok(pb::ScrapeStatus::Unspecified) | Err(_) => {
-            return Err(invalid(ConvertError::UnknownStatus {
-                seq,
-                status: outcome.status,
-            }))
-        }
-    };
+    out.outcome =
+        scrape_outcome(seq, outcome.status, outcome.http_status, error).map_err(invalid)?;
     out.seq = seq;
     out.scraped_at = scraped_at;
     out.scrape_duration = Duration::from_millis(u64::from(scrape_duration_ms));

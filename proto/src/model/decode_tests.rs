@@ -5,6 +5,7 @@ use proptest::prelude::*;
 use prost::Message;
 
 use super::*;
+use crate::v1 as pb;
 
 /// The reference: the generated type, then the conversion.
 fn reference(bytes: &[u8]) -> Result<Snapshot, DecodeError> {
