@@ -35,15 +35,6 @@ impl HistoryEntry {
         }
     }
 
-    pub fn to_proto(&self) -> pb::Snapshot {
-        // Our own encoding: it decodes.
-        pb::Snapshot::decode(&*self.encoded).unwrap_or_default()
-    }
-
-    pub fn decode(&self) -> Option<Snapshot> {
-        Snapshot::try_from(self.to_proto()).ok()
-    }
-
     pub fn into_bytes(self) -> Box<[u8]> {
         self.encoded
     }

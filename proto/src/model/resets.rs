@@ -17,12 +17,27 @@ pub fn counters_reset(
     before: &[(Counter, u64)],
     now: &Component,
 ) -> bool {
+    reset_against(before_start, |counter| first(before, counter), now)
+}
+
+/// [`counters_reset`] with the earlier counters behind a lookup (a counter listed twice counts
+/// as its first entry), for callers that index them rather than scan a list.
+pub fn reset_against(
+    before_start: Option<u64>,
+    before: impl Fn(Counter) -> Option<u64>,
+    now: &Component,
+) -> bool {
     let restarted = matches!((before_start, now.start_time_ms), (Some(a), Some(b)) if a != b);
     restarted
-        || now.counters.iter().any(|&(counter, value)| {
-            before
-                .iter()
-                .find(|(c, _)| *c == counter)
-                .is_some_and(|&(_, old)| value < old)
-        })
+        || now
+            .counters
+            .iter()
+            .any(|&(counter, value)| before(counter).is_some_and(|old| value < old))
+}
+
+fn first(counters: &[(Counter, u64)], counter: Counter) -> Option<u64> {
+    counters
+        .iter()
+        .find(|(c, _)| *c == counter)
+        .map(|&(_, v)| v)
 }
