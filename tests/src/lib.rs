@@ -5,6 +5,8 @@
 pub mod demo;
 pub mod jetty_fake;
 pub mod load;
+pub mod procstat;
+pub mod relay;
 pub mod replay;
 pub mod trace_player;
 

@@ -200,17 +200,9 @@ impl Agent {
     }
 }
 
-/// CPU time of this process so far (every thread; schedstat is exact where clock ticks are
-/// 10 ms coarse).
+/// CPU time of this process so far (every thread).
 pub fn own_cpu() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    Duration::from_nanos(crate::procstat::cpu_ns(std::process::id()))
 }
 
 /// Runs the load and returns what the generator saw.

@@ -17,6 +17,8 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand};
 use flumewatch_e2e::jetty_fake::JettyFake;
+use flumewatch_e2e::procstat::{memory, rss_kib, usage, Memory};
+use flumewatch_e2e::relay::counting_proxy;
 use flumewatch_e2e::*;
 use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
 use flumewatch_testkit::fake_flume::{FakeFlume, Profile, Reply, SimAgent};
@@ -81,52 +83,6 @@ fn sibling(name: &str) -> std::path::PathBuf {
         "{name} not found beside {}: build the workspace's binaries first",
         exe.display()
     );
-}
-
-/// Nanoseconds on CPU of every thread of `pid` (schedstat: exact, unlike clock ticks).
-fn cpu_ns(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// Memory of `pid` from /proc/PID/smaps_rollup: resident (of it, anonymous) and proportional
-/// (shared pages such as libc's divided among the processes mapping them), in KiB.
-#[derive(Clone, Copy, Default)]
-struct Memory {
-    rss: u64,
-    anon: u64,
-    pss: u64,
-}
-
-fn memory(pid: u32) -> Memory {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    };
-    Memory {
-        rss: field("Rss:"),
-        anon: field("Anonymous:"),
-        pss: field("Pss:"),
-    }
 }
 
 /// The kinds of fake Flume the footprint is measured against: how a server writes its answer
@@ -274,72 +230,6 @@ impl Drop for Agents {
             let _ = process.wait();
         }
     }
-}
-
-/// A TCP relay to `target` that counts the bytes clients send through it.
-async fn counting_proxy(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicU64>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let upstream = Arc::new(AtomicU64::new(0));
-    let counted = upstream.clone();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
-                continue;
-            };
-            let _ = client.set_nodelay(true);
-            let _ = server.set_nodelay(true);
-            let (mut client_read, mut client_write) = client.into_split();
-            let (mut server_read, mut server_write) = server.into_split();
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16 * 1024];
-                while let Ok(n) = client_read.read(&mut buf).await {
-                    if n == 0 || server_write.write_all(&buf[..n]).await.is_err() {
-                        break;
-                    }
-                    counted.fetch_add(n as u64, Ordering::Relaxed);
-                }
-            });
-            tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-            });
-        }
-    });
-    (addr, upstream)
-}
-
-/// CPU time and context switches of every thread of a process, at one moment.
-#[derive(Clone, Copy)]
-struct Usage {
-    cpu_ns: u64,
-    switches: u64,
-}
-
-fn usage(pid: u32) -> Usage {
-    Usage {
-        cpu_ns: cpu_ns(pid),
-        switches: context_switches(pid),
-    }
-}
-
-/// Voluntary and involuntary context switches of every thread of `pid`.
-fn context_switches(pid: u32) -> u64 {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return 0;
-    };
-    tasks
-        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("status")).ok())
-        .flat_map(|status| {
-            status
-                .lines()
-                .filter(|l| l.contains("ctxt_switches:"))
-                .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-                .collect::<Vec<_>>()
-        })
-        .sum()
 }
 
 /// One process measured against one kind of server.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use flumewatch_e2e::load::{self, LoadConfig};
+use flumewatch_e2e::procstat;
 
 #[derive(Parser)]
 #[command(about = "Load an aggregator with simulated sidecar streams")]
@@ -40,25 +41,13 @@ struct Args {
 }
 
 fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    procstat::cpu_total(pid).map(|d| d.as_secs_f64())
 }
 
 fn rss_mib(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    procstat::rss_kib(pid).map(|kib| kib as f64 / 1024.0)
 }
 
-/// A quantile from a classic-text histogram's cumulative buckets (upper bound of the bucket).
 fn histogram_quantile(text: &str, name: &str, q: f64) -> Option<f64> {
     let buckets: Vec<(f64, f64)> = text
         .lines()
