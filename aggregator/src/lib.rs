@@ -25,6 +25,7 @@ pub mod check;
 pub mod config;
 mod convert;
 pub mod fleet;
+pub mod ha;
 mod health;
 mod http;
 mod ingest;

@@ -88,6 +88,22 @@ fn help(name: &str) -> String {
             "Failed polls in a row ending with the newest".into()
         }
         "flumewatch_alerts" => "Alerts by state and severity".into(),
+        "flumewatch_replica_role" => {
+            "1 for this aggregator's role: single, sender (delivers messages) or standby".into()
+        }
+        "flumewatch_replica_lease_epoch" => {
+            "The sender lease's epoch this replica holds (0 when it holds none)".into()
+        }
+        "flumewatch_replica_peer_last_seen_seconds" => {
+            "Seconds since the other replica last renewed its entry in the shared database".into()
+        }
+        "flumewatch_replica_peers_missing" => {
+            "Replicas not seen for three lease terms, or 1 when no other replica was ever seen"
+                .into()
+        }
+        "flumewatch_state_database_up" => {
+            "1 when the shared state database answered the last lease call".into()
+        }
         "flumewatch_log_lines_dropped" => {
             "Log lines dropped because stdout (the log consumer) was not reading".into()
         }
@@ -278,6 +294,38 @@ pub fn render(
             f.counter("flumewatch_dingtalk_errcodes")
                 .get_or_create(&labels)
                 .inc_by(*count);
+        }
+    }
+    let ha = notify.ha_view();
+    for role in ["single", "sender", "standby"] {
+        f.gauge("flumewatch_replica_role")
+            .get_or_create(&vec![("role".into(), role.into())])
+            .set(if ha.role.as_str() == role { 1.0 } else { 0.0 });
+    }
+    if ha.role != crate::ha::Role::Single {
+        let epoch = match ha.role {
+            crate::ha::Role::Sender { epoch, .. } => epoch as f64,
+            _ => 0.0,
+        };
+        f.gauge("flumewatch_replica_lease_epoch")
+            .get_or_create(&none)
+            .set(epoch);
+        f.gauge("flumewatch_state_database_up")
+            .get_or_create(&none)
+            .set(if ha.store_error.is_none() { 1.0 } else { 0.0 });
+        let missing = ha
+            .peers
+            .iter()
+            .filter(|p| p.seen_ago > ha.peer_missing_after)
+            .count()
+            .max(usize::from(ha.peers.is_empty()));
+        f.gauge("flumewatch_replica_peers_missing")
+            .get_or_create(&none)
+            .set(missing as f64);
+        for peer in &ha.peers {
+            f.gauge("flumewatch_replica_peer_last_seen_seconds")
+                .get_or_create(&vec![("replica".into(), peer.name.clone())])
+                .set(peer.seen_ago.as_secs_f64());
         }
     }
     // Process-wide, like the subscriber that counts it: 0 when this process never set up

@@ -372,6 +372,41 @@ impl FleetApi for QueryService {
         Ok(Response::new(pb::ListReceiversResponse { receivers }))
     }
 
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let view = self.notify.ha_view();
+        let single = view.role == crate::ha::Role::Single;
+        let alerts = self.fleet.alerts();
+        Ok(Response::new(pb::StatusResponse {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            state_backend: if single { "sqlite" } else { "postgres" }.to_owned(),
+            replica: view.replica.clone(),
+            role: view.role.as_str().to_owned(),
+            lease_epoch: match view.role {
+                crate::ha::Role::Sender { epoch, .. } => epoch,
+                _ => 0,
+            },
+            peers: view
+                .peers
+                .iter()
+                .map(|p| pb::ReplicaPeer {
+                    name: p.name.clone(),
+                    role: p.role.clone(),
+                    last_seen_ago: Some(flumewatch_proto::model::time::duration(p.seen_ago)),
+                    missing: p.seen_ago > view.peer_missing_after,
+                })
+                .collect(),
+            warnings: view.warnings(),
+            agents: self.fleet.agent_count() as u32,
+            firing_alerts: alerts
+                .iter()
+                .filter(|a| a.status == crate::alert::AlertStatus::Firing)
+                .count() as u32,
+        }))
+    }
+
     async fn list_notifications(
         &self,
         request: Request<pb::ListNotificationsRequest>,

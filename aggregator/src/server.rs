@@ -18,7 +18,8 @@ use crate::http::HttpState;
 use crate::ingest::{IngestCounters, IngestService};
 use crate::notify::config::NotifyConfig;
 use crate::notify::firing::FiringLog;
-use crate::notify::store::Store;
+use crate::notify::store::postgres::Pg;
+use crate::notify::store::{Store, StoreError};
 use crate::notify::{Notifier, NotifyHandle};
 use crate::query::QueryService;
 use crate::reload::{ConfigSource, Reloader};
@@ -63,6 +64,8 @@ pub struct Aggregator {
     store: Store,
     /// Loaded at bind, so alerts firing at the last stop are known before anything is judged.
     firing: FiringLog,
+    /// A replica's role, published by its lease keeper.
+    ha: Option<watch::Sender<crate::ha::HaView>>,
     notify: NotifyHandle,
     counters: Arc<IngestCounters>,
     config: Config,
@@ -78,26 +81,61 @@ impl Aggregator {
             Some(addr) => Some(listen(addr).map_err(|source| RunError::Bind { addr, source })?),
             None => None,
         };
-        let store = Store::open(&config.state_dir)?;
+        let store = match &config.replication {
+            None => Store::open(&config.state_dir)?,
+            Some(replication) => Store::shared(Pg::new(replication.database.clone())),
+        };
+        // A replica starts even while PostgreSQL is away: it ingests and judges meanwhile, and
+        // the shared state is read once the database answers.
+        let tolerate = |e: StoreError| -> Result<(), StoreError> {
+            match config.replication {
+                Some(_) => {
+                    tracing::error!(error = %e, "shared state database not readable at start; continuing without it");
+                    Ok(())
+                }
+                None => Err(e),
+            }
+        };
         let keep_since = std::time::SystemTime::now()
             .checked_sub(config.notify.history_retention)
             .unwrap_or(std::time::UNIX_EPOCH);
-        store.prune_history(keep_since)?;
+        store
+            .prune_history(keep_since)
+            .map(drop)
+            .or_else(tolerate)?;
         let notify_config = Arc::new(watch::Sender::new(config.notify.clone()));
         let fleet = Fleet::new(config.history, config.rules.clone(), config.language);
         // The fleet as last known: a sidecar that does not come back is missed, not forgotten.
-        fleet.remember(store.known_sidecars()?, crate::fleet::Now::current());
+        match store.known_sidecars() {
+            Ok(known) => fleet.remember(known, crate::fleet::Now::current()),
+            Err(e) => tolerate(e)?,
+        }
         // Before anything is judged: alerts firing at the last stop resume instead of restarting.
-        let firing = FiringLog::load(&store, &fleet)?;
+        let firing = match FiringLog::load(&store, &fleet) {
+            Ok(firing) => firing,
+            Err(e) => {
+                tolerate(e)?;
+                FiringLog::empty()
+            }
+        };
+        let ha = config
+            .replication
+            .as_ref()
+            .map(|r| watch::Sender::new(crate::ha::starting_view(&r.ha)));
+        let mut notify = NotifyHandle::new(Some(store.clone()));
+        if let Some(view) = &ha {
+            notify = notify.with_ha(view.subscribe());
+        }
         Ok(Self {
             reloader: Reloader::new(None, fleet.clone(), notify_config.clone()),
             notify_config,
             listener,
             http_listener,
             fleet,
-            notify: NotifyHandle::new(Some(store.clone())),
+            notify,
             store,
             firing,
+            ha,
             counters: Arc::default(),
             config,
         })
@@ -187,6 +225,24 @@ impl Aggregator {
             self.firing,
         )?;
         let notifier = Some(tokio::spawn(notifier.run(streams_stop.clone())));
+        // The lease is given up only after the notifier stopped: no send can start after it.
+        let lease_stop = CancellationToken::new();
+        let lease_keeper = match (
+            &self.config.replication,
+            self.ha.clone(),
+            self.store.postgres(),
+        ) {
+            (Some(replication), Some(view), Some(pg)) => {
+                tracing::info!(replica = %replication.ha.replica, failover = ?replication.ha.failover, "replica: sending only while holding the lease");
+                Some(tokio::spawn(crate::ha::keep_lease(
+                    pg.another(),
+                    replication.ha.clone(),
+                    view,
+                    lease_stop.clone(),
+                )))
+            }
+            _ => None,
+        };
         tracing::info!(%addr, state_dir = %self.config.state_dir.display(), "aggregator listening");
 
         let http_state = Arc::new(HttpState {
@@ -305,6 +361,10 @@ impl Aggregator {
         let _ = ticker.await;
         if let Some(notifier) = notifier {
             let _ = notifier.await;
+        }
+        lease_stop.cancel();
+        if let Some(keeper) = lease_keeper {
+            let _ = keeper.await;
         }
         if let Some(http) = http {
             let _ = http.await;

@@ -39,6 +39,30 @@ pub struct Cli {
     /// [default: /var/lib/flumewatch].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// PostgreSQL shared with other aggregator replicas (postgres://USER@HOST:PORT/DB):
+    /// silences, notification log, outbox and history live there, and one replica at a time
+    /// sends. The password comes from --state-password-file or FLUMEWATCH_STATE_PASSWORD.
+    /// Without it, one aggregator keeps its state in SQLite under --state-dir.
+    #[arg(long, value_name = "URL")]
+    pub state_url: Option<String>,
+    /// File holding the PostgreSQL password (one line).
+    #[arg(long, value_name = "FILE")]
+    pub state_password_file: Option<PathBuf>,
+    /// The PostgreSQL password, from the environment only.
+    #[arg(
+        long = "state-password",
+        hide = true,
+        env = "FLUMEWATCH_STATE_PASSWORD",
+        hide_env_values = true
+    )]
+    pub state_password: Option<String>,
+    /// This replica's name in the sender lease and Fleet/Status [default: the host name].
+    #[arg(long, value_name = "NAME")]
+    pub replica_name: Option<String>,
+    /// With --state-url: most time from the sender replica's death to the other one sending
+    /// [default: 15s; the lease lasts two thirds of it].
+    #[arg(long, value_name = "DURATION")]
+    pub failover: Option<String>,
     /// Recent snapshots kept per agent for GetAgent's history; its rates are worked out from
     /// the two newest good ones, so 0 or 1 gives none [default: 10].
     #[arg(long, value_name = "N")]
@@ -169,6 +193,11 @@ impl Cli {
             log_format: _,
             log_level: _,
             state_dir,
+            state_url,
+            state_password_file,
+            state_password,
+            replica_name,
+            failover,
             history,
             ack_every,
             ack_delay,
@@ -198,6 +227,11 @@ impl Cli {
             grpc_listen: grpc_listen.or(file.grpc_listen),
             http_listen: http_listen.or(file.http_listen),
             state_dir: state_dir.or(file.state_dir),
+            state_url: state_url.or(file.state_url),
+            state_password_file: state_password_file.or(file.state_password_file),
+            state_password,
+            replica_name: replica_name.or(file.replica_name),
+            failover: failover.or(file.failover),
             history: history.or(file.history),
             ack_every: ack_every.or(file.ack_every),
             ack_delay: ack_delay.or(file.ack_delay),

@@ -14,6 +14,10 @@ pub struct FileConfig {
     pub grpc_listen: Option<String>,
     pub http_listen: Option<String>,
     pub state_dir: Option<PathBuf>,
+    pub state_url: Option<String>,
+    pub state_password_file: Option<PathBuf>,
+    pub replica_name: Option<String>,
+    pub failover: Option<String>,
     pub history: Option<usize>,
     pub ack_every: Option<u32>,
     pub ack_delay: Option<String>,
@@ -38,6 +42,9 @@ pub struct FileConfig {
     /// From the command line or FLUMEWATCH_QUERY_TOKEN only (never in a config file).
     #[serde(skip)]
     pub query_token: Option<String>,
+    /// From FLUMEWATCH_STATE_PASSWORD only.
+    #[serde(skip)]
+    pub state_password: Option<String>,
     /// From the command line only.
     #[serde(skip)]
     pub flags: NotifyFlags,

@@ -9,6 +9,7 @@
 
 mod cli;
 mod file;
+pub mod replication;
 mod secrets;
 mod validate;
 
@@ -53,6 +54,8 @@ pub struct Config {
     /// None: no HTTP port.
     pub http_listen: Option<SocketAddr>,
     pub state_dir: PathBuf,
+    /// Shared state in PostgreSQL, with other replicas (`None`: SQLite in `state_dir`).
+    pub replication: Option<replication::Replication>,
     pub history: usize,
     pub acks: AckPolicy,
     pub shutdown_grace: Duration,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::replication::RawReplication;
 use super::secrets::{SecretFiles, Secrets};
 use super::{
     invalid, AckPolicy, Config, ConfigError, FileConfig, DEFAULT_GRPC_LISTEN, DEFAULT_STATE_DIR,
@@ -36,7 +37,16 @@ impl FileConfig {
         let state_dir = self
             .state_dir
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        if probe_state_dir {
+        let replication = RawReplication {
+            state_url: self.state_url,
+            state_password_file: self.state_password_file,
+            state_password: self.state_password,
+            replica_name: self.replica_name,
+            failover: self.failover,
+        }
+        .validate()?;
+        // Replicas keep nothing on local disk.
+        if probe_state_dir && replication.is_none() {
             check_state_dir(&state_dir)?;
         }
         let history = self.history.unwrap_or(10);
@@ -109,6 +119,7 @@ impl FileConfig {
             grpc_listen,
             http_listen,
             state_dir,
+            replication,
             history,
             acks: AckPolicy {
                 every: ack_every,

@@ -50,6 +50,11 @@ impl Fleet {
             .collect()
     }
 
+    /// How many agents the fleet holds.
+    pub fn agent_count(&self) -> usize {
+        self.lock().agents.len()
+    }
+
     /// One agent; with `agent` empty, the host's only agent.
     pub fn agent(&self, host: &str, agent: &str) -> Result<AgentView, LookupError> {
         let state = self.lock();

@@ -43,6 +43,16 @@ impl FiringLog {
         })
     }
 
+    /// Nothing known from before the start (a replica whose database is away at start).
+    pub fn empty() -> Self {
+        Self {
+            persisted: HashMap::new(),
+            started: Instant::now(),
+            behind: false,
+            swept: true,
+        }
+    }
+
     /// When alerts from before the start stop being waited for.
     fn window_end(&self) -> Instant {
         self.started + RESTORE_WINDOW

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use tokio::sync::watch;
+
 use super::mute::Silence;
 use super::store::history::{HistoryFilter, Notification};
 use super::store::{self, Store};
+use crate::ha::HaView;
 
 /// What a receiver has done, for status queries.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -37,6 +40,8 @@ pub struct Shared {
 pub struct NotifyHandle {
     shared: Arc<Mutex<Shared>>,
     store: Option<Store>,
+    /// This replica's role, from the lease keeper (`None`: a single aggregator).
+    ha: Option<watch::Receiver<HaView>>,
 }
 
 impl NotifyHandle {
@@ -51,7 +56,35 @@ impl NotifyHandle {
                 receivers: Vec::new(),
             })),
             store,
+            ha: None,
         }
+    }
+
+    /// A replica: its role comes from the lease keeper's view.
+    pub fn with_ha(mut self, view: watch::Receiver<HaView>) -> Self {
+        self.ha = Some(view);
+        self
+    }
+
+    /// This replica's role and peers now.
+    pub fn ha_view(&self) -> HaView {
+        self.ha
+            .as_ref()
+            .map_or_else(HaView::single, |view| view.borrow().clone())
+    }
+
+    /// The lease keeper's view, to wait on (a replica only).
+    pub(super) fn ha_changes(&self) -> Option<watch::Receiver<HaView>> {
+        self.ha.clone()
+    }
+
+    /// Replaces the silences with the shared store's (a replica's peer may have changed them).
+    pub(super) fn refresh_silences(&self) -> Result<(), store::StoreError> {
+        if let Some(store) = &self.store {
+            let silences = store.silences()?;
+            self.lock().silences = silences;
+        }
+        Ok(())
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Shared> {

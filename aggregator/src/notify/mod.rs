@@ -17,6 +17,7 @@ mod handle;
 pub mod heartbeat;
 mod outcome;
 mod receiver;
+mod replica;
 mod send;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use handle::{NotifyHandle, ReceiverStatus, Shared};
 
 use crate::alert::Alert;
 use crate::fleet::Fleet;
+use crate::ha::Permit;
 
 /// How soon to try again work that should already have happened: a send whose outbox write
 /// failed, or a firing-state write that failed.
@@ -113,7 +115,15 @@ impl Notifier {
         let mut log: HashMap<LogKey, LogEntry> =
             self.store.nflog().unwrap_or_default().into_iter().collect();
         let mut states = self.regroup(&[], Vec::new());
-        match self.store.outbox() {
+        // A replica takes the shared outbox over only with the sender lease (see `replica`).
+        let mut ha = self.handle.ha_changes();
+        let mut term: Option<i64> = None;
+        let mut next_sync = Instant::now();
+        let outbox = match ha {
+            Some(_) => Ok(Vec::new()),
+            None => self.store.outbox(),
+        };
+        match outbox {
             Ok(rows) => {
                 for row in rows {
                     match self
@@ -147,6 +157,31 @@ impl Notifier {
         loop {
             let now = Instant::now();
             let wall = SystemTime::now();
+            let permit = match &ha {
+                None => Permit::Single,
+                Some(view) => {
+                    let view = view.borrow().clone();
+                    let epoch = view.role.permit(now).flatten();
+                    if epoch != term {
+                        term = self.change_term(epoch, &mut states, &mut log, &mut dispatcher, now);
+                        stale = true;
+                    }
+                    if now >= next_sync {
+                        self.sync_shared(&mut states, &mut log, &mut dispatcher, term.is_some());
+                        next_sync = now + replica::SYNC_EVERY;
+                    }
+                    match (term, view.role) {
+                        (Some(t), crate::ha::Role::Sender { epoch, valid_until }) if t == epoch => {
+                            Permit::Lease {
+                                replica: view.replica,
+                                epoch,
+                                valid_until,
+                            }
+                        }
+                        _ => Permit::Withheld,
+                    }
+                }
+            };
             if stale {
                 // Agents that left the fleet: every receiver hears it once.
                 for retired in self.fleet.take_announcements() {
@@ -164,7 +199,7 @@ impl Notifier {
             }
             self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
             self.heartbeats(&alerts, &mut states, wall);
-            self.send(&mut states, &results_tx, &log, now, wall);
+            self.send(&mut states, &results_tx, &log, &permit, now, wall);
 
             let now = Instant::now();
             let next_heartbeat = states
@@ -177,6 +212,11 @@ impl Notifier {
                 self.next_send_at(&states, now),
                 self.firing.wake_at(now),
                 next_heartbeat,
+                ha.is_some().then_some(next_sync),
+                match &permit {
+                    Permit::Lease { valid_until, .. } => Some(*valid_until),
+                    _ => None,
+                },
             ]
             .into_iter()
             .flatten()
@@ -190,6 +230,12 @@ impl Notifier {
                     self.finish(done, &mut states, &mut log, &mut dispatcher);
                 }
                 _ = alerts_changed.notified() => stale = true,
+                Some(Ok(())) = async {
+                    match ha.as_mut() {
+                        Some(view) => Some(view.changed().await),
+                        None => None,
+                    }
+                } => {}
                 Ok(()) = updates.changed() => {
                     let old_names: Vec<String> = self
                         .config

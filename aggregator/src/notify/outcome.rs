@@ -59,6 +59,13 @@ impl Notifier {
                 log.retain(|_, e| e.sent_at.is_some_and(|at| at >= forget_before));
                 if let Err(e) = self.store.delivered(&outgoing.row, &entries, forget_before) {
                     tracing::error!(error = %e, "delivered, but the notification log could not be written");
+                    if self.store.postgres().is_some() {
+                        state.unrecorded.push(super::receiver::Unrecorded {
+                            row: outgoing.row.clone(),
+                            entries: entries.clone(),
+                            forget_before,
+                        });
+                    }
                 }
                 for ((key, firing, resolved), (_, entry)) in outgoing.row.groups.iter().zip(entries)
                 {

@@ -40,8 +40,17 @@ impl ReceiverState {
             paused_until: None,
             notes: Vec::new(),
             next_heartbeat: None,
+            unrecorded: Vec::new(),
         }
     }
+}
+
+/// A delivery whose notification-log write failed (the shared database was away): written
+/// again until it sticks, before this replica takes the sender role again.
+pub(super) struct Unrecorded {
+    pub(super) row: OutboxRow,
+    pub(super) entries: Vec<(String, super::dispatch::LogEntry)>,
+    pub(super) forget_before: std::time::SystemTime,
 }
 
 pub(super) struct ReceiverState {
@@ -57,6 +66,8 @@ pub(super) struct ReceiverState {
     pub(super) notes: Vec<String>,
     /// When the daily heartbeat goes next (receivers that have one).
     pub(super) next_heartbeat: Option<std::time::SystemTime>,
+    /// Replicas: deliveries not yet in the shared notification log.
+    pub(super) unrecorded: Vec<Unrecorded>,
 }
 
 impl ReceiverState {

@@ -13,10 +13,12 @@ use super::dingtalk::message::{self, GroupNotice};
 use super::dispatch::{self, LogEntry};
 use super::receiver::{Outgoing, ReceiverState, SendResult};
 use super::store::history::NotifiedAlert;
+use super::store::postgres::Claim;
 use super::store::LogKey;
 use super::store::{GroupFingerprints, NewMessage};
-use super::Notifier;
+use super::{Notifier, RETRY_STALLED};
 use crate::alert::AlertStatus;
+use crate::ha::Permit;
 
 impl Notifier {
     /// Commits a message to the outbox (and the history), due at `now`.
@@ -39,12 +41,15 @@ impl Notifier {
         Ok(())
     }
 
-    /// Starts a send for every receiver that may send now.
+    /// Starts a send for every receiver that may send now. A replica that is not the sender
+    /// (`permit` withheld) forgets what its groups would say: the sender says it, and the
+    /// shared notification log tells this one what was said.
     pub(super) fn send(
         &self,
         states: &mut [ReceiverState],
         results: &mpsc::Sender<SendResult>,
         log: &HashMap<LogKey, LogEntry>,
+        permit: &Permit,
         now: Instant,
         wall: SystemTime,
     ) {
@@ -60,6 +65,11 @@ impl Notifier {
             let held = state
                 .held_until(self.config.rate_limit_per_minute as usize)
                 .is_some_and(|until| now < until);
+            if *permit == Permit::Withheld {
+                state.pending.clear();
+                state.notes.clear();
+                continue;
+            }
             if state.in_flight || held {
                 continue;
             }
@@ -115,17 +125,25 @@ impl Notifier {
                     state.notes.splice(0..0, notes);
                 }
             }
-            let Some(next) = state.outbox.front() else {
+            let Some(next) = state.outbox.front_mut() else {
                 continue;
             };
             if next.not_before > now {
                 continue;
             }
+            match self.may_post(next, permit, receiver.send_timeout, now) {
+                Posting::Go => {}
+                Posting::Later => {
+                    next.not_before = now + RETRY_STALLED;
+                    continue;
+                }
+                Posting::Gone => {
+                    state.outbox.pop_front();
+                    continue;
+                }
+            }
             state.in_flight = true;
             state.recent.push_back(now);
-            if let Err(e) = self.store.attempt_started(&next.row.msg_uuid) {
-                tracing::warn!(error = %e, "cannot count the attempt in the notification history");
-            }
             let (http, robot, body, results, name, timeout) = (
                 self.http.clone(),
                 receiver.robot.clone(),
@@ -150,6 +168,56 @@ impl Notifier {
         let mut shared = self.handle.lock();
         for (status, state) in shared.receivers.iter_mut().zip(states.iter()) {
             status.queued = (state.outbox.len() + usize::from(state.has_news())) as u64;
+        }
+    }
+}
+
+/// Whether the next message of a receiver may be POSTed now.
+enum Posting {
+    Go,
+    Later,
+    /// No longer in the shared outbox: delivered (or dropped) by another sender.
+    Gone,
+}
+
+impl Notifier {
+    /// A single aggregator counts the attempt and sends. A replica first claims the message
+    /// under its lease (see [`Pg::claim`](super::store::postgres::Pg::claim)); while the
+    /// database is away it sends from its own queue only if its term outlasts the whole POST,
+    /// so no successor can start the same message meanwhile.
+    fn may_post(
+        &self,
+        next: &Outgoing,
+        permit: &Permit,
+        send_timeout: Duration,
+        now: Instant,
+    ) -> Posting {
+        let (
+            Permit::Lease {
+                replica,
+                epoch,
+                valid_until,
+            },
+            Some(pg),
+        ) = (permit, self.store.postgres())
+        else {
+            if let Err(e) = self.store.attempt_started(&next.row.msg_uuid) {
+                tracing::warn!(error = %e, "cannot count the attempt in the notification history");
+            }
+            return Posting::Go;
+        };
+        match pg.claim(&next.row, replica, *epoch, send_timeout) {
+            Ok(Claim::Granted) => Posting::Go,
+            Ok(Claim::Wait | Claim::Refused) => Posting::Later,
+            Ok(Claim::Gone) => Posting::Gone,
+            Err(e) if valid_until.saturating_duration_since(now) > send_timeout => {
+                tracing::warn!(error = %e, "state database away: sending from the local queue under a valid lease");
+                Posting::Go
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot claim a message, and the lease may run out during a POST: waiting");
+                Posting::Later
+            }
         }
     }
 }

@@ -1,6 +1,8 @@
-//! Durable notification state in SQLite under `--state-dir`: silences, the notification log,
-//! the outbox of messages not yet delivered (each under its msgUuid) and the history of what
-//! was sent ([`history`]). Small synchronous writes behind a mutex.
+//! Durable notification state: silences, the notification log, the outbox of messages not yet
+//! delivered (each under its msgUuid) and the history of what was sent ([`history`]). In SQLite
+//! under `--state-dir` (one aggregator), or in PostgreSQL under `--state-url` ([`postgres`]),
+//! shared by replicas. Small synchronous writes: SQLite behind a mutex, PostgreSQL on one
+//! connection with short timeouts.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -17,6 +19,8 @@ use history::{NewEntry, NotifiedAlert, Outcome};
 
 pub mod history;
 mod known;
+pub mod postgres;
+mod postgres_history;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -25,6 +29,11 @@ pub enum StoreError {
     /// No msgUuid could be made for a message.
     #[error("state database: {0}")]
     Random(#[from] NoRandomness),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] ::postgres::Error),
+    /// PostgreSQL cannot be reached just now (retryable: the next call tries again).
+    #[error("PostgreSQL unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// A firing alert as the state database keeps it: fingerprint, active since, firing since,
@@ -63,29 +72,49 @@ pub struct NewMessage<'a> {
 
 #[derive(Clone)]
 pub struct Store {
-    db: Arc<Mutex<Connection>>,
+    backend: Backend,
 }
 
-fn ms(t: SystemTime) -> i64 {
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<Connection>>),
+    Postgres(Arc<postgres::Pg>),
+}
+
+pub(super) fn ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn time(ms: i64) -> SystemTime {
+pub(super) fn time(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
 }
 
-fn fps(text: &str) -> BTreeSet<u64> {
+pub(super) fn fps(text: &str) -> BTreeSet<u64> {
     text.split(',')
         .filter_map(|s| u64::from_str_radix(s, 16).ok())
         .collect()
 }
 
-fn fps_text(set: &BTreeSet<u64>) -> String {
+pub(super) fn fps_text(set: &BTreeSet<u64>) -> String {
     set.iter()
         .map(|f| format!("{f:016x}"))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The outbox's `groups` column: one line per group, key, firing and resolved tab-separated.
+pub(super) fn parse_groups(text: &str) -> Vec<GroupFingerprints> {
+    text.lines()
+        .filter_map(|l| {
+            let mut parts = l.split('\t');
+            Some((
+                parts.next()?.to_owned(),
+                fps(parts.next()?),
+                fps(parts.next()?),
+            ))
+        })
+        .collect()
 }
 
 /// Adds a column a state directory from an older version lacks.
@@ -149,12 +178,32 @@ impl Store {
         stamp_old_messages(&db)?;
         history::create_tables(&db)?;
         Ok(Self {
-            db: Arc::new(Mutex::new(db)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(db))),
         })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|e| e.into_inner())
+    /// The state shared by replicas in PostgreSQL. Connects lazily: an unreachable server
+    /// delays notifications, never the start (the schema is made at the first connection).
+    pub fn shared(pg: postgres::Pg) -> Self {
+        Self {
+            backend: Backend::Postgres(Arc::new(pg)),
+        }
+    }
+
+    /// The PostgreSQL backend, when the state is shared by replicas.
+    pub fn postgres(&self) -> Option<&postgres::Pg> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// SQLite's connection, or the PostgreSQL backend to hand the call to.
+    fn db(&self) -> Result<std::sync::MutexGuard<'_, Connection>, &postgres::Pg> {
+        match &self.backend {
+            Backend::Sqlite(db) => Ok(db.lock().unwrap_or_else(|e| e.into_inner())),
+            Backend::Postgres(pg) => Err(pg),
+        }
     }
 
     pub fn save_silence(&self, s: &Silence) -> Result<(), StoreError> {
@@ -164,7 +213,11 @@ impl Store {
             .map(|m| m.to_string())
             .collect::<Vec<_>>()
             .join("\n");
-        self.db().execute(
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.save_silence(s, &matchers),
+        };
+        db.execute(
             "INSERT OR REPLACE INTO silences VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
                 s.id,
@@ -180,7 +233,10 @@ impl Store {
     }
 
     pub fn silences(&self) -> Result<Vec<Silence>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.silences(),
+        };
         let mut stmt = db.prepare("SELECT id, matchers, starts_at, ends_at, creator, comment, created_at FROM silences ORDER BY created_at")?;
         let rows = stmt.query_map([], |r| {
             let matchers: String = r.get(1)?;
@@ -201,7 +257,10 @@ impl Store {
     }
 
     pub fn nflog(&self) -> Result<Vec<(LogKey, LogEntry)>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.nflog(),
+        };
         let mut stmt = db.prepare(
             "SELECT receiver, group_key, firing, resolved, sent_at, reminders FROM nflog",
         )?;
@@ -238,7 +297,12 @@ impl Store {
             .map(|(k, f, r)| format!("{k}\t{}\t{}", fps_text(f), fps_text(r)))
             .collect::<Vec<_>>()
             .join("\n");
-        let mut db = self.db();
+        let mut db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => {
+                return pg.queue(&message, &body, &groups, &msg_uuid, now, keep_since);
+            }
+        };
         let tx = db.transaction()?;
         tx.execute(
             "INSERT INTO outbox (receiver, body, groups, created_at, msg_uuid) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -269,7 +333,10 @@ impl Store {
     }
 
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.outbox(),
+        };
         let mut stmt =
             db.prepare("SELECT id, receiver, body, groups, msg_uuid FROM outbox ORDER BY id")?;
         let rows = stmt.query_map([], |r| {
@@ -278,17 +345,7 @@ impl Store {
                 id: r.get(0)?,
                 receiver: r.get(1)?,
                 body: r.get(2)?,
-                groups: groups
-                    .lines()
-                    .filter_map(|l| {
-                        let mut parts = l.split('\t');
-                        Some((
-                            parts.next()?.to_owned(),
-                            fps(parts.next()?),
-                            fps(parts.next()?),
-                        ))
-                    })
-                    .collect(),
+                groups: parse_groups(&groups),
                 msg_uuid: r.get(4)?,
             })
         })?;
@@ -304,7 +361,10 @@ impl Store {
         entries: &[(String, LogEntry)],
         forget_before: SystemTime,
     ) -> Result<(), StoreError> {
-        let mut db = self.db();
+        let mut db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.delivered(row, entries, forget_before),
+        };
         let tx = db.transaction()?;
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
         tx.execute(
@@ -332,7 +392,10 @@ impl Store {
 
     /// Alerts firing at the last stop: (fingerprint, active since, firing since).
     pub fn firing(&self) -> Result<Vec<FiringRow>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.firing(),
+        };
         let mut stmt =
             db.prepare("SELECT fingerprint, active_since, firing_since, place FROM firing")?;
         let rows = stmt.query_map([], |r| {
@@ -349,7 +412,10 @@ impl Store {
 
     /// Records alerts that started firing and forgets those that stopped, in one transaction.
     pub fn sync_firing(&self, started: &[FiringRow], stopped: &[u64]) -> Result<(), StoreError> {
-        let mut db = self.db();
+        let mut db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.sync_firing(started, stopped),
+        };
         let tx = db.transaction()?;
         for (fp, active, fired, place) in started {
             tx.execute(
@@ -371,7 +437,10 @@ impl Store {
     /// A message can never be delivered (permanent DingTalk error): drop it, and say why in
     /// its history row.
     pub fn discard(&self, row: &OutboxRow, errcode: i64, errmsg: &str) -> Result<(), StoreError> {
-        let mut db = self.db();
+        let mut db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.discard(row, errcode, errmsg),
+        };
         let tx = db.transaction()?;
         tx.execute("DELETE FROM outbox WHERE id = ?1", params![row.id])?;
         history::record(

@@ -8,6 +8,7 @@ pub mod fake_flume;
 pub mod fixtures;
 pub mod metrics;
 pub mod output;
+pub mod postgres;
 pub mod rules;
 pub mod snapshot;
 pub mod temp;

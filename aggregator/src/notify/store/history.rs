@@ -33,7 +33,7 @@ impl DeliveryState {
         }
     }
 
-    fn parse(text: &str) -> Self {
+    pub(super) fn parse(text: &str) -> Self {
         match text {
             "sent" => DeliveryState::Sent,
             "dropped" => DeliveryState::Dropped,
@@ -127,11 +127,11 @@ pub(super) struct NewEntry<'a> {
     pub created_at: SystemTime,
 }
 
-fn fingerprint_text(fp: u64) -> String {
+pub(super) fn fingerprint_text(fp: u64) -> String {
     format!("{fp:016x}")
 }
 
-fn status_text(status: AlertStatus) -> &'static str {
+pub(super) fn status_text(status: AlertStatus) -> &'static str {
     match status {
         AlertStatus::Firing => "firing",
         AlertStatus::Resolved => "resolved",
@@ -139,7 +139,7 @@ fn status_text(status: AlertStatus) -> &'static str {
     }
 }
 
-fn status(text: &str) -> AlertStatus {
+pub(super) fn status(text: &str) -> AlertStatus {
     match text {
         "firing" => AlertStatus::Firing,
         "resolved" => AlertStatus::Resolved,
@@ -234,8 +234,11 @@ impl Store {
     /// A POST of this message starts. Counted before the answer, so a resend after a crash
     /// that lost the answer still shows as a second attempt.
     pub fn attempt_started(&self, msg_uuid: &str) -> Result<(), StoreError> {
-        self.db()
-            .prepare_cached("UPDATE notifications SET attempts = attempts + 1 WHERE msg_uuid = ?1")?
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.attempt_started(msg_uuid),
+        };
+        db.prepare_cached("UPDATE notifications SET attempts = attempts + 1 WHERE msg_uuid = ?1")?
             .execute(params![msg_uuid])?;
         Ok(())
     }
@@ -247,8 +250,12 @@ impl Store {
         errcode: i64,
         errmsg: &str,
     ) -> Result<(), StoreError> {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.attempt_failed(msg_uuid, errcode, errmsg),
+        };
         record(
-            &self.db(),
+            &db,
             msg_uuid,
             Outcome::Failed { errcode, errmsg },
             SystemTime::now(),
@@ -258,12 +265,18 @@ impl Store {
 
     /// Forgets messages created before `keep_since`; how many.
     pub fn prune_history(&self, keep_since: SystemTime) -> Result<usize, StoreError> {
-        Ok(prune(&self.db(), keep_since)?)
+        match self.db() {
+            Ok(db) => Ok(prune(&db, keep_since)?),
+            Err(pg) => pg.prune_history(keep_since),
+        }
     }
 
     /// The newest messages matching `filter` (at most [`MAX_LIST`]), oldest first.
     pub fn notifications(&self, filter: &HistoryFilter) -> Result<Vec<Notification>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.notifications(filter),
+        };
         let mut messages = db.prepare_cached(
             "SELECT id, receiver, created_at, sent_at, reason, msg_uuid, title, body_bytes, attempts,
                     last_errcode, last_errmsg, state

@@ -17,7 +17,10 @@ pub(super) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS known_sidecars (host
 impl Store {
     /// Replaces what is remembered with `fleet`, in one transaction.
     pub fn remember_sidecars(&self, fleet: &[Hello]) -> Result<(), StoreError> {
-        let mut db = self.db();
+        let mut db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.remember_sidecars(fleet),
+        };
         let tx = db.transaction()?;
         tx.execute("DELETE FROM known_sidecars", [])?;
         for hello in fleet {
@@ -39,7 +42,10 @@ impl Store {
 
     /// The sidecars remembered at the last stop.
     pub fn known_sidecars(&self) -> Result<Vec<Hello>, StoreError> {
-        let db = self.db();
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(pg) => return pg.known_sidecars(),
+        };
         let mut stmt = db.prepare(
             "SELECT host, instance_id, agents, labels, poll_interval_ms, version FROM known_sidecars ORDER BY host",
         )?;
