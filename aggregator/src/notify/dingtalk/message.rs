@@ -202,12 +202,13 @@ pub fn render(
         at_user_ids: pick(&style.at_user_ids),
         is_at_all: style.at_all_on_critical && top == Some(Severity::Critical),
     };
-    // Fit: show at most `cap` alert lines per group section, the rest counted.
-    let total_lines = groups
+    // Fit: show at most `cap` alert lines per section, the rest counted. The resolved and
+    // still-firing sections gather every group's lines, so the start is all of them: one
+    // group's count would cut a message of several one-alert groups to a single line.
+    let total_lines: usize = groups
         .iter()
-        .map(|g| g.firing.len().max(g.resolved.len()))
-        .max()
-        .unwrap_or(0);
+        .map(|g| g.firing.len() + g.resolved.len() + g.notified.len())
+        .sum();
     let mut cap = total_lines;
     // Every line is rendered once; only fitting them repeats.
     let prepared = sections::prepare(groups, &words, now);

@@ -510,3 +510,27 @@ fn a_backslash_cannot_undo_the_escaping() {
         m.text
     );
 }
+
+/// One alert per group (`group_by = ["..."]`), several groups in one message: the resolved
+/// section gathers them all, and every one is shown when they fit.
+#[test]
+fn several_one_alert_groups_show_every_resolved_line() {
+    let groups: Vec<GroupNotice> = ["bj-flume-01", "bj-flume-02", "bj-flume-03"]
+        .iter()
+        .map(|h| {
+            group(
+                Vec::new(),
+                vec![alert(h, Severity::Warning, AlertStatus::Resolved)],
+            )
+        })
+        .collect();
+    let m = render_alerts(&groups, &Style::default(), at(60));
+    assert_eq!(m.omitted, 0, "{}", m.text);
+    for host in ["bj-flume-01", "bj-flume-02", "bj-flume-03"] {
+        assert!(
+            m.text.contains(&format!("**{host}**")),
+            "{host}:\n{}",
+            m.text
+        );
+    }
+}
