@@ -61,6 +61,7 @@ impl AggregatorHandle {
             grpc_listen: addr,
             http_listen: Some("127.0.0.1:0".parse().expect("literal")),
             state_dir: state.path().to_owned(),
+            replication: None,
             history: 1000,
             acks: Default::default(),
             shutdown_grace: Duration::from_secs(5),

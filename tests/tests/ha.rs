@@ -1,0 +1,674 @@
+//! Two aggregator binaries on one real PostgreSQL (a throwaway cluster from Debian's
+//! packages), real sidecars reporting to both, and the signature-checking robot: every
+//! message once, the same alerts a single aggregator tells, a SIGKILLed sender replaced
+//! within the failover bound, silences shared, and a 60-second database outage survived.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use flumewatch_e2e::*;
+use flumewatch_proto::v1 as pb;
+use flumewatch_proto::v1::fleet_client::FleetClient;
+use flumewatch_testkit::fake_dingtalk::FakeDingTalk;
+use flumewatch_testkit::postgres::PgCluster;
+use flumewatch_testkit::rules::FILLING_ONLY;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+const SECRET: &str = "SEChareplicas0123456789";
+
+/// Per-alert groups: each alert is told firing once and resolved once, whoever sends, so two
+/// runs can be compared alert by alert whatever their timing.
+fn notify_toml(webhook: &str) -> String {
+    format!(
+        "[notify]\ngroup_by = [\"...\"]\ngroup_wait = \"2s\"\ngroup_interval = \"5s\"\n\
+         repeat_interval = \"1h\"\n\
+         [[receivers]]\nname = \"ops\"\nwebhook = {webhook:?}\nsecret = {SECRET:?}\n"
+    )
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+}
+
+/// One aggregator binary, replica `name`, its log in a file (a pipe nobody reads could stall
+/// it). Killed on drop.
+struct Replica {
+    name: String,
+    grpc: SocketAddr,
+    http: SocketAddr,
+    child: Option<Child>,
+    log: PathBuf,
+    config: PathBuf,
+}
+
+impl Replica {
+    fn spawn(name: &str, dir: &TempDir, database: &str, notify: &str) -> Self {
+        let grpc = free_addr();
+        let http = free_addr();
+        let rules = dir.write(format!("{name}-rules.toml"), FILLING_ONLY);
+        let config = dir.write(
+            format!("{name}.toml"),
+            format!(
+                "grpc_listen = \"{grpc}\"\nhttp_listen = \"{http}\"\nstate_url = {database:?}\n\
+                 replica_name = {name:?}\nrules = {:?}\nevaluation_interval = \"200ms\"\n{notify}",
+                rules.display().to_string()
+            ),
+        );
+        let mut replica = Self {
+            name: name.to_owned(),
+            grpc,
+            http,
+            child: None,
+            log: dir.path().join(format!("{name}.log")),
+            config,
+        };
+        replica.start();
+        replica
+    }
+
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let child = Command::new(workspace_binary("flumewatch-aggregator"))
+            .args([
+                "--config",
+                self.config.to_str().unwrap(),
+                "--log-format",
+                "json",
+            ])
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("aggregator starts");
+        self.child = Some(child);
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    async fn client(&self) -> FleetClient<Channel> {
+        let url = self.url();
+        wait_for(&format!("replica {} answering", self.name), || {
+            let url = url.clone();
+            async move { FleetClient::connect(url).await.ok() }
+        })
+        .await
+    }
+
+    async fn status(&self) -> Option<pb::StatusResponse> {
+        let mut client = FleetClient::connect(self.url()).await.ok()?;
+        Some(client.status(pb::StatusRequest {}).await.ok()?.into_inner())
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The log lines that say what the replica did with the lease and the database.
+    fn lease_story(&self) -> Vec<String> {
+        self.log_text()
+            .lines()
+            .filter(|l| {
+                [
+                    "sender",
+                    "lease",
+                    "PostgreSQL",
+                    "state database",
+                    "resuming",
+                ]
+                .iter()
+                .any(|w| l.contains(w))
+            })
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+                format!(
+                    "{} {}",
+                    v["timestamp"].as_str().unwrap_or(""),
+                    v["fields"]["message"].as_str().unwrap_or(l)
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!(
+                "--- replica {} log (last 60 lines, newest first):",
+                self.name
+            );
+            for line in tail {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// The replica that holds the sender role now, once exactly one does.
+async fn sender(replicas: &[&Replica]) -> usize {
+    wait_for("exactly one sender", || async {
+        let mut senders = Vec::new();
+        for (i, r) in replicas.iter().enumerate() {
+            if r.status().await.is_some_and(|s| s.role == "sender") {
+                senders.push(i);
+            }
+        }
+        (senders.len() == 1).then(|| senders[0])
+    })
+    .await
+}
+
+/// Hosts, each a simulated agent with a real sidecar reporting to every target.
+struct Hosts {
+    flumes: Vec<ScriptedFlume>,
+    sidecars: Vec<SidecarHandle>,
+    names: Vec<String>,
+}
+
+impl Hosts {
+    async fn start(count: usize, targets: &[String]) -> Self {
+        let mut hosts = Self {
+            flumes: Vec::new(),
+            sidecars: Vec::new(),
+            names: Vec::new(),
+        };
+        for i in 0..count {
+            let name = format!("bj-flume-{:02}", i + 1);
+            let flume = ScriptedFlume::start(flumewatch_testkit::fake_flume::Reply::Json(
+                body_with_fill(10),
+            ))
+            .await;
+            for target in targets {
+                let mut config = sidecar_config(
+                    target,
+                    &name,
+                    &[("a1", flume.url())],
+                    &[("cluster", "bj-log")],
+                );
+                config.interval = Some("500ms".into());
+                config.timeout = Some("400ms".into());
+                hosts.sidecars.push(SidecarHandle::start(config));
+            }
+            hosts.flumes.push(flume);
+            hosts.names.push(name);
+        }
+        hosts
+    }
+
+    fn fill(&self, host: usize, percent: u64) {
+        self.flumes[host].set(flumewatch_testkit::fake_flume::Reply::Json(body_with_fill(
+            percent,
+        )));
+    }
+
+    async fn stop(self) {
+        for sidecar in self.sidecars {
+            sidecar.stop().await;
+        }
+    }
+}
+
+/// Per alert (fingerprint) and status, how many delivered messages carried it.
+type Told = BTreeMap<(String, String), usize>;
+
+async fn told(client: &mut FleetClient<Channel>, hosts: &[String]) -> (Told, Vec<String>) {
+    let listed = client
+        .list_notifications(pb::ListNotificationsRequest {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .expect("notification history")
+        .into_inner()
+        .notifications;
+    let mut told = Told::new();
+    let mut uuids = Vec::new();
+    for n in listed
+        .iter()
+        .filter(|n| n.state == pb::NotificationState::Sent as i32)
+    {
+        uuids.push(n.msg_uuid.clone());
+        for a in &n.alerts {
+            *told
+                .entry((a.fingerprint.clone(), format!("{:?}", a.state())))
+                .or_default() += 1;
+        }
+    }
+    assert!(!hosts.is_empty());
+    (told, uuids)
+}
+
+/// The robot's messages: none twice (by msgUuid), and the text of each.
+fn delivered_once(robot: &FakeDingTalk) -> Vec<String> {
+    let received = robot.received();
+    let uuids: Vec<String> = received
+        .iter()
+        .map(|m| m.msg_uuid.clone().expect("every message has a msgUuid"))
+        .collect();
+    let unique: BTreeSet<&String> = uuids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        uuids.len(),
+        "a msgUuid delivered twice: {uuids:?}"
+    );
+    received.into_iter().map(|m| m.text).collect()
+}
+
+/// How many alert lines (the rule files here have one rule) of the messages name `host`, as firing (`resolved` false) or under
+/// a message's [已恢复] heading.
+fn lines_naming(texts: &[String], host: &str, resolved: bool) -> usize {
+    let mut count = 0;
+    for text in texts {
+        let mut in_resolved = false;
+        for line in text.lines() {
+            // "#### " opens a state's section ("##### " is a rule's heading within it).
+            if line.starts_with("#### ") {
+                in_resolved = line.contains("[已恢复]");
+            } else if line.starts_with("- ") && line.contains(&format!("**{host}**")) {
+                count += usize::from(in_resolved == resolved);
+            }
+        }
+    }
+    count
+}
+
+fn texts(robot: &FakeDingTalk) -> Vec<String> {
+    robot.received().into_iter().map(|m| m.text).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_tell_every_alert_once_and_the_same_as_a_single_aggregator() {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let dir = TempDir::new("ha-twins");
+    let robot = FakeDingTalk::start("tok-ha", Some(SECRET)).await.unwrap();
+    let single_robot = FakeDingTalk::start("tok-single", Some(SECRET))
+        .await
+        .unwrap();
+    let a = Replica::spawn(
+        "agg-a",
+        &dir,
+        &cluster.url(),
+        &notify_toml(&robot.webhook()),
+    );
+    let b = Replica::spawn(
+        "agg-b",
+        &dir,
+        &cluster.url(),
+        &notify_toml(&robot.webhook()),
+    );
+    let single_rules = dir.write("single-rules.toml", FILLING_ONLY);
+    let single = AggregatorHandle::start_toml(&format!(
+        "rules = {:?}\n{}",
+        single_rules.display().to_string(),
+        notify_toml(&single_robot.webhook())
+    ))
+    .await;
+    a.client().await;
+    b.client().await;
+    let sending = sender(&[&a, &b]).await;
+    let hosts = Hosts::start(20, &[a.url(), b.url(), single.url()]).await;
+    wait_for("every agent polled", || async {
+        hosts.flumes.iter().all(|f| f.polls() > 2).then_some(())
+    })
+    .await;
+    // Over two minutes: a channel fills every 6 s, and each recovers 30 s after it filled.
+    let started = Instant::now();
+    let mut events: Vec<(Duration, usize, u64)> = (0..20)
+        .flat_map(|i| {
+            let at = Duration::from_secs(6 * i as u64);
+            [(at, i, 100), (at + Duration::from_secs(30), i, 10)]
+        })
+        .collect();
+    events.sort();
+    for (at, host, fill) in events {
+        tokio::time::sleep_until(started + at).await; // the incident's script, not a wait
+        hosts.fill(host, fill);
+    }
+    let ha_client = [&a, &b][sending].client().await;
+    let single_client = single.client().await;
+    let expected = 40; // 20 alerts, each firing then resolved
+    let ha_told = wait_for(
+        "every alert told firing and resolved by the replicas",
+        || async {
+            let (told, uuids) = told(&mut ha_client.clone(), &hosts.names).await;
+            (told.len() >= expected).then_some((told, uuids))
+        },
+    )
+    .await;
+    let single_told = wait_for("every alert told by the single aggregator", || async {
+        let (told, uuids) = told(&mut single_client.clone(), &hosts.names).await;
+        (told.len() >= expected).then_some((told, uuids))
+    })
+    .await;
+    // Let any duplicate show: the robot must stay at what the history says was sent.
+    wait_for("the robot caught up with the history", || async {
+        (robot.received().len() >= ha_told.1.len()).then_some(())
+    })
+    .await;
+    let texts = delivered_once(&robot);
+    let single_texts = delivered_once(&single_robot);
+    println!(
+        "replicas: {} messages (sender {}), single aggregator: {} messages; {} alert states told by each",
+        texts.len(),
+        [&a, &b][sending].name,
+        single_texts.len(),
+        ha_told.0.len()
+    );
+    assert_eq!(
+        texts.len(),
+        ha_told.1.len(),
+        "the robot got exactly the messages sent"
+    );
+    assert!(
+        ha_told.0.values().all(|n| *n == 1),
+        "every alert state in exactly one message: {:?}",
+        ha_told.0
+    );
+    assert_eq!(
+        ha_told.0, single_told.0,
+        "the same alerts as a single aggregator"
+    );
+    for host in &hosts.names {
+        assert_eq!(lines_naming(&texts, host, false), 1, "{host} firing once");
+        assert_eq!(lines_naming(&texts, host, true), 1, "{host} resolved once");
+    }
+    let standby = [&a, &b][1 - sending]
+        .status()
+        .await
+        .expect("standby answers");
+    assert_eq!(standby.role, "standby");
+    assert!(standby
+        .peers
+        .iter()
+        .any(|p| p.role == "sender" && !p.missing));
+    // The role as operators see it: grpcurl and /metrics.
+    let out = Command::new(grpcurl())
+        .args([
+            "-plaintext",
+            &a.grpc.to_string(),
+            "flumewatch.v1.Fleet/Status",
+        ])
+        .output()
+        .expect("grpcurl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("\"stateBackend\": \"postgres\""),
+        "{text}"
+    );
+    assert!(text.contains("\"replica\": \"agg-a\""), "{text}");
+    let metrics = flumewatch_testkit::metrics::scrape(&[&a, &b][sending].http.to_string())
+        .await
+        .expect("/metrics");
+    assert!(
+        metrics.contains("flumewatch_replica_role{role=\"sender\"} 1"),
+        "{metrics}"
+    );
+    hosts.stop().await;
+    single.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_sent_twice() {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let dir = TempDir::new("ha-kill");
+    let robot = FakeDingTalk::start("tok-kill", Some(SECRET)).await.unwrap();
+    let notify = notify_toml(&robot.webhook());
+    let mut replicas = [
+        Replica::spawn("agg-a", &dir, &cluster.url(), &notify),
+        Replica::spawn("agg-b", &dir, &cluster.url(), &notify),
+    ];
+    let sending = sender(&[&replicas[0], &replicas[1]]).await;
+    let hosts = Hosts::start(4, &[replicas[0].url(), replicas[1].url()]).await;
+    wait_for("every agent polled", || async {
+        hosts.flumes.iter().all(|f| f.polls() > 2).then_some(())
+    })
+    .await;
+    hosts.fill(0, 100);
+    wait_for("the first alert delivered", || async {
+        (robot.received().len() >= 1).then_some(())
+    })
+    .await;
+    // Mid-incident: two more channels fill, and the sender dies inside their group_wait.
+    hosts.fill(1, 100);
+    hosts.fill(2, 100);
+    for replica in &replicas {
+        wait_for("both replicas see them fire", || async {
+            (replica.status().await?.firing_alerts >= 3).then_some(())
+        })
+        .await;
+    }
+    let before = robot.received().len();
+    let killed_at = Instant::now();
+    replicas[sending].kill();
+    let taken_over = wait_for("the other replica delivers the pending alerts", || async {
+        let texts = texts(&robot);
+        let told = |h: &str| lines_naming(&texts, h, false) > 0;
+        (told(&hosts.names[1]) && told(&hosts.names[2])).then(Instant::now)
+    })
+    .await;
+    let gap = taken_over - killed_at;
+    println!(
+        "SIGKILL of {}: its pending alerts delivered by {} {:.1} s later ({} message(s) before the kill)",
+        replicas[sending].name,
+        replicas[1 - sending].name,
+        gap.as_secs_f64(),
+        before
+    );
+    assert!(gap <= Duration::from_secs(15), "failover took {gap:?}");
+    let survivor = &replicas[1 - sending];
+    assert_eq!(survivor.status().await.unwrap().role, "sender");
+    // And it goes on: recoveries are told once.
+    for host in 0..3 {
+        hosts.fill(host, 10);
+    }
+    wait_for("every recovery told", || async {
+        let texts = texts(&robot);
+        (0..3)
+            .all(|h| lines_naming(&texts, &hosts.names[h], true) > 0)
+            .then_some(())
+    })
+    .await;
+    let texts = delivered_once(&robot);
+    for host in &hosts.names[..3] {
+        assert_eq!(
+            lines_naming(&texts, host, false),
+            1,
+            "{host} firing once:\n{texts:#?}"
+        );
+        assert_eq!(
+            lines_naming(&texts, host, true),
+            1,
+            "{host} resolved once:\n{texts:#?}"
+        );
+    }
+    assert_eq!(lines_naming(&texts, &hosts.names[3], false), 0);
+    let status = survivor.status().await.unwrap();
+    assert!(
+        status.warnings.iter().any(|w| w.contains("not seen")),
+        "the dead peer is reported: {:?}",
+        status.warnings
+    );
+    println!("{} saw: {:?}", survivor.name, status.warnings);
+    hosts.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silence_made_on_one_replica_mutes_the_other() {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let dir = TempDir::new("ha-silence");
+    let robot = FakeDingTalk::start("tok-silence", Some(SECRET))
+        .await
+        .unwrap();
+    let notify = notify_toml(&robot.webhook());
+    let a = Replica::spawn("agg-a", &dir, &cluster.url(), &notify);
+    let b = Replica::spawn("agg-b", &dir, &cluster.url(), &notify);
+    let sending = sender(&[&a, &b]).await;
+    let (sender_replica, standby) = if sending == 0 { (&a, &b) } else { (&b, &a) };
+    let hosts = Hosts::start(2, &[a.url(), b.url()]).await;
+    // On the standby, which sends nothing itself.
+    standby
+        .client()
+        .await
+        .create_silence(pb::CreateSilenceRequest {
+            matchers: vec![pb::Matcher {
+                name: "host".into(),
+                value: hosts.names[0].clone(),
+                op: pb::MatchOp::Equal as i32,
+            }],
+            duration: Some(prost_types::Duration {
+                seconds: 3600,
+                nanos: 0,
+            }),
+            creator: "ops".into(),
+            comment: "maintenance".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("silence created");
+    let sender_client = sender_replica.client().await;
+    wait_for("the sender lists the silence", || async {
+        let listed = sender_client
+            .clone()
+            .list_silences(pb::ListSilencesRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .silences;
+        (!listed.is_empty()).then_some(())
+    })
+    .await;
+    hosts.fill(0, 100);
+    hosts.fill(1, 100);
+    wait_for("the unsilenced alert delivered", || async {
+        (lines_naming(&texts(&robot), &hosts.names[1], false) > 0).then_some(())
+    })
+    .await;
+    let texts = delivered_once(&robot);
+    assert_eq!(
+        lines_naming(&texts, &hosts.names[0], false),
+        0,
+        "silenced on {}, muted by {}:\n{texts:#?}",
+        standby.name,
+        sender_replica.name
+    );
+    hosts.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let dir = TempDir::new("ha-outage");
+    let robot = FakeDingTalk::start("tok-outage", Some(SECRET))
+        .await
+        .unwrap();
+    let notify = notify_toml(&robot.webhook());
+    let a = Replica::spawn("agg-a", &dir, &cluster.url(), &notify);
+    let b = Replica::spawn("agg-b", &dir, &cluster.url(), &notify);
+    sender(&[&a, &b]).await;
+    let hosts = Hosts::start(3, &[a.url(), b.url()]).await;
+    hosts.fill(0, 100);
+    wait_for("the first alert delivered", || async {
+        (robot.received().len() >= 1).then_some(())
+    })
+    .await;
+    let stopped_at = Instant::now();
+    let outage = tokio::task::spawn_blocking({
+        let cluster = cluster;
+        move || {
+            cluster.stop();
+            cluster
+        }
+    })
+    .await
+    .unwrap();
+    // During the outage: one alert resolves, another fires.
+    hosts.fill(0, 10);
+    hosts.fill(1, 100);
+    tokio::time::sleep_until(stopped_at + Duration::from_secs(30)).await; // the outage's script
+    let during: Vec<(String, Option<pb::StatusResponse>)> = vec![
+        (a.name.clone(), a.status().await),
+        (b.name.clone(), b.status().await),
+    ];
+    for (name, status) in &during {
+        let status = status
+            .as_ref()
+            .expect("a replica answers queries during the outage");
+        println!(
+            "{name} at +30 s: role {} warnings {:?}",
+            status.role, status.warnings
+        );
+        assert_eq!(status.agents, 3, "still ingesting");
+        assert_ne!(
+            status.role, "sender",
+            "nobody sends without a provable lease"
+        );
+    }
+    let sent_during = robot.received().len();
+    tokio::time::sleep_until(stopped_at + Duration::from_secs(60)).await; // the outage's script
+    let cluster = tokio::task::spawn_blocking(move || {
+        outage.start_again();
+        outage
+    })
+    .await
+    .unwrap();
+    let back = Instant::now();
+    wait_for("what happened meanwhile is told", || async {
+        let texts = texts(&robot);
+        (lines_naming(&texts, &hosts.names[0], true) > 0
+            && lines_naming(&texts, &hosts.names[1], false) > 0)
+            .then_some(())
+    })
+    .await;
+    println!(
+        "PostgreSQL down 60 s: {} message(s) sent while it was away, the rest {:.1} s after it returned",
+        sent_during - 1,
+        back.elapsed().as_secs_f64()
+    );
+    let texts = delivered_once(&robot);
+    assert_eq!(
+        lines_naming(&texts, &hosts.names[0], false),
+        1,
+        "{texts:#?}"
+    );
+    assert_eq!(lines_naming(&texts, &hosts.names[0], true), 1, "{texts:#?}");
+    assert_eq!(
+        lines_naming(&texts, &hosts.names[1], false),
+        1,
+        "{texts:#?}"
+    );
+    assert_eq!(
+        lines_naming(&texts, &hosts.names[2], false),
+        0,
+        "{texts:#?}"
+    );
+    for replica in [&a, &b] {
+        println!(
+            "{}:\n  {}",
+            replica.name,
+            replica.lease_story().join("\n  ")
+        );
+    }
+    hosts.stop().await;
+    drop(cluster);
+}
