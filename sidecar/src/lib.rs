@@ -70,7 +70,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         None => None,
     };
     let instance_id = uplink::instance_id();
-    let uplinks = std::slice::from_ref(&config.aggregator)
+    let uplinks = config
+        .aggregators
         .iter()
         .map(|address| {
             uplink::Uplink::new(
@@ -97,7 +98,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         host = %config.host,
         agents = agents.len(),
         discover = config.discover.is_some(),
-        aggregator = %config.aggregator,
+        aggregator = %config.aggregators.join(","),
         interval = %humantime::format_duration(config.interval),
         "sidecar started"
     );

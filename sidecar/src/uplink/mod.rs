@@ -197,7 +197,7 @@ mod tests {
         let roster = Roster::new(config.agents.clone());
         let uplink = Uplink::new(
             &config,
-            &config.aggregator,
+            &config.aggregators[0],
             &instance_id(),
             Arc::default(),
             roster.clone(),
