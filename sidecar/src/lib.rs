@@ -1,13 +1,22 @@
-//! flumewatch sidecar: polls the Flume agents on one host and streams typed snapshots to the
-//! aggregator.
+//! flumewatch sidecar: polls the Flume agents on one host and streams typed snapshots to every
+//! aggregator it is given (`--aggregator`, repeatable).
 //!
 //! ```text
 //!  Flume /metrics ──HTTP──▶ flume::client ─bytes─▶ flume::parse ─▶ Snapshot
 //!        (per agent, every interval: poller)                             │
 //!                                                                        ▼
-//!  aggregator ◀──gRPC Ingest/Report── uplink::session ◀── uplink::ReplayBuffer (bounded, unacked)
-//!                       acks ──────────────────────────▶ forget acknowledged snapshots
+//!                                   uplink::Fanout (numbers and encodes once, shares the bytes)
+//!                                              │                          │
+//!                                              ▼                          ▼
+//!                         uplink::ReplayBuffer (aggregator A)   ReplayBuffer (aggregator B) …
+//!  aggregator A ◀──gRPC Ingest/Report── uplink::session ◀─┘                │
+//!  aggregator B ◀──gRPC Ingest/Report── uplink::session ◀──────────────────┘
+//!                       acks ──────────▶ forget what that aggregator acknowledged
 //! ```
+//!
+//! Each aggregator has its own stream, buffer (bounded: a full one drops its own oldest,
+//! counted), acknowledged position, replay window and reconnect backoff; one that is down or
+//! slow costs the others nothing. All see the same sequence numbers and the same instance id.
 //!
 //! The agents polled are the [`Roster`](roster::Roster): the `--flume` entries and, with
 //! `--discover`, those [`discover`] finds in the process table (re-scanned on an interval; the
@@ -35,20 +44,23 @@ pub use config::Config;
 /// Why the sidecar could not start. Not retryable without a config change.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("invalid aggregator address: {0}")]
-    Aggregator(#[from] tonic::transport::Error),
+    #[error("invalid aggregator address {address}: {source}")]
+    Aggregator {
+        address: String,
+        source: tonic::transport::Error,
+    },
     #[error("--discover: {0}")]
     Discover(#[from] discover::ScanError),
 }
 
-/// Runs the sidecar until `shutdown` is cancelled, then stops polling and gives the uplink up
-/// to [`uplink::DRAIN_GRACE`] to hand over what the aggregator has not acknowledged.
+/// Runs the sidecar until `shutdown` is cancelled, then stops polling and gives every uplink,
+/// in parallel, up to [`uplink::DRAIN_GRACE`] to hand over what its aggregator has not
+/// acknowledged.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunError> {
     let client = flume::FlumeClient::new(config.timeout, config.max_body_bytes);
-    let buffer = uplink::ReplayBuffer::with_window(config.buffer, config.replay_window);
     let stats = Arc::new(stats::Stats::default());
     let roster = roster::Roster::new(config.agents.clone());
-    // The first scan comes before the uplink's first Hello, so that it lists the agents found.
+    // The first scan comes before the uplinks' first Hello, so that it lists the agents found.
     let discoverer = match &config.discover {
         Some(discovery) => {
             let mut discoverer = discover::Discoverer::new(discovery.clone(), roster.clone());
@@ -57,13 +69,36 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
         }
         None => None,
     };
-    let uplink = uplink::Uplink::new(&config, buffer.clone(), stats.clone(), roster.clone())?;
+    let instance_id = uplink::instance_id();
+    let uplinks = config
+        .aggregators
+        .iter()
+        .map(|address| {
+            uplink::Uplink::new(
+                &config,
+                address,
+                &instance_id,
+                stats.clone(),
+                roster.clone(),
+            )
+            .map_err(|source| RunError::Aggregator {
+                address: address.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    // Kept to report what each aggregator was left without when the sidecar stops.
+    let buffers: Vec<(String, uplink::ReplayBuffer)> = uplinks
+        .iter()
+        .map(|u| (u.address.clone(), u.buffer.clone()))
+        .collect();
+    let fanout = uplink::Fanout::new(buffers.iter().map(|(_, b)| b.clone()).collect());
     let agents = roster.agents();
     tracing::info!(
         host = %config.host,
         agents = agents.len(),
         discover = config.discover.is_some(),
-        aggregator = %config.aggregator,
+        aggregator = %config.aggregators.join(","),
         interval = %humantime::format_duration(config.interval),
         "sidecar started"
     );
@@ -75,13 +110,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     // Starts polling one agent: those known now, and later those discovery finds.
     let mut start = {
         let (tracker, shutdown) = (tracker.clone(), shutdown.clone());
-        let (buffer, stats, interval) = (buffer.clone(), stats.clone(), config.interval);
+        let (fanout, stats, interval) = (fanout.clone(), stats.clone(), config.interval);
         move |endpoint| {
             let poller = poller::Poller {
                 endpoint,
                 client: client.clone(),
                 interval,
-                buffer: buffer.clone(),
+                fanout: fanout.clone(),
                 stats: stats.clone(),
             };
             tracker.spawn(poller.run(shutdown.clone()));
@@ -91,13 +126,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), RunE
     if let Some(discoverer) = discoverer {
         tracker.spawn(discoverer.run(start, shutdown.clone()));
     }
-    tracker.spawn(uplink.run(shutdown.clone()));
+    // One task per aggregator: they reconnect, and drain on the way out, independently.
+    for uplink in uplinks {
+        tracker.spawn(uplink.run(shutdown.clone()));
+    }
     tracker.close();
     tracker.wait().await;
-    tracing::info!(
-        unsent = buffer.len(),
-        dropped = buffer.dropped(),
-        "sidecar stopped"
-    );
+    let (mut unsent, mut dropped) = (0, 0);
+    for (address, buffer) in &buffers {
+        let (left, lost) = (buffer.len(), buffer.dropped());
+        if buffers.len() > 1 {
+            tracing::info!(aggregator = %address, unsent = left, dropped = lost, "uplink stopped");
+        }
+        unsent += left;
+        dropped += lost;
+    }
+    // Summed over the aggregators (one line each above when there are several).
+    tracing::info!(unsent, dropped, "sidecar stopped");
     Ok(())
 }

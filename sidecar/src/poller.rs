@@ -1,4 +1,5 @@
-//! Polls one Flume agent on a fixed interval and queues every result, failures included.
+//! Polls one Flume agent on a fixed interval and queues every result, failures included, for
+//! every aggregator.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,13 +10,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::FlumeEndpoint;
 use crate::flume::{self, FlumeClient};
 use crate::stats::Stats;
-use crate::uplink::ReplayBuffer;
+use crate::uplink::Fanout;
 
 pub(crate) struct Poller {
     pub endpoint: FlumeEndpoint,
     pub client: FlumeClient,
     pub interval: Duration,
-    pub buffer: ReplayBuffer,
+    /// Never waits: each aggregator's buffer drops its own oldest when full.
+    pub fanout: Fanout,
     pub stats: Arc<Stats>,
 }
 
@@ -47,7 +49,7 @@ impl Poller {
                 }
                 last_ok = Some(ok);
             }
-            self.buffer.push(snapshot);
+            self.fanout.push(snapshot);
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The sidecar's own counters, reported to the aggregator alongside the snapshots.
+//! The sidecar's own counters, reported to each aggregator alongside the snapshots: the poll
+//! counts are the sidecar's, the buffer and connect counts that aggregator's own.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -10,7 +11,6 @@ use crate::uplink::ReplayBuffer;
 pub struct Stats {
     polls: AtomicU64,
     poll_failures: AtomicU64,
-    connects: AtomicU64,
 }
 
 impl Stats {
@@ -21,17 +21,14 @@ impl Stats {
         }
     }
 
-    pub fn record_connect(&self) {
-        self.connects.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub fn to_proto(&self, buffer: &ReplayBuffer) -> pb::SidecarStats {
+    /// As sent to one aggregator: `buffer` is its buffer, `connects` the streams opened to it.
+    pub fn to_proto(&self, buffer: &ReplayBuffer, connects: u64) -> pb::SidecarStats {
         pb::SidecarStats {
             polls: self.polls.load(Ordering::Relaxed),
             poll_failures: self.poll_failures.load(Ordering::Relaxed),
             buffered: buffer.len() as u64,
             dropped: buffer.dropped(),
-            connects: self.connects.load(Ordering::Relaxed),
+            connects,
         }
     }
 }

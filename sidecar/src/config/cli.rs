@@ -27,6 +27,11 @@ impl Cli {
         if !self.flume.is_empty() {
             file.flume = Some(self.flume);
         }
+        // Like --flume: the flags given replace the file's whole list.
+        if !self.aggregator.is_empty() {
+            file.aggregator = None;
+            file.aggregators = Some(self.aggregator);
+        }
         file.token = self.token;
         Ok(file)
     }
@@ -161,6 +166,116 @@ mod tests {
         let mut args = vec!["--host", "h"];
         args.extend(flags.iter().map(String::as_str));
         assert!(error(&args).contains("at most 64"));
+    }
+
+    #[test]
+    fn aggregator_may_be_repeated_but_not_duplicated() {
+        let config = cli(&["--host", "h1"]).load().expect("valid");
+        assert_eq!(config.aggregators, [crate::config::DEFAULT_AGGREGATOR]);
+
+        let config = cli(&[
+            "--host",
+            "h1",
+            "--aggregator",
+            "http://agg-a:50051",
+            "--aggregator",
+            "http://agg-b:50051",
+        ])
+        .load()
+        .expect("valid");
+        assert_eq!(
+            config.aggregators,
+            ["http://agg-a:50051", "http://agg-b:50051"]
+        );
+
+        let err = error(&[
+            "--host",
+            "h1",
+            "--aggregator",
+            "http://agg-a:50051",
+            "--aggregator",
+            "http://agg-a:50051/",
+        ]);
+        assert!(
+            err.contains("`aggregator`") && err.contains("listed twice"),
+            "{err}"
+        );
+        // Every one is checked, not only the first.
+        assert!(error(&[
+            "--host",
+            "h1",
+            "--aggregator",
+            "http://agg-a:50051",
+            "--aggregator",
+            "agg-b:50051",
+        ])
+        .contains("`aggregator`"));
+        // One TLS setting for all: a plain-http one among https ones is named.
+        let dir = flumewatch_testkit::TempDir::new("sidecar-cfg-tls");
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, "CA").expect("write");
+        let err = error(&[
+            "--host",
+            "h1",
+            "--tls-ca",
+            ca.to_str().unwrap(),
+            "--aggregator",
+            "https://agg-a:50051",
+            "--aggregator",
+            "http://agg-b:50051",
+        ]);
+        assert!(
+            err.contains("`aggregator`") && err.contains("http://agg-b:50051"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_file_takes_one_aggregator_or_a_list_and_flags_replace_it() {
+        let dir = flumewatch_testkit::TempDir::new("sidecar-cfg-aggregators");
+        let path = dir.join("sidecar.toml");
+        let load = |args: &[&str]| {
+            let mut all = vec!["--config", path.to_str().unwrap()];
+            all.extend_from_slice(args);
+            cli(&all).load()
+        };
+
+        std::fs::write(&path, "host = \"h\"\naggregator = \"http://one:50051\"\n").expect("write");
+        assert_eq!(load(&[]).expect("valid").aggregators, ["http://one:50051"]);
+
+        std::fs::write(
+            &path,
+            "host = \"h\"\naggregator = [\"http://a:50051\", \"http://b:50051\"]\n",
+        )
+        .expect("write");
+        assert_eq!(
+            load(&[]).expect("valid").aggregators,
+            ["http://a:50051", "http://b:50051"]
+        );
+        assert_eq!(
+            load(&["--aggregator", "http://c:50051"])
+                .expect("valid")
+                .aggregators,
+            ["http://c:50051"],
+            "the flags replace the file's list"
+        );
+
+        std::fs::write(
+            &path,
+            "host = \"h\"\naggregator = [\"http://a:50051\", \"http://a:50051\"]\n",
+        )
+        .expect("write");
+        let err = load(&[]).expect_err("duplicate").to_string();
+        assert!(
+            err.contains("`aggregator`") && err.contains("listed twice"),
+            "{err}"
+        );
+        std::fs::write(&path, "host = \"h\"\naggregator = []\n").expect("write");
+        let err = load(&[]).expect_err("empty").to_string();
+        assert!(err.contains("`aggregator`"), "{err}");
+        std::fs::write(&path, "host = \"h\"\naggregator = 50051\n").expect("write");
+        let err = load(&[]).expect_err("a number").to_string();
+        assert!(err.contains("aggregator"), "{err}");
     }
 
     #[test]

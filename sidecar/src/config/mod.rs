@@ -3,6 +3,7 @@
 //! - `settings`: every flag and file key, declared once, generating [`Cli`] and [`FileConfig`];
 //! - `cli`: the command line over the `--config` file ([`Cli::load`]);
 //! - `file`: reading files: the `--config` TOML, and the token, PEM and hostname validation needs;
+//! - `targets`: the aggregators reported to (the file's string-or-list, no address twice);
 //! - `validate`: [`FileConfig::validate`], defaults and rules between settings;
 //! - `values`: parsing and checking single values (agents, URLs, names, labels, durations).
 //!
@@ -11,6 +12,7 @@
 mod cli;
 mod file;
 mod settings;
+mod targets;
 mod validate;
 mod values;
 
@@ -50,7 +52,9 @@ pub struct FlumeEndpoint {
 /// Validated sidecar settings: everything downstream takes this, never the raw forms.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub aggregator: String,
+    /// Every aggregator reported to, at least one, none twice: each gets every snapshot over
+    /// its own stream, with its own buffer, replay window and backoff.
+    pub aggregators: Vec<String>,
     /// The explicit `--flume` entries (empty when only discovery finds agents).
     pub agents: Vec<FlumeEndpoint>,
     /// `--discover`: also poll the Flume agents found in the process table.

@@ -16,7 +16,8 @@ use serde::Deserialize;
 /// - `both NAME: T`: an `Option<T>` flag (with the attributes given) and an `Option<T>` file key
 ///   of the same name; [`Cli::overlay_shared`] moves the flag over the file's value;
 /// - `cli NAME: T` / `file NAME: T`: a field of one struct only, attributes and type as given
-///   (used where the two differ: `--label` / `labels`, a repeatable `--flume`, the token).
+///   (used where the two differ: `--label` / `labels`, a repeatable `--flume` and
+///   `--aggregator`, the token).
 macro_rules! settings {
     (
         $(#[$cli_attr:meta])* pub struct Cli;
@@ -71,7 +72,7 @@ settings! {
     #[command(
         name = "flumewatch-sidecar",
         version,
-        about = "Polls the Flume agents on this host and streams typed snapshots to the flumewatch aggregator"
+        about = "Polls the Flume agents on this host and streams typed snapshots to every flumewatch aggregator given"
     )]
     pub struct Cli;
 
@@ -83,9 +84,17 @@ settings! {
     /// TOML file with any of the settings below.
     #[arg(long, value_name = "FILE")]
     cli config: Option<PathBuf>,
-    /// gRPC address of the aggregator [default: http://127.0.0.1:50051].
-    #[arg(long, value_name = "http://HOST:PORT")]
-    both aggregator: String,
+    /// gRPC address of an aggregator (repeatable: each one gets every snapshot over its own
+    /// stream, with its own buffer and replay window) [default: http://127.0.0.1:50051].
+    #[arg(long = "aggregator", value_name = "http://HOST:PORT")]
+    cli aggregator: Vec<String>,
+    /// The file's `aggregator`: one address or a list of them.
+    #[serde(rename = "aggregator", default, deserialize_with = "super::targets::one_or_many")]
+    file aggregators: Option<Vec<String>>,
+    /// One aggregator, for programs that build a `FileConfig` themselves (never read from the
+    /// file); reported to before those in `aggregators`.
+    #[serde(skip)]
+    file aggregator: Option<String>,
     /// A Flume agent's metrics endpoint (plain http://, as Flume serves it), optionally named
     /// (repeatable). The name defaults to "flume-PORT" [default: http://127.0.0.1:41414/metrics].
     #[arg(long = "flume", value_name = "[NAME=]URL")]
@@ -123,15 +132,15 @@ settings! {
     /// Largest metrics body accepted, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     both max_body_bytes: usize,
-    /// Snapshots kept while the aggregator has not acknowledged them; older ones are dropped
-    /// (and counted) beyond this [default: 2000].
+    /// Snapshots kept while an aggregator has not acknowledged them, per aggregator; older ones
+    /// are dropped (and counted) beyond this [default: 2000].
     #[arg(long, value_name = "N")]
     both buffer: usize,
     /// How long acknowledged snapshots are kept (within --buffer) to replay to an aggregator
     /// that restarted and lost them; 0s turns it off [default: 2m].
     #[arg(long, value_name = "DURATION")]
     both replay_window: String,
-    /// First reconnect delay after losing the aggregator [default: 500ms].
+    /// First reconnect delay after losing an aggregator [default: 500ms].
     #[arg(long, value_name = "DURATION")]
     both reconnect_min: String,
     /// Longest reconnect delay (the backoff doubles up to this, with jitter) [default: 30s].

@@ -5,10 +5,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::file::{Machine, ThisMachine};
-use super::values::{check_http_url, check_label, check_name, parse_agents, parse_duration};
+use super::targets::check_aggregators;
+use super::values::{check_label, check_name, parse_agents, parse_duration};
 use super::{
-    invalid, Config, ConfigError, Discovery, FileConfig, SidecarTls, Token, DEFAULT_AGGREGATOR,
-    DEFAULT_FLUME_URL, PROC_ROOT,
+    invalid, Config, ConfigError, Discovery, FileConfig, SidecarTls, Token, DEFAULT_FLUME_URL,
+    PROC_ROOT,
 };
 use crate::roster::MAX_AGENTS;
 
@@ -19,10 +20,10 @@ impl FileConfig {
     }
 
     fn validate_on(self, machine: &impl Machine) -> Result<Config, ConfigError> {
-        let aggregator = self
-            .aggregator
-            .unwrap_or_else(|| DEFAULT_AGGREGATOR.to_owned());
-        check_http_url("aggregator", &aggregator)?;
+        let aggregators = check_aggregators(match (self.aggregator, self.aggregators) {
+            (None, None) => None,
+            (one, many) => Some(one.into_iter().chain(many.into_iter().flatten()).collect()),
+        })?;
         let discover = match self.discover {
             Some(true) => Some(Discovery {
                 interval: parse_duration(
@@ -157,15 +158,19 @@ impl FileConfig {
             }
             None => None,
         };
-        if tls.is_some() != aggregator.starts_with("https://") {
+        // One set of TLS settings serves every aggregator: all https, or all plain http.
+        if let Some(address) = aggregators
+            .iter()
+            .find(|a| tls.is_some() != a.starts_with("https://"))
+        {
             return Err(invalid(
                 "aggregator",
-                "use https:// together with tls_ca, and http:// without it",
+                format!("{address:?}: use https:// together with tls_ca, and http:// without it"),
             ));
         }
         Ok(Config {
             tls,
-            aggregator,
+            aggregators,
             agents,
             discover,
             interval,

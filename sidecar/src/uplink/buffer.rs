@@ -1,12 +1,14 @@
-//! Snapshots the aggregator has not acknowledged yet, plus a short window of those it has, in
+//! Snapshots one aggregator has not acknowledged yet, plus a short window of those it has, in
 //! sequence order, bounded.
 //!
-//! The poller pushes, the uplink sends from it. Acknowledged snapshots are kept for the replay
-//! window: an aggregator keeps snapshots in memory, so one that crashed and restarted answers
-//! the Hello with "nothing held" and gets the window again instead of a gap. When the
-//! aggregator is unreachable for long, the oldest snapshots are dropped (acknowledged ones
-//! first, uncounted; then unacknowledged ones, counted): memory stays bounded and the newest
-//! state still gets through.
+//! Each aggregator reported to has its own buffer: the [`Fanout`](super::Fanout) hands every
+//! snapshot to each of them, and that aggregator's uplink sends from it. Acknowledged snapshots
+//! are kept for the replay window: an aggregator keeps snapshots in memory, so one that crashed
+//! and restarted answers the Hello with "nothing held" and gets the window again instead of a
+//! gap. When the aggregator is unreachable for long, the oldest snapshots are dropped
+//! (acknowledged ones first, uncounted; then unacknowledged ones, counted): memory stays
+//! bounded, the newest state still gets through, and the other aggregators' buffers are not
+//! touched.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -19,7 +21,7 @@ use tokio::sync::watch;
 
 use flumewatch_proto::model::snapshot::Snapshot;
 
-/// Shared by the pollers (producers) and the uplink (consumer). Cheap to clone.
+/// Shared by the fan-out (producer) and one uplink (consumer). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct ReplayBuffer {
     inner: Arc<Mutex<Inner>>,
@@ -32,22 +34,39 @@ struct Inner {
     capacity: usize,
     /// How long acknowledged snapshots stay for a restarted aggregator (by scrape time).
     window: Duration,
-    next_seq: u64,
-    /// Protobuf-encoded at push time: a few hundred bytes each instead of a tree of small
-    /// allocations several times that size, which matters on a Flume host with a long window.
-    /// These bytes are what goes on the wire: a send shares them, never decodes them.
     /// Acknowledged ones (seq <= `acked`) first, then those waiting.
-    pending: VecDeque<Queued>,
+    pending: VecDeque<Arc<Encoded>>,
     acked: u64,
     dropped: u64,
 }
 
+/// A snapshot numbered and encoded once, shared by every aggregator's buffer.
+///
+/// Protobuf-encoded at push: a few hundred bytes each instead of a tree of small allocations
+/// several times that size, which matters on a Flume host with a long window. These bytes are
+/// what goes on the wire: a send shares them, never decodes them, and a second aggregator costs
+/// a pointer per snapshot, not a copy.
 #[derive(Debug)]
-struct Queued {
+pub(super) struct Encoded {
     seq: u64,
     agent: String,
     scraped_at: SystemTime,
-    encoded: Bytes,
+    bytes: Bytes,
+}
+
+impl Encoded {
+    /// Numbers `snapshot` as `seq` and encodes it, with `backfill` unset (decided when sending).
+    pub(super) fn new(seq: u64, mut snapshot: Snapshot) -> Self {
+        snapshot.seq = seq;
+        // Backfill is decided when sending (`next_after`), which can only add the flag.
+        snapshot.backfill = false;
+        Self {
+            seq,
+            bytes: pb::Snapshot::from(&snapshot).encode_to_vec().into(),
+            agent: snapshot.agent,
+            scraped_at: snapshot.scraped_at,
+        }
+    }
 }
 
 /// A buffered snapshot on its way out: the wire form made at push, shared rather than copied.
@@ -95,7 +114,6 @@ impl ReplayBuffer {
             inner: Arc::new(Mutex::new(Inner {
                 capacity: capacity.max(1),
                 window,
-                next_seq: 1,
                 pending: VecDeque::new(),
                 acked: 0,
                 dropped: 0,
@@ -110,31 +128,21 @@ impl ReplayBuffer {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Numbers the snapshot and queues it; returns its sequence number.
-    pub fn push(&self, mut snapshot: Snapshot) -> u64 {
-        let seq = {
+    /// Queues a snapshot the [`Fanout`](super::Fanout) numbered; a full buffer drops its oldest.
+    /// Never waits on the aggregator: the lock is only held to edit the queue.
+    pub(super) fn push(&self, snapshot: Arc<Encoded>) {
+        let seq = snapshot.seq;
+        {
             let mut inner = self.lock();
-            let seq = inner.next_seq;
-            inner.next_seq += 1;
-            snapshot.seq = seq;
-            // Backfill is decided when sending (`next_after`), which can only add the flag.
-            snapshot.backfill = false;
             if inner.pending.len() == inner.capacity {
                 let oldest = inner.pending.pop_front().map_or(0, |s| s.seq);
                 if oldest > inner.acked {
                     inner.dropped += 1;
                 }
             }
-            inner.pending.push_back(Queued {
-                seq,
-                agent: snapshot.agent.clone(),
-                scraped_at: snapshot.scraped_at,
-                encoded: pb::Snapshot::from(&snapshot).encode_to_vec().into(),
-            });
-            seq
-        };
+            inner.pending.push_back(snapshot);
+        }
         self.newest.send_replace(seq);
-        seq
     }
 
     /// Marks everything up to and including `seq` acknowledged; it stays for the window.
@@ -166,7 +174,7 @@ impl ReplayBuffer {
         Some(Outgoing {
             seq: queued.seq,
             backfill,
-            encoded: queued.encoded.clone(),
+            encoded: queued.bytes.clone(),
         })
     }
 
@@ -195,16 +203,22 @@ mod tests {
     use std::time::{Duration, SystemTime};
 
     use super::*;
+    use crate::uplink::Fanout;
 
     fn snapshot() -> Snapshot {
         flumewatch_testkit::snapshot::ok(0, SystemTime::now(), vec![])
     }
 
+    /// `buffer` as the only aggregator's, and what numbers and pushes into it.
+    fn alone(buffer: ReplayBuffer) -> (Fanout, ReplayBuffer) {
+        (Fanout::new(vec![buffer.clone()]), buffer)
+    }
+
     #[test]
     fn numbers_in_order_and_forgets_acknowledged() {
-        let buffer = ReplayBuffer::new(10);
+        let (fanout, buffer) = alone(ReplayBuffer::new(10));
         for expected in 1..=5 {
-            assert_eq!(buffer.push(snapshot()), expected);
+            assert_eq!(fanout.push(snapshot()), expected);
         }
         assert_eq!(buffer.next_after(0).map(|s| s.seq), Some(1));
         assert_eq!(buffer.next_after(3).map(|s| s.seq), Some(4));
@@ -214,17 +228,17 @@ mod tests {
         assert_eq!(buffer.next_after(0).map(|s| s.seq), Some(4));
         buffer.ack(99);
         assert!(buffer.is_empty());
-        assert_eq!(buffer.push(snapshot()), 6);
+        assert_eq!(fanout.push(snapshot()), 6);
     }
 
     #[test]
     fn older_snapshots_of_an_agent_are_sent_as_backfill() {
-        let buffer = ReplayBuffer::new(10);
+        let (fanout, buffer) = alone(ReplayBuffer::new(10));
         let mut other = snapshot();
         other.agent = "a2".into();
-        buffer.push(snapshot());
-        buffer.push(other);
-        buffer.push(snapshot());
+        fanout.push(snapshot());
+        fanout.push(other);
+        fanout.push(snapshot());
         assert!(
             buffer.next_after(0).unwrap().backfill,
             "a1 has a newer snapshot queued"
@@ -238,9 +252,9 @@ mod tests {
 
     #[test]
     fn acknowledged_snapshots_stay_for_a_restarted_aggregator() {
-        let buffer = ReplayBuffer::with_window(10, Duration::from_secs(3600));
+        let (fanout, buffer) = alone(ReplayBuffer::with_window(10, Duration::from_secs(3600)));
         for _ in 0..5 {
-            buffer.push(snapshot());
+            fanout.push(snapshot());
         }
         buffer.ack(3);
         assert_eq!(buffer.len(), 2, "two wait for an acknowledgement");
@@ -252,12 +266,12 @@ mod tests {
         assert_eq!(buffer.next_after(3).map(|s| s.seq), Some(4));
         // Full: acknowledged ones go first, uncounted; then waiting ones, counted.
         for _ in 0..7 {
-            buffer.push(snapshot());
+            fanout.push(snapshot());
         }
         assert_eq!(buffer.dropped(), 0);
         assert_eq!(buffer.next_after(0).map(|s| s.seq), Some(3));
         for _ in 0..2 {
-            buffer.push(snapshot());
+            fanout.push(snapshot());
         }
         assert_eq!(buffer.dropped(), 1, "snapshot 4 was never acknowledged");
         assert_eq!(buffer.len(), 10);
@@ -265,11 +279,11 @@ mod tests {
 
     #[test]
     fn the_window_is_by_scrape_time() {
-        let buffer = ReplayBuffer::with_window(10, Duration::from_secs(60));
+        let (fanout, buffer) = alone(ReplayBuffer::with_window(10, Duration::from_secs(60)));
         let mut old = snapshot();
         old.scraped_at = SystemTime::now() - Duration::from_secs(120);
-        buffer.push(old);
-        buffer.push(snapshot());
+        fanout.push(old);
+        fanout.push(snapshot());
         buffer.ack(2);
         assert_eq!(
             buffer.next_after(0).map(|s| s.seq),
@@ -280,9 +294,9 @@ mod tests {
 
     #[test]
     fn full_buffer_drops_oldest_and_counts() {
-        let buffer = ReplayBuffer::new(3);
+        let (fanout, buffer) = alone(ReplayBuffer::new(3));
         for _ in 0..5 {
-            buffer.push(snapshot());
+            fanout.push(snapshot());
         }
         assert_eq!(buffer.len(), 3);
         assert_eq!(buffer.dropped(), 2);

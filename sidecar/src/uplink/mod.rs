@@ -1,13 +1,18 @@
-//! Keeps one gRPC stream to the aggregator alive and feeds it every snapshot in order.
+//! One uplink per aggregator: each keeps its own gRPC stream alive and feeds it every snapshot
+//! in order.
 //!
-//! Reconnects with capped, jittered backoff; whatever the aggregator has not acknowledged stays
-//! in the [`ReplayBuffer`] and is sent again, in order, after the next connect.
+//! Reconnects with capped, jittered backoff; whatever its aggregator has not acknowledged stays
+//! in that aggregator's [`ReplayBuffer`] and is sent again, in order, after the next connect.
+//! The [`Fanout`] fills every buffer; uplinks share nothing else that can wait, so one
+//! aggregator that is down, slow or black-holed costs the others nothing.
 
 mod backoff;
 mod buffer;
+mod fanout;
 mod session;
 mod wire;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,36 +22,47 @@ use tonic::transport::Endpoint;
 
 pub use backoff::Backoff;
 pub use buffer::{Outgoing, ReplayBuffer};
+pub use fanout::Fanout;
 pub use session::SessionError;
 
 use crate::config::Config;
 use crate::roster::Roster;
 use crate::stats::Stats;
 
-/// How long a stopping sidecar keeps trying to hand its buffered snapshots to the aggregator.
+/// How long a stopping sidecar keeps trying to hand its buffered snapshots to an aggregator.
+/// The uplinks drain in parallel, so this bounds the stop however many aggregators there are.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(3);
 
 pub(crate) struct Uplink {
+    /// The aggregator's address as configured: every log line of this uplink names it.
+    pub address: String,
     pub endpoint: Endpoint,
     /// The Hello without its agents, which [`Self::hello`] takes from the roster.
     pub hello: pb::Hello,
     /// The agents polled now: each (re)connect lists them all, discovered ones included.
     pub roster: Roster,
+    /// This aggregator's own buffer: its acks, drops and replay window.
     pub buffer: ReplayBuffer,
+    /// The sidecar's poll counters, shared by every uplink.
     pub stats: Arc<Stats>,
+    /// Streams opened to this aggregator.
+    pub connects: AtomicU64,
     pub stats_every: Duration,
     pub backoff: Backoff,
     pub token: Option<crate::config::Token>,
 }
 
 impl Uplink {
+    /// The uplink to the aggregator at `address`. `instance_id` is the sidecar's, the same for
+    /// every aggregator: each sees the one process, under the one numbering.
     pub(crate) fn new(
         config: &Config,
-        buffer: ReplayBuffer,
+        address: &str,
+        instance_id: &str,
         stats: Arc<Stats>,
         roster: Roster,
     ) -> Result<Self, tonic::transport::Error> {
-        let mut endpoint = Endpoint::from_shared(config.aggregator.clone())?;
+        let mut endpoint = Endpoint::from_shared(address.to_owned())?;
         if let Some(tls) = &config.tls {
             let mut client_tls = tonic::transport::ClientTlsConfig::new()
                 .ca_certificate(tonic::transport::Certificate::from_pem(&tls.ca));
@@ -64,22 +80,30 @@ impl Uplink {
             .keep_alive_while_idle(true);
         let hello = pb::Hello {
             host: config.host.clone(),
-            instance_id: instance_id(),
+            instance_id: instance_id.to_owned(),
             agents: Vec::new(),
             labels: config.labels.clone().into_iter().collect(),
             sidecar_version: env!("CARGO_PKG_VERSION").to_owned(),
             poll_interval: Some(flumewatch_proto::model::time::duration(config.interval)),
         };
         Ok(Self {
+            address: address.to_owned(),
             endpoint,
             hello,
             roster,
-            buffer,
+            buffer: ReplayBuffer::with_window(config.buffer, config.replay_window),
             stats,
+            connects: AtomicU64::new(0),
             stats_every: config.interval,
             backoff: Backoff::new(config.reconnect_min, config.reconnect_max),
             token: config.token.clone(),
         })
+    }
+
+    /// The counters this aggregator is sent: the shared poll counts, this buffer's own.
+    pub(crate) fn stats(&self) -> pb::SidecarStats {
+        self.stats
+            .to_proto(&self.buffer, self.connects.load(Ordering::Relaxed))
     }
 
     /// What a new stream opens with: the agents are those polled at this moment.
@@ -93,6 +117,7 @@ impl Uplink {
     /// Runs until `shutdown`, then drains the buffer for at most [`DRAIN_GRACE`] (connecting
     /// once more for it if the aggregator was away).
     pub(crate) async fn run(self, shutdown: CancellationToken) {
+        let self_address = self.address.clone();
         // Whatever the uplink is waiting on (a handshake, a first ack), a stop is bounded.
         let work = self.run_until_drained(shutdown.clone());
         tokio::pin!(work);
@@ -101,7 +126,7 @@ impl Uplink {
             _ = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(2 * DRAIN_GRACE).await;
-            } => tracing::warn!("stopping; the aggregator connection did not end in time"),
+            } => tracing::warn!(aggregator = %self_address, "stopping; the aggregator connection did not end in time"),
         }
     }
 
@@ -112,11 +137,13 @@ impl Uplink {
                 Ok(()) => return,
                 Err(session::SessionError::Stopped) => break,
                 Err(e) if was_connected => {
-                    tracing::warn!(error = %e, "lost the aggregator; reconnecting");
+                    tracing::warn!(aggregator = %self.address, error = %e, "lost the aggregator; reconnecting");
                     was_connected = false;
                     self.backoff.reset();
                 }
-                Err(e) => tracing::debug!(error = %e, "aggregator not reachable"),
+                Err(e) => {
+                    tracing::debug!(aggregator = %self.address, error = %e, "aggregator not reachable")
+                }
             }
             if shutdown.is_cancelled() {
                 break;
@@ -135,10 +162,11 @@ impl Uplink {
         match tokio::time::timeout(DRAIN_GRACE, last_try).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, unsent = self.buffer.len(), "stopping; the aggregator did not take the buffer")
+                tracing::warn!(aggregator = %self.address, error = %e, unsent = self.buffer.len(), "stopping; the aggregator did not take the buffer")
             }
             Err(_) => {
                 tracing::warn!(
+                    aggregator = %self.address,
                     unsent = self.buffer.len(),
                     "stopping; the aggregator did not take the buffer in time"
                 )
@@ -148,7 +176,7 @@ impl Uplink {
 }
 
 /// Random per process start, so a restarted sidecar's sequence 1 is not taken for a replay.
-fn instance_id() -> String {
+pub(crate) fn instance_id() -> String {
     format!("{:016x}", fastrand::u64(..))
 }
 
@@ -169,7 +197,8 @@ mod tests {
         let roster = Roster::new(config.agents.clone());
         let uplink = Uplink::new(
             &config,
-            ReplayBuffer::new(1),
+            &config.aggregators[0],
+            &instance_id(),
             Arc::default(),
             roster.clone(),
         )

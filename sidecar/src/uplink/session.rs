@@ -1,4 +1,5 @@
-//! One connected stream: Hello, the aggregator's resume point, then snapshots in order and acks back.
+//! One connected stream to one aggregator: Hello, its resume point, then snapshots in order and
+//! acks back.
 
 use flumewatch_proto::v1 as pb;
 use pb::report_response::Message as Inbound;
@@ -45,11 +46,13 @@ pub(super) async fn run(
             channel = uplink.endpoint.connect() => channel?,
         }
     };
-    uplink.stats.record_connect();
+    uplink
+        .connects
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
     let opening = [
         Outbound::Hello(uplink.hello()),
-        Outbound::Stats(uplink.stats.to_proto(&uplink.buffer)),
+        Outbound::Stats(uplink.stats()),
     ];
     for message in opening {
         // Cannot fail: the receiver is alive and the queue has room for both.
@@ -79,6 +82,7 @@ pub(super) async fn run(
     uplink.buffer.ack(sent);
     *was_connected = true;
     tracing::info!(
+        aggregator = %uplink.address,
         resume_after = sent,
         buffered = uplink.buffer.len(),
         "connected to the aggregator"
@@ -101,7 +105,7 @@ pub(super) async fn run(
                 drain_deadline = Some(Instant::now() + DRAIN_GRACE);
             }
             _ = sleep_until(deadline), if drain_deadline.is_some() => {
-                tracing::warn!(unsent = uplink.buffer.len(), "stopping before the aggregator acknowledged every snapshot");
+                tracing::warn!(aggregator = %uplink.address, unsent = uplink.buffer.len(), "stopping before the aggregator acknowledged every snapshot");
                 return Ok(());
             }
             ack = next_ack(&mut inbound) => match ack? {
@@ -118,7 +122,7 @@ pub(super) async fn run(
             _ = stats_tick.tick() => {
                 // Stats are advisory: skip a beat rather than wait behind snapshots.
                 let _ = tx.try_send(wire::ReportRequest {
-                    message: Some(Outbound::Stats(uplink.stats.to_proto(&uplink.buffer))),
+                    message: Some(Outbound::Stats(uplink.stats())),
                 });
             }
         }

@@ -1,5 +1,5 @@
 //! The ingest stream as this sidecar sends it: `flumewatch.v1.ReportRequest` with each snapshot
-//! carried as the bytes the [`ReplayBuffer`](super::ReplayBuffer) encoded it to at push, so a
+//! carried as the bytes the [`Fanout`](super::Fanout) encoded it to once at push, so a
 //! send neither decodes nor re-encodes it.
 //!
 //! On the wire a length-delimited field is the same whether the schema calls it a message or
@@ -50,7 +50,7 @@ mod tests {
     use pb::report_request::Message as Generated;
 
     use super::*;
-    use crate::uplink::ReplayBuffer;
+    use crate::uplink::{Fanout, ReplayBuffer};
 
     /// What the aggregator reads from the bytes this sidecar writes.
     fn as_received(message: Message) -> Option<Generated> {
@@ -68,6 +68,7 @@ mod tests {
         let body = flumewatch_testkit::fixtures::sample("multi-component-agent.json");
         let components = crate::flume::parse_metrics(&body).expect("fixture parses");
         let buffer = ReplayBuffer::new(10);
+        let fanout = Fanout::new(vec![buffer.clone()]);
         let snapshot = |agent: &str| Snapshot {
             seq: 0,
             agent: agent.into(),
@@ -77,8 +78,8 @@ mod tests {
             components: components.clone(),
             backfill: false,
         };
-        buffer.push(snapshot("a1"));
-        buffer.push(snapshot("a1"));
+        fanout.push(snapshot("a1"));
+        fanout.push(snapshot("a1"));
         for (after, backfill) in [(0, true), (1, false)] {
             let outgoing = buffer.next_after(after).expect("queued");
             let mut expected = snapshot("a1");
