@@ -15,8 +15,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::notify::store::postgres::{Peer, Pg};
 
-/// A peer not seen for this many lease terms is reported missing.
-const PEER_MISSING_AFTER_TERMS: u32 = 3;
+/// A peer not seen for a whole lease term is reported missing: a sender that quiet has lost
+/// its lease by then.
+const PEER_MISSING_AFTER_TERMS: u32 = 1;
 
 /// Settings of a replicated aggregator.
 #[derive(Debug, Clone, PartialEq, Eq)]

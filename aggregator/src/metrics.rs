@@ -98,8 +98,7 @@ fn help(name: &str) -> String {
             "Seconds since the other replica last renewed its entry in the shared database".into()
         }
         "flumewatch_replica_peers_missing" => {
-            "Replicas not seen for three lease terms, or 1 when no other replica was ever seen"
-                .into()
+            "Replicas not seen for a lease term, or 1 when no other replica was ever seen".into()
         }
         "flumewatch_state_database_up" => {
             "1 when the shared state database answered the last lease call".into()

@@ -106,7 +106,7 @@ async fn three_sigkills_lose_no_snapshot_silence_or_message() {
             "bj-log"
         };
         let sidecar = SidecarFile {
-            aggregator: Some(url.clone()),
+            aggregators: Some(vec![url.clone()]),
             flume: Some(vec![format!("a1={}", flume.url())]),
             interval: Some("100ms".into()),
             timeout: Some("80ms".into()),

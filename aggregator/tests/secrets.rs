@@ -82,7 +82,7 @@ async fn no_secret_reaches_the_logs() {
         ("h9", Some("sidecar-token-unknown-000")),
     ] {
         let mut sidecar = SidecarFile {
-            aggregator: Some(url.clone()),
+            aggregators: Some(vec![url.clone()]),
             flume: Some(vec![format!("a1={}", flume.url())]),
             interval: Some("200ms".into()),
             timeout: Some("150ms".into()),

@@ -62,7 +62,7 @@ async fn sigterm_drains_and_keeps_the_outbox() {
         .unwrap();
     let stop = CancellationToken::new();
     let sidecar = SidecarFile {
-        aggregator: Some(url.clone()),
+        aggregators: Some(vec![url.clone()]),
         flume: Some(vec![format!("a1={}", flume.url())]),
         interval: Some("200ms".into()),
         host: Some("h1".into()),

@@ -126,7 +126,7 @@ async fn three_found_agents_are_polled_and_the_one_that_exits_is_down() {
     let second = Agent::start(format!("{tag}-a2")).await;
 
     let sidecar = flumewatch_sidecar::config::FileConfig {
-        aggregator: Some(url.clone()),
+        aggregators: Some(vec![url.clone()]),
         discover: Some(true),
         discover_interval: Some("1s".into()),
         interval: Some("200ms".into()),

@@ -167,7 +167,7 @@ pub async fn run(
             .await
             .map_err(DemoError::Flume)?;
         let sidecar = SidecarFile {
-            aggregator: Some(format!("http://{addr}")),
+            aggregators: Some(vec![format!("http://{addr}")]),
             flume: Some(vec![format!("a1={}", flume.url())]),
             interval: Some(POLL.into()),
             host: Some(demo.host.into()),

@@ -186,7 +186,7 @@ pub fn sidecar_config(
     labels: &[(&str, &str)],
 ) -> SidecarFile {
     SidecarFile {
-        aggregator: Some(aggregator.to_owned()),
+        aggregators: Some(vec![aggregator.to_owned()]),
         flume: Some(
             flume
                 .iter()

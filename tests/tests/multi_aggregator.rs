@@ -232,7 +232,6 @@ async fn a_restarted_aggregator_gets_its_own_replay_window_and_the_other_nothing
     let flume = ScriptedFlume::serving_sample("steady-load-t15s.json").await;
     // The library entry point, with a `FileConfig` built in code.
     let mut config = sidecar_config(&steady.url(), "h3", &[("a1", flume.url())], &[]);
-    config.aggregator = None;
     config.aggregators = Some(vec![steady.url(), first.url()]);
     let sidecar = SidecarHandle::start(config);
     holds_up_to(&first, "h3", 10).await;

@@ -149,7 +149,7 @@ pub fn start_sidecar(
     stop: &tokio_util::sync::CancellationToken,
 ) {
     let sidecar = flumewatch_sidecar::config::FileConfig {
-        aggregator: Some(url.to_owned()),
+        aggregators: Some(vec![url.to_owned()]),
         flume: Some(vec![format!("a1={flume_url}")]),
         interval: Some("200ms".into()),
         timeout: Some("150ms".into()),

@@ -29,7 +29,6 @@ impl Cli {
         }
         // Like --flume: the flags given replace the file's whole list.
         if !self.aggregator.is_empty() {
-            file.aggregator = None;
             file.aggregators = Some(self.aggregator);
         }
         file.token = self.token;

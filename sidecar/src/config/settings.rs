@@ -91,10 +91,6 @@ settings! {
     /// The file's `aggregator`: one address or a list of them.
     #[serde(rename = "aggregator", default, deserialize_with = "super::targets::one_or_many")]
     file aggregators: Option<Vec<String>>,
-    /// One aggregator, for programs that build a `FileConfig` themselves (never read from the
-    /// file); reported to before those in `aggregators`.
-    #[serde(skip)]
-    file aggregator: Option<String>,
     /// A Flume agent's metrics endpoint (plain http://, as Flume serves it), optionally named
     /// (repeatable). The name defaults to "flume-PORT" [default: http://127.0.0.1:41414/metrics].
     #[arg(long = "flume", value_name = "[NAME=]URL")]

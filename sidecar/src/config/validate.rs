@@ -20,10 +20,7 @@ impl FileConfig {
     }
 
     fn validate_on(self, machine: &impl Machine) -> Result<Config, ConfigError> {
-        let aggregators = check_aggregators(match (self.aggregator, self.aggregators) {
-            (None, None) => None,
-            (one, many) => Some(one.into_iter().chain(many.into_iter().flatten()).collect()),
-        })?;
+        let aggregators = check_aggregators(self.aggregators)?;
         let discover = match self.discover {
             Some(true) => Some(Discovery {
                 interval: parse_duration(
@@ -222,7 +219,7 @@ mod tests {
             (PathBuf::from("/ca.pem"), "CA"),
         ]));
         let file = FileConfig {
-            aggregator: Some("https://agg:50051".into()),
+            aggregators: Some(vec!["https://agg:50051".into()]),
             host: Some("h1".into()),
             token_file: Some("/tok".into()),
             tls_ca: Some("/ca.pem".into()),
