@@ -35,6 +35,16 @@ apt_tool() { # apt_tool COMMAND PACKAGE
 }
 apt_tool promtool prometheus
 apt_tool systemd-analyze systemd
+# PostgreSQL's server, for the replica tests (tests/tests/ha.rs and the aggregator's store
+# tests): each test starts a throwaway cluster of its own from these binaries, on a free
+# loopback port, and removes it after (tests/support/src/postgres.rs). Debian keeps initdb
+# and pg_ctl off PATH, in /usr/lib/postgresql/N/bin.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  [ "$(id -u)" = 0 ] && sudo=() || sudo=(sudo)
+  if [ -z "${apt_updated:-}" ]; then "${sudo[@]}" apt-get update -qq; apt_updated=1; fi
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+ls -d /usr/lib/postgresql/*/bin | tail -1
 promtool --version | head -1
 systemd-analyze --version | head -1
 

@@ -32,12 +32,29 @@ pub fn check_config(
             RuleSet::load(Some(path))?
         } else {
             let config = read_file(path)?.validate_with(false)?;
+            let state = match &config.replication {
+                None => format!("state_dir {}", config.state_dir.display()),
+                Some(r) => format!(
+                    "state_url postgres://{}/{}, replica {}, failover {}",
+                    r.database
+                        .get_hosts()
+                        .iter()
+                        .map(|h| match h {
+                            postgres::config::Host::Tcp(name) => name.clone(),
+                            postgres::config::Host::Unix(path) => path.display().to_string(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    r.database.get_dbname().unwrap_or(""),
+                    r.ha.replica,
+                    humantime::format_duration(r.ha.failover)
+                ),
+            };
             let _ = writeln!(
                 report,
-                "{}: aggregator config ok (grpc_listen {}, state_dir {})",
+                "{}: aggregator config ok (grpc_listen {}, {state})",
                 path.display(),
                 config.grpc_listen,
-                config.state_dir.display()
             );
             let names: Vec<&str> = config
                 .notify

@@ -340,6 +340,12 @@ impl FleetApi for QueryService {
             )));
         }
         tracing::info!(host = %request.host, agents = ?retired, "retired");
+        if let Err(e) = self.notify.share_retirement(&request.host, agent) {
+            tracing::error!(error = %e, "retired here, but the other replica could not be told");
+            return Err(Status::unavailable(format!(
+                "retired on this replica only: {e}"
+            )));
+        }
         Ok(Response::new(pb::RetireAgentResponse {
             retired: retired
                 .into_iter()

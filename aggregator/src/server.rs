@@ -280,6 +280,10 @@ impl Aggregator {
         let ticker = tokio::spawn(evaluate_periodically(
             self.fleet.clone(),
             self.store.clone(),
+            self.config
+                .replication
+                .as_ref()
+                .map(|r| r.ha.replica.clone()),
             self.config.evaluation_interval,
             self.config.forget_after,
             streams_stop.clone(),
@@ -380,6 +384,7 @@ impl Aggregator {
 async fn evaluate_periodically(
     fleet: Fleet,
     store: Store,
+    replica: Option<String>,
     every: Duration,
     forget_after: Option<Duration>,
     stop: CancellationToken,
@@ -387,6 +392,9 @@ async fn evaluate_periodically(
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut written = None;
+    // Retirements the other replicas make. Those from before the first read are not applied:
+    // they are in the remembered fleet already, and a host retired then may be back since.
+    let mut retirements_seen: Option<i64> = None;
     loop {
         tokio::select! {
             biased;
@@ -397,6 +405,29 @@ async fn evaluate_periodically(
             let forgotten = fleet.forget_silent(after, crate::fleet::Now::current());
             if !forgotten.is_empty() {
                 tracing::info!(agents = ?forgotten, "silent too long: removed from the fleet");
+            }
+        }
+        if let (Some(me), Some(pg)) = (&replica, store.postgres()) {
+            match pg.retirements_after(retirements_seen.unwrap_or(0)) {
+                Ok(new) if retirements_seen.is_none() => {
+                    retirements_seen = Some(new.last().map_or(0, |r| r.id));
+                }
+                Ok(new) => {
+                    for r in new {
+                        retirements_seen = Some(r.id);
+                        if r.by_replica == *me {
+                            continue;
+                        }
+                        let retired = fleet.retire(
+                            &r.host,
+                            r.agent.as_deref(),
+                            crate::fleet::RetireReason::Operator,
+                            crate::fleet::Now::current(),
+                        );
+                        tracing::info!(host = %r.host, agents = ?retired, by = %r.by_replica, "retired on the other replica");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "cannot read the shared retirements"),
             }
         }
         let membership = fleet.membership();

@@ -58,6 +58,22 @@ fn deploy(file: &str) -> String {
 }
 
 #[test]
+fn check_config_accepts_the_replica_example_without_touching_its_database() {
+    let out = aggregator(&["check-config", &deploy("aggregator-replica.toml")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("state_url postgres://pg.example.internal/flumewatch")
+            && stdout.contains("failover 15s"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_config_accepts_the_deploy_examples_and_lists_every_rule() {
     let out = aggregator(&[
         "check-config",

@@ -516,7 +516,7 @@ async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_silence_made_on_one_replica_mutes_the_other() {
+async fn a_silence_and_a_retirement_made_on_one_replica_apply_on_the_other() {
     let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
     let dir = TempDir::new("ha-silence");
     let robot = FakeDingTalk::start("tok-silence", Some(SECRET))
@@ -527,11 +527,25 @@ async fn a_silence_made_on_one_replica_mutes_the_other() {
     let b = Replica::spawn("agg-b", &dir, &cluster.url(), &notify);
     let sending = sender(&[&a, &b]).await;
     let (sender_replica, standby) = if sending == 0 { (&a, &b) } else { (&b, &a) };
-    let hosts = Hosts::start(2, &[a.url(), b.url()]).await;
-    // On the standby, which sends nothing itself.
-    standby
-        .client()
-        .await
+    let hosts = Hosts::start(3, &[a.url(), b.url()]).await;
+    let sender_client = sender_replica.client().await;
+    let listed_hosts = || async {
+        let agents = sender_client
+            .clone()
+            .list_agents(pb::ListAgentsRequest::default())
+            .await
+            .ok()?
+            .into_inner()
+            .agents;
+        Some(agents.into_iter().map(|a| a.host).collect::<BTreeSet<_>>())
+    };
+    wait_for("every host known to the sender", || async {
+        (listed_hosts().await?.len() == 3).then_some(())
+    })
+    .await;
+    // Both on the standby, which sends nothing itself.
+    let mut standby_client = standby.client().await;
+    standby_client
         .create_silence(pb::CreateSilenceRequest {
             matchers: vec![pb::Matcher {
                 name: "host".into(),
@@ -548,7 +562,13 @@ async fn a_silence_made_on_one_replica_mutes_the_other() {
         })
         .await
         .expect("silence created");
-    let sender_client = sender_replica.client().await;
+    standby_client
+        .retire_agent(pb::RetireAgentRequest {
+            host: hosts.names[2].clone(),
+            agent: String::new(),
+        })
+        .await
+        .expect("host retired");
     wait_for("the sender lists the silence", || async {
         let listed = sender_client
             .clone()
@@ -558,6 +578,10 @@ async fn a_silence_made_on_one_replica_mutes_the_other() {
             .into_inner()
             .silences;
         (!listed.is_empty()).then_some(())
+    })
+    .await;
+    wait_for("the sender forgot the retired host", || async {
+        (!listed_hosts().await?.contains(&hosts.names[2])).then_some(())
     })
     .await;
     hosts.fill(0, 100);
@@ -574,6 +598,11 @@ async fn a_silence_made_on_one_replica_mutes_the_other() {
         standby.name,
         sender_replica.name
     );
+    let announced = texts
+        .iter()
+        .filter(|t| t.contains("监控变更") && t.contains(&hosts.names[2]))
+        .count();
+    assert_eq!(announced, 1, "the retirement announced once:\n{texts:#?}");
     hosts.stop().await;
 }
 

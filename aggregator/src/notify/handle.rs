@@ -78,6 +78,24 @@ impl NotifyHandle {
         self.ha.clone()
     }
 
+    /// Tells the other replicas of a retirement made here (nothing to do for one aggregator).
+    pub fn share_retirement(
+        &self,
+        host: &str,
+        agent: Option<&str>,
+    ) -> Result<(), store::StoreError> {
+        match (&self.store, &self.ha) {
+            (Some(store), Some(view)) => match store.postgres() {
+                Some(pg) => {
+                    let replica = view.borrow().replica.clone();
+                    pg.share_retirement(host, agent, &replica)
+                }
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
     /// Replaces the silences with the shared store's (a replica's peer may have changed them).
     pub(super) fn refresh_silences(&self) -> Result<(), store::StoreError> {
         if let Some(store) = &self.store {

@@ -53,7 +53,19 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE sender_lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, epoch BIGINT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL);
      CREATE TABLE replicas (name TEXT PRIMARY KEY, role TEXT NOT NULL, seen_at TIMESTAMPTZ NOT NULL);",
+    // 2: retirements, so that one made on either replica applies on both.
+    "CREATE TABLE retirements (id BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, agent TEXT,
+        by_replica TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());",
 ];
+
+/// A retirement made on some replica: the host, and the agent (none: the whole host).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedRetirement {
+    pub id: i64,
+    pub host: String,
+    pub agent: Option<String>,
+    pub by_replica: String,
+}
 
 /// Runs `f` where blocking is allowed: PostgreSQL's synchronous client may not block an async
 /// worker. Needs tokio's multi-thread runtime (the aggregator's) when called from a task.
@@ -524,6 +536,48 @@ impl Pg {
                 name: r.get(0),
                 role: r.get(1),
                 seen_ago: Duration::from_secs_f64(r.get::<_, f64>(2).max(0.0)),
+            })
+            .collect())
+    }
+}
+
+impl Pg {
+    /// Shares a retirement made here with the other replicas (kept a day: a replica that
+    /// starts later does not replay it, its sidecars are retired in the remembered fleet).
+    pub fn share_retirement(
+        &self,
+        host: &str,
+        agent: Option<&str>,
+        replica: &str,
+    ) -> Result<(), StoreError> {
+        self.with(|db| {
+            db.execute(
+                "DELETE FROM retirements WHERE at < clock_timestamp() - interval '1 day'",
+                &[],
+            )?;
+            db.execute(
+                "INSERT INTO retirements (host, agent, by_replica) VALUES ($1, $2, $3)",
+                &[&host, &agent, &replica],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Retirements newer than `after` (an id; 0 for all), oldest first.
+    pub fn retirements_after(&self, after: i64) -> Result<Vec<SharedRetirement>, StoreError> {
+        let rows = self.with(|db| {
+            db.query(
+                "SELECT id, host, agent, by_replica FROM retirements WHERE id > $1 ORDER BY id",
+                &[&after],
+            )
+        })?;
+        Ok(rows
+            .iter()
+            .map(|r| SharedRetirement {
+                id: r.get(0),
+                host: r.get(1),
+                agent: r.get(2),
+                by_replica: r.get(3),
             })
             .collect())
     }
