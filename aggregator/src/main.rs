@@ -30,14 +30,18 @@ fn main() -> ExitCode {
         };
     }
     // Held to the end of main: dropping it flushes the log queue (bounded, see its docs).
-    let _log_guard =
-        match flumewatch_process::init_logging(&log_format, log_level.as_deref(), "info") {
-            Ok(guard) => guard,
-            Err(e) => {
-                eprintln!("flumewatch-aggregator: {e}");
-                return ExitCode::from(64);
-            }
-        };
+    let _log_guard = match flumewatch_process::init_logging(
+        &log_format,
+        log_level.as_deref(),
+        "info",
+        flumewatch_process::LOG_QUEUE_LINES,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("flumewatch-aggregator: {e}");
+            return ExitCode::from(64);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -41,6 +41,10 @@ use tokio_util::task::TaskTracker;
 
 pub use config::Config;
 
+/// Log lines the sidecar queues for stdout: it logs state changes, not every poll, and its
+/// queue is allocated up front on a host where every MiB is the Flume agent's.
+pub const LOG_QUEUE_LINES: usize = 1024;
+
 /// Why the sidecar could not start. Not retryable without a config change.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {

@@ -15,14 +15,18 @@ fn main() -> ExitCode {
         }
     };
     // Held to the end of main: dropping it flushes the log queue (bounded, see its docs).
-    let _log_guard =
-        match flumewatch_process::init_logging(&log_format, log_level.as_deref(), "info") {
-            Ok(guard) => guard,
-            Err(e) => {
-                eprintln!("flumewatch-sidecar: {e}");
-                return ExitCode::from(64);
-            }
-        };
+    let _log_guard = match flumewatch_process::init_logging(
+        &log_format,
+        log_level.as_deref(),
+        "info",
+        flumewatch_sidecar::LOG_QUEUE_LINES,
+    ) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("flumewatch-sidecar: {e}");
+            return ExitCode::from(64);
+        }
+    };
     // One thread: a sidecar polls a handful of agents; a second thread (and its malloc arena)
     // would only cost memory on the Flume host.
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -7,7 +7,7 @@ mod logging;
 mod signal;
 mod toml_error;
 
-pub use log_writer::{LogGuard, NonBlocking};
+pub use log_writer::{LogGuard, NonBlocking, LOG_QUEUE_LINES};
 pub use logging::{init_logging, log_lines_dropped, LogError};
 pub use signal::{shutdown_on_signal, shutdown_signal};
 pub use toml_error::describe_toml_error;

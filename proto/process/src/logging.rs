@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use crate::log_writer::{LogGuard, NonBlocking, DROP_REPORT_EVERY, LOG_QUEUE_LINES};
+use crate::log_writer::{LogGuard, NonBlocking, DROP_REPORT_EVERY};
 
 /// The installed writer, for [`log_lines_dropped`]: the subscriber is process-global, and so is
 /// the one count of what it lost.
@@ -21,12 +21,14 @@ pub enum LogError {
     Writer(#[source] std::io::Error),
 }
 
-/// Installs the global subscriber, writing to stdout through a bounded queue. Keep the guard
-/// until exit: dropping it waits (at most a couple of seconds) for queued lines to be written.
+/// Installs the global subscriber, writing to stdout through a queue of `queue_lines` lines
+/// (allocated up front: the most a stalled stdout may cost). Keep the guard until exit:
+/// dropping it waits (at most a couple of seconds) for queued lines to be written.
 pub fn init_logging(
     format: &str,
     level: Option<&str>,
     default_level: &str,
+    queue_lines: usize,
 ) -> Result<LogGuard, LogError> {
     let filter = match level {
         Some(level) => tracing_subscriber::EnvFilter::try_new(level)
@@ -39,7 +41,7 @@ pub fn init_logging(
     }
     let (writer, guard) = NonBlocking::new(
         std::io::stdout(),
-        LOG_QUEUE_LINES,
+        queue_lines,
         DROP_REPORT_EVERY,
         Box::new(|lost| {
             // Runs on the writer thread, whose own line goes through the (now drained) queue.
