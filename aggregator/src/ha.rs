@@ -7,6 +7,8 @@
 //! `t + ttl` (it is computed later, by the database's clock), so the holder counts its term
 //! from `t` and stops sending before anyone else may start.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -106,30 +108,37 @@ impl HaView {
         if self.peers.is_empty() {
             out.push("no other replica has been seen: this aggregator has no standby".into());
         }
-        for peer in self
-            .peers
-            .iter()
-            .filter(|p| p.seen_ago > self.peer_missing_after)
-        {
-            out.push(format!(
-                "replica {} not seen for {}s",
-                peer.name,
-                peer.seen_ago.as_secs()
-            ));
+        for peer in &self.peers {
+            if peer.role == "stopped" {
+                out.push(format!("replica {} stopped", peer.name));
+            } else if peer.seen_ago > self.peer_missing_after {
+                out.push(format!(
+                    "replica {} not seen for {}s",
+                    peer.name,
+                    peer.seen_ago.as_secs()
+                ));
+            }
         }
         out
     }
 }
 
-/// Holds (or waits for) the sender lease until `shutdown`; then gives it up.
+/// Holds (or waits for) the sender lease until `shutdown`; then gives it up. `unrecorded`:
+/// the notifier's deliveries not yet in the shared log, reported with every heartbeat (a new
+/// sender waits for them).
 pub async fn keep_lease(
     pg: Pg,
     config: HaConfig,
     view: watch::Sender<HaView>,
+    unrecorded: Arc<AtomicUsize>,
     shutdown: CancellationToken,
 ) {
     let ttl = config.ttl();
     loop {
+        // Heard before asking for the lease: after an outage, whoever takes it sees this
+        // replica's undelivered records first.
+        let role = view.borrow().role.as_str();
+        let peers = pg.heartbeat(&config.replica, role, unrecorded.load(Ordering::Relaxed));
         let asked = Instant::now();
         let held = pg.hold_lease(&config.replica, ttl);
         let mut next = view.borrow().clone();
@@ -166,7 +175,7 @@ pub async fn keep_lease(
             }
         }
         if next.store_error.is_none() {
-            match pg.heartbeat(&config.replica, next.role.as_str()) {
+            match peers {
                 Ok(peers) => {
                     for peer in peers
                         .iter()
@@ -207,7 +216,11 @@ pub async fn keep_lease(
             }
         }
     }
-    let _ = pg.heartbeat(&config.replica, "stopped");
+    let _ = pg.heartbeat(
+        &config.replica,
+        "stopped",
+        unrecorded.load(Ordering::Relaxed),
+    );
 }
 
 /// The view a replicated aggregator starts with.
@@ -231,6 +244,8 @@ pub enum Permit {
         replica: String,
         epoch: i64,
         valid_until: Instant,
+        /// A peer seen this recently is alive (its claims and records are waited for).
+        peer_alive_within: Duration,
     },
     /// Not the sender (or the term lapsed): send nothing.
     Withheld,

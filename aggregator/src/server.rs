@@ -238,6 +238,7 @@ impl Aggregator {
                     pg.another(),
                     replication.ha.clone(),
                     view,
+                    self.notify.unrecorded(),
                     lease_stop.clone(),
                 )))
             }

@@ -165,6 +165,22 @@ impl Drop for Replica {
     }
 }
 
+/// A throwaway PostgreSQL, the robot, and two replicas on them (replicas first in drop order:
+/// they stop before the database and their directory go).
+async fn two_replicas(tag: &str) -> (PgCluster, TempDir, FakeDingTalk, [Replica; 2]) {
+    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
+    let dir = TempDir::new(&format!("ha-{tag}"));
+    let robot = FakeDingTalk::start(&format!("tok-{tag}"), Some(SECRET))
+        .await
+        .unwrap();
+    let notify = notify_toml(&robot.webhook());
+    let replicas = [
+        Replica::spawn("agg-a", &dir, &cluster.url(), &notify),
+        Replica::spawn("agg-b", &dir, &cluster.url(), &notify),
+    ];
+    (cluster, dir, robot, replicas)
+}
+
 /// The replica that holds the sender role now, once exactly one does.
 async fn sender(replicas: &[&Replica]) -> usize {
     wait_for("exactly one sender", || async {
@@ -361,11 +377,34 @@ async fn two_replicas_tell_every_alert_once_and_the_same_as_a_single_aggregator(
         (told.len() >= expected).then_some((told, uuids))
     })
     .await;
-    // Let any duplicate show: the robot must stay at what the history says was sent.
-    wait_for("the robot caught up with the history", || async {
-        (robot.received().len() >= ha_told.1.len()).then_some(())
-    })
-    .await;
+    // Every alert told: nothing is left queued on either replica, and the standby never sent.
+    let standby = [&a, &b][1 - sending];
+    for replica in [&a, &b] {
+        wait_for("nothing left queued", || async {
+            let receivers = replica
+                .client()
+                .await
+                .list_receivers(pb::ListReceiversRequest {})
+                .await
+                .ok()?
+                .into_inner()
+                .receivers;
+            receivers.iter().all(|r| r.queued == 0).then_some(())
+        })
+        .await;
+    }
+    let standby_sent: u64 = standby
+        .client()
+        .await
+        .list_receivers(pb::ListReceiversRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .receivers
+        .iter()
+        .map(|r| r.sent)
+        .sum();
+    assert_eq!(standby_sent, 0, "the standby {} sent nothing", standby.name);
     let texts = delivered_once(&robot);
     let single_texts = delivered_once(&single_robot);
     println!(
@@ -430,14 +469,7 @@ async fn two_replicas_tell_every_alert_once_and_the_same_as_a_single_aggregator(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_sent_twice() {
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
-    let dir = TempDir::new("ha-kill");
-    let robot = FakeDingTalk::start("tok-kill", Some(SECRET)).await.unwrap();
-    let notify = notify_toml(&robot.webhook());
-    let mut replicas = [
-        Replica::spawn("agg-a", &dir, &cluster.url(), &notify),
-        Replica::spawn("agg-b", &dir, &cluster.url(), &notify),
-    ];
+    let (_cluster, _dir, robot, mut replicas) = two_replicas("kill").await;
     let sending = sender(&[&replicas[0], &replicas[1]]).await;
     let hosts = Hosts::start(4, &[replicas[0].url(), replicas[1].url()]).await;
     wait_for("every agent polled", || async {
@@ -446,7 +478,7 @@ async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_se
     .await;
     hosts.fill(0, 100);
     wait_for("the first alert delivered", || async {
-        (robot.received().len() >= 1).then_some(())
+        (!robot.received().is_empty()).then_some(())
     })
     .await;
     // Mid-incident: two more channels fill, and the sender dies inside their group_wait.
@@ -458,7 +490,14 @@ async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_se
         })
         .await;
     }
-    let before = robot.received().len();
+    let before = texts(&robot);
+    for host in &hosts.names[1..3] {
+        assert_eq!(
+            lines_naming(&before, host, false),
+            0,
+            "{host} still pending at the kill:\n{before:#?}"
+        );
+    }
     let killed_at = Instant::now();
     replicas[sending].kill();
     let taken_over = wait_for("the other replica delivers the pending alerts", || async {
@@ -473,7 +512,7 @@ async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_se
         replicas[sending].name,
         replicas[1 - sending].name,
         gap.as_secs_f64(),
-        before
+        before.len()
     );
     assert!(gap <= Duration::from_secs(15), "failover took {gap:?}");
     let survivor = &replicas[1 - sending];
@@ -517,14 +556,7 @@ async fn a_killed_sender_is_replaced_within_the_failover_bound_and_nothing_is_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silence_and_a_retirement_made_on_one_replica_apply_on_the_other() {
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
-    let dir = TempDir::new("ha-silence");
-    let robot = FakeDingTalk::start("tok-silence", Some(SECRET))
-        .await
-        .unwrap();
-    let notify = notify_toml(&robot.webhook());
-    let a = Replica::spawn("agg-a", &dir, &cluster.url(), &notify);
-    let b = Replica::spawn("agg-b", &dir, &cluster.url(), &notify);
+    let (_cluster, _dir, robot, [a, b]) = two_replicas("silence").await;
     let sending = sender(&[&a, &b]).await;
     let (sender_replica, standby) = if sending == 0 { (&a, &b) } else { (&b, &a) };
     let hosts = Hosts::start(3, &[a.url(), b.url()]).await;
@@ -608,19 +640,19 @@ async fn a_silence_and_a_retirement_made_on_one_replica_apply_on_the_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
-    let cluster = tokio::task::spawn_blocking(PgCluster::start).await.unwrap();
-    let dir = TempDir::new("ha-outage");
-    let robot = FakeDingTalk::start("tok-outage", Some(SECRET))
-        .await
-        .unwrap();
-    let notify = notify_toml(&robot.webhook());
-    let a = Replica::spawn("agg-a", &dir, &cluster.url(), &notify);
-    let b = Replica::spawn("agg-b", &dir, &cluster.url(), &notify);
+    let (cluster, _dir, robot, [a, b]) = two_replicas("outage").await;
     sender(&[&a, &b]).await;
-    let hosts = Hosts::start(3, &[a.url(), b.url()]).await;
+    let hosts = Hosts::start(4, &[a.url(), b.url()]).await;
     hosts.fill(0, 100);
     wait_for("the first alert delivered", || async {
-        (robot.received().len() >= 1).then_some(())
+        (!robot.received().is_empty()).then_some(())
+    })
+    .await;
+    // A POST under way when the database goes: DingTalk takes it, the shared log cannot.
+    robot.hold();
+    hosts.fill(3, 100);
+    wait_for("a POST held at the robot", || async {
+        (robot.held() >= 1).then_some(())
     })
     .await;
     let stopped_at = Instant::now();
@@ -633,6 +665,11 @@ async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
     })
     .await
     .unwrap();
+    robot.release();
+    wait_for("the held message delivered during the outage", || async {
+        (lines_naming(&texts(&robot), &hosts.names[3], false) > 0).then_some(())
+    })
+    .await;
     // During the outage: one alert resolves, another fires.
     hosts.fill(0, 10);
     hosts.fill(1, 100);
@@ -649,7 +686,7 @@ async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
             "{name} at +30 s: role {} warnings {:?}",
             status.role, status.warnings
         );
-        assert_eq!(status.agents, 3, "still ingesting");
+        assert_eq!(status.agents, 4, "still ingesting");
         assert_ne!(
             status.role, "sender",
             "nobody sends without a provable lease"
@@ -693,6 +730,11 @@ async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
         0,
         "{texts:#?}"
     );
+    assert_eq!(
+        lines_naming(&texts, &hosts.names[3], false),
+        1,
+        "delivered during the outage, recorded after it, told once:\n{texts:#?}"
+    );
     for replica in [&a, &b] {
         println!(
             "{}:\n  {}",
@@ -702,4 +744,90 @@ async fn a_minute_without_postgresql_loses_and_duplicates_nothing() {
     }
     hosts.stop().await;
     drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_stopped_with_sigterm_hands_over_at_once() {
+    let (_cluster, _dir, robot, mut replicas) = two_replicas("sigterm").await;
+    let sending = sender(&[&replicas[0], &replicas[1]]).await;
+    let hosts = Hosts::start(2, &[replicas[0].url(), replicas[1].url()]).await;
+    hosts.fill(0, 100);
+    wait_for("the first alert delivered", || async {
+        (!robot.received().is_empty()).then_some(())
+    })
+    .await;
+    let mut child = replicas[sending].child.take().expect("running");
+    let stopped_at = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "a clean stop: {status}");
+    let survivor = &replicas[1 - sending];
+    let took_over = wait_for("the other replica sends", || async {
+        (survivor.status().await?.role == "sender").then(Instant::now)
+    })
+    .await;
+    println!(
+        "SIGTERM of {}: exited cleanly, {} sending {:.1} s after the signal",
+        replicas[sending].name,
+        survivor.name,
+        (took_over - stopped_at).as_secs_f64()
+    );
+    assert!(
+        took_over - stopped_at < Duration::from_secs(10),
+        "a released lease is taken without waiting its term out"
+    );
+    hosts.fill(1, 100);
+    wait_for("the next alert delivered by the survivor", || async {
+        (lines_naming(&texts(&robot), &hosts.names[1], false) > 0).then_some(())
+    })
+    .await;
+    let texts = delivered_once(&robot);
+    assert_eq!(lines_naming(&texts, &hosts.names[0], false), 1);
+    let warnings = survivor.status().await.unwrap().warnings;
+    assert!(
+        warnings.iter().any(|w| w.contains("stopped")),
+        "{warnings:?}"
+    );
+    hosts.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_post_hung_when_its_sender_died_goes_once_under_the_same_msg_uuid() {
+    let (_cluster, _dir, robot, mut replicas) = two_replicas("hung").await;
+    let sending = sender(&[&replicas[0], &replicas[1]]).await;
+    let hosts = Hosts::start(1, &[replicas[0].url(), replicas[1].url()]).await;
+    robot.force(&[flumewatch_testkit::fake_dingtalk::Forced::Hang]);
+    hosts.fill(0, 100);
+    let hung = wait_for("the sender's POST hanging at the robot", || async {
+        robot.hung().first().cloned().flatten()
+    })
+    .await;
+    let killed_at = Instant::now();
+    replicas[sending].kill();
+    let delivered = wait_for("the other replica delivers it", || async {
+        robot
+            .received()
+            .into_iter()
+            .find(|m| m.msg_uuid.as_deref() == Some(&hung))
+    })
+    .await;
+    println!(
+        "POST hung at the robot, sender SIGKILLed: {} delivered msgUuid {hung} {:.1} s later",
+        replicas[1 - sending].name,
+        killed_at.elapsed().as_secs_f64()
+    );
+    assert!(delivered.text.contains(&format!("**{}**", hosts.names[0])));
+    let texts = delivered_once(&robot);
+    assert_eq!(
+        texts.len(),
+        1,
+        "the same message, not a new one:\n{texts:#?}"
+    );
+    hosts.stop().await;
 }

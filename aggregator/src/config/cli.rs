@@ -48,14 +48,6 @@ pub struct Cli {
     /// File holding the PostgreSQL password (one line).
     #[arg(long, value_name = "FILE")]
     pub state_password_file: Option<PathBuf>,
-    /// The PostgreSQL password, from the environment only.
-    #[arg(
-        long = "state-password",
-        hide = true,
-        env = "FLUMEWATCH_STATE_PASSWORD",
-        hide_env_values = true
-    )]
-    pub state_password: Option<String>,
     /// This replica's name in the sender lease and Fleet/Status [default: the host name].
     #[arg(long, value_name = "NAME")]
     pub replica_name: Option<String>,
@@ -195,7 +187,6 @@ impl Cli {
             state_dir,
             state_url,
             state_password_file,
-            state_password,
             replica_name,
             failover,
             history,
@@ -229,7 +220,8 @@ impl Cli {
             state_dir: state_dir.or(file.state_dir),
             state_url: state_url.or(file.state_url),
             state_password_file: state_password_file.or(file.state_password_file),
-            state_password,
+            // From the environment only: a command line is visible to every user of the host.
+            state_password: std::env::var(super::replication::PASSWORD_ENV).ok(),
             replica_name: replica_name.or(file.replica_name),
             failover: failover.or(file.failover),
             history: history.or(file.history),

@@ -55,14 +55,21 @@ impl RawReplication {
             }
             return Ok(None);
         };
+        // Never echoed: a URL may hold a password.
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(invalid(
                 "state_url",
-                format!("{url:?}: expected postgres://USER@HOST:PORT/DATABASE"),
+                "expected postgres://USER@HOST:PORT/DATABASE",
             ));
         }
         let mut database =
             postgres::Config::from_str(&url).map_err(|e| invalid("state_url", format!("{e}")))?;
+        if database.get_ssl_mode() == postgres::config::SslMode::Require {
+            return Err(invalid(
+                "state_url",
+                "sslmode=require: this aggregator talks to PostgreSQL without TLS (keep the database on a private network, or tunnel it)",
+            ));
+        }
         if database.get_password().is_some() {
             return Err(invalid(
                 "state_url",
@@ -160,7 +167,12 @@ mod tests {
             replica_name: Some("a".into()),
             ..Default::default()
         };
-        assert!(error(url("mysql://x/y")).contains("`state_url`"));
+        let scheme = error(url("mysql://u:hunter2@x/y"));
+        assert!(
+            scheme.contains("`state_url`") && !scheme.contains("hunter2"),
+            "{scheme}"
+        );
+        assert!(error(url("postgres://u@h/db?sslmode=require")).contains("sslmode"));
         let with_password = error(url("postgres://u:pw@h/db"));
         assert!(
             with_password.contains("`state_url`") && with_password.contains(PASSWORD_ENV),

@@ -103,6 +103,25 @@ impl FileConfig {
             language,
         )
         .map_err(|(key, reason)| ConfigError::InvalidAt { key, reason })?;
+        if let Some(replication) = &replication {
+            // A message claimed by a sender that died waits out its POST's timeout before the
+            // successor sends it: the lease must outlast a POST for failover to keep its bound.
+            if let Some(receiver) = notify
+                .receivers
+                .iter()
+                .find(|r| r.send_timeout > replication.ha.ttl())
+            {
+                return Err(invalid(
+                    "failover",
+                    format!(
+                        "{} is too short for receiver {}'s send_timeout {}: the lease (two thirds of failover) must outlast a POST",
+                        humantime::format_duration(replication.ha.failover),
+                        receiver.name,
+                        humantime::format_duration(receiver.send_timeout)
+                    ),
+                ));
+            }
+        }
         let Secrets {
             ingest_tokens,
             admin_token,

@@ -116,8 +116,11 @@ impl FiringLog {
                 }
             }
             Err(e) => {
+                // Once per stretch of failures: a database outage must not flood the log.
+                if !self.behind {
+                    tracing::error!(error = %e, "cannot record firing alerts; trying again every second");
+                }
                 self.behind = true;
-                tracing::error!(error = %e, "cannot record firing alerts; trying again shortly");
             }
         }
     }

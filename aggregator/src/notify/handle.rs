@@ -2,6 +2,7 @@
 //! receiver's delivery status and the notification history.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -42,6 +43,9 @@ pub struct NotifyHandle {
     store: Option<Store>,
     /// This replica's role, from the lease keeper (`None`: a single aggregator).
     ha: Option<watch::Receiver<HaView>>,
+    /// Deliveries the shared log does not have yet (the database was away), for the lease
+    /// keeper to report.
+    unrecorded: Arc<AtomicUsize>,
 }
 
 impl NotifyHandle {
@@ -57,7 +61,13 @@ impl NotifyHandle {
             })),
             store,
             ha: None,
+            unrecorded: Arc::default(),
         }
+    }
+
+    /// The count of deliveries not yet recorded in the shared log (see the field).
+    pub fn unrecorded(&self) -> Arc<AtomicUsize> {
+        self.unrecorded.clone()
     }
 
     /// A replica: its role comes from the lease keeper's view.

@@ -163,7 +163,14 @@ impl Notifier {
                     let view = view.borrow().clone();
                     let epoch = view.role.permit(now).flatten();
                     if epoch != term {
-                        term = self.change_term(epoch, &mut states, &mut log, &mut dispatcher, now);
+                        term = self.change_term(
+                            epoch,
+                            &view,
+                            &mut states,
+                            &mut log,
+                            &mut dispatcher,
+                            now,
+                        );
                         stale = true;
                     }
                     if now >= next_sync {
@@ -176,6 +183,7 @@ impl Notifier {
                                 replica: view.replica,
                                 epoch,
                                 valid_until,
+                                peer_alive_within: view.peer_missing_after,
                             }
                         }
                         _ => Permit::Withheld,
@@ -200,6 +208,9 @@ impl Notifier {
             self.flush(&alerts, &mut dispatcher, &mut states, &log, now, wall);
             self.heartbeats(&alerts, &mut states, wall);
             self.send(&mut states, &results_tx, &log, &permit, now, wall);
+            if states.iter().any(|s| s.peer_delivered) {
+                self.resync_after_peer(&mut states, &mut log, &mut dispatcher, Instant::now());
+            }
 
             let now = Instant::now();
             let next_heartbeat = states
@@ -265,6 +276,22 @@ impl Notifier {
                     let flush_due = dispatcher.next_flush().is_some_and(|at| at <= now);
                     stale |= flush_due || self.firing.is_due(now);
                 }
+            }
+        }
+        // A POST under way is waited for (at most its timeout) and its outcome recorded: a
+        // restart or the other replica would otherwise send it again.
+        let longest = self
+            .config
+            .receivers
+            .iter()
+            .map(|r| r.send_timeout)
+            .max()
+            .unwrap_or_default();
+        let deadline = Instant::now() + longest;
+        while states.iter().any(|s| s.in_flight) {
+            tokio::select! {
+                Some(done) = results.recv() => self.finish(done, &mut states, &mut log, &mut dispatcher),
+                _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         let queued: usize = states

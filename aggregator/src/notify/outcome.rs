@@ -65,6 +65,9 @@ impl Notifier {
                             entries: entries.clone(),
                             forget_before,
                         });
+                        self.handle
+                            .unrecorded()
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
                 for ((key, firing, resolved), (_, entry)) in outgoing.row.groups.iter().zip(entries)

@@ -41,6 +41,8 @@ impl ReceiverState {
             notes: Vec::new(),
             next_heartbeat: None,
             unrecorded: Vec::new(),
+            peer_delivered: false,
+            commit_failing: false,
         }
     }
 }
@@ -68,6 +70,10 @@ pub(super) struct ReceiverState {
     pub(super) next_heartbeat: Option<std::time::SystemTime>,
     /// Replicas: deliveries not yet in the shared notification log.
     pub(super) unrecorded: Vec<Unrecorded>,
+    /// Replicas: a message of this receiver turned out delivered by the peer.
+    pub(super) peer_delivered: bool,
+    /// The last commit to the outbox failed (logged once until one succeeds).
+    pub(super) commit_failing: bool,
 }
 
 impl ReceiverState {

@@ -10,8 +10,10 @@ use tokio::time::Instant;
 
 use super::dispatch::{Dispatcher, LogEntry};
 use super::receiver::{Outgoing, ReceiverState};
-use super::store::LogKey;
+use super::store::{LogKey, OutboxRow, StoreError};
 use super::Notifier;
+use crate::ha::HaView;
+use std::sync::atomic::Ordering;
 
 /// How often a replica reads what its peer changed: the notification log (standby),
 /// silences (both), and retries its own unrecorded deliveries.
@@ -24,6 +26,7 @@ impl Notifier {
     pub(super) fn change_term(
         &self,
         epoch: Option<i64>,
+        view: &HaView,
         states: &mut [ReceiverState],
         log: &mut HashMap<LogKey, LogEntry>,
         dispatcher: &mut Dispatcher,
@@ -39,6 +42,23 @@ impl Notifier {
         if !self.record_unrecorded(states) {
             return None;
         }
+        // A peer that sent while the database was away records it when the database is
+        // back: what it said must be in the log before this replica judges against it.
+        if let Some(pg) = self.store.postgres() {
+            match pg.peers_settling(&view.replica, view.peer_missing_after) {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::info!(
+                        "sender lease taken; waiting for the other replica to record what it sent"
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the other replicas' state; trying again");
+                    return None;
+                }
+            }
+        }
         let (entries, rows) = match (self.store.nflog(), self.store.outbox()) {
             (Ok(entries), Ok(rows)) => (entries, rows),
             (Err(e), _) | (_, Err(e)) => {
@@ -47,7 +67,98 @@ impl Notifier {
             }
         };
         *log = entries.into_iter().collect();
-        let mut resumed = 0;
+        let resumed = self.adopt(states, rows, now);
+        // Every group that has flushed is judged again now against the shared log: what the
+        // old sender told stays told, what it had not told yet goes out.
+        self.judge_again(dispatcher, now);
+        tracing::info!(
+            epoch,
+            resumed,
+            "sending: resuming from the shared notification log"
+        );
+        Some(epoch)
+    }
+
+    /// Writes deliveries whose log entry the database missed; true when none is left. One
+    /// the database refuses for good is given up (logged), not retried for ever.
+    pub(super) fn record_unrecorded(&self, states: &mut [ReceiverState]) -> bool {
+        for state in states.iter_mut() {
+            state.unrecorded.retain(|u| {
+                match self.store.delivered(&u.row, &u.entries, u.forget_before) {
+                    Ok(()) => false,
+                    Err(StoreError::Unavailable(_)) => true,
+                    Err(e) => {
+                        tracing::error!(error = %e, msg_uuid = %u.row.msg_uuid, "cannot record a delivery in the shared log; giving up on it");
+                        false
+                    }
+                }
+            });
+        }
+        let left: usize = states.iter().map(|s| s.unrecorded.len()).sum();
+        self.handle.unrecorded().store(left, Ordering::Relaxed);
+        left == 0
+    }
+
+    /// A peer delivered a message this replica was about to send (it recorded it late, after
+    /// an outage): take in what it told and judge every group again, as at a takeover.
+    pub(super) fn resync_after_peer(
+        &self,
+        states: &mut [ReceiverState],
+        log: &mut HashMap<LogKey, LogEntry>,
+        dispatcher: &mut Dispatcher,
+        now: Instant,
+    ) {
+        for state in states.iter_mut() {
+            state.peer_delivered = false;
+            state.pending.clear();
+        }
+        self.merge_newer(log);
+        self.judge_again(dispatcher, now);
+    }
+
+    /// Every group that has flushed flushes again now, judged against the log as it is (as
+    /// after a reload): what was told stays told, what was not goes out.
+    fn judge_again(&self, dispatcher: &mut Dispatcher, now: Instant) {
+        let names: Vec<String> = self
+            .config
+            .receivers
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        dispatcher.reconfigure(&names, &names, now);
+    }
+
+    /// Takes in the shared log's entries newer than this replica's.
+    fn merge_newer(&self, log: &mut HashMap<LogKey, LogEntry>) {
+        match self.store.nflog() {
+            Ok(entries) => {
+                for (key, entry) in entries {
+                    let newer = log
+                        .get(&key)
+                        .is_none_or(|mine| mine.sent_at < entry.sent_at);
+                    if newer {
+                        log.insert(key, entry);
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the shared notification log"),
+        }
+    }
+
+    /// Messages in the shared outbox this sender does not hold: committed by a peer whose
+    /// term ended during the commit.
+    fn adopt_outbox(&self, states: &mut [ReceiverState]) {
+        if let Ok(rows) = self.store.outbox() {
+            let adopted = self.adopt(states, rows, Instant::now());
+            if adopted > 0 {
+                tracing::info!(adopted, "taking over messages the other replica queued");
+            }
+        }
+    }
+
+    /// Queues the shared outbox's messages this replica does not hold yet; how many.
+    fn adopt(&self, states: &mut [ReceiverState], rows: Vec<OutboxRow>, now: Instant) -> usize {
+        let mut adopted = 0;
         for row in rows {
             let Some(index) = self
                 .config
@@ -58,43 +169,17 @@ impl Notifier {
                 continue;
             };
             let state = &mut states[index];
-            if state.outbox.front().is_some_and(|o| o.row.id == row.id) {
+            if state.outbox.iter().any(|o| o.row.id == row.id) {
                 continue;
             }
-            resumed += 1;
+            adopted += 1;
             state.outbox.push_back(Outgoing {
                 row,
                 attempts: 0,
                 not_before: now,
             });
         }
-        // Every group that has flushed is judged again now against the shared log: what the
-        // old sender told stays told, what it had not told yet goes out.
-        let names: Vec<String> = self
-            .config
-            .receivers
-            .iter()
-            .map(|r| r.name.clone())
-            .collect();
-        dispatcher.reconfigure(&names, &names, now);
-        tracing::info!(
-            epoch,
-            resumed,
-            "sending: resuming from the shared notification log"
-        );
-        Some(epoch)
-    }
-
-    /// Writes deliveries whose log entry the database missed; true when none is left.
-    fn record_unrecorded(&self, states: &mut [ReceiverState]) -> bool {
-        for state in states.iter_mut() {
-            state.unrecorded.retain(|u| {
-                self.store
-                    .delivered(&u.row, &u.entries, u.forget_before)
-                    .is_err()
-            });
-        }
-        states.iter().all(|s| s.unrecorded.is_empty())
+        adopted
     }
 
     /// What the peer changed: silences always; the notification log while this replica is
@@ -111,6 +196,10 @@ impl Notifier {
             tracing::debug!(error = %e, "cannot read the shared silences");
         }
         if sending {
+            // The sender is the log's and the outbox's only writer, but a peer whose term
+            // ended mid-commit (or that recorded late) may have added to them.
+            self.merge_newer(log);
+            self.adopt_outbox(states);
             return;
         }
         match self.store.nflog() {

@@ -116,8 +116,16 @@ impl Notifier {
                     reason: rendered.reason.as_str(),
                     alerts: &carried(&notices),
                 };
-                if let Err(e) = self.commit(state, message, now, wall) {
-                    tracing::error!(error = %e, "cannot store a message in the outbox; trying again shortly");
+                let committed = self.commit(state, message, now, wall);
+                if committed.is_ok() {
+                    state.commit_failing = false;
+                }
+                if let Err(e) = committed {
+                    // Once per stretch of failures: a database outage must not flood the log.
+                    if !state.commit_failing {
+                        tracing::error!(error = %e, "cannot store a message in the outbox; trying again every second");
+                    }
+                    state.commit_failing = true;
                     // Kept waiting, unless a newer flush of the same group came meanwhile.
                     for (key, notice) in groups {
                         state.pending.entry(key).or_insert(notice);
@@ -131,17 +139,20 @@ impl Notifier {
             if next.not_before > now {
                 continue;
             }
-            match self.may_post(next, permit, receiver.send_timeout, now) {
-                Posting::Go => {}
+            let timeout = match self.may_post(next, permit, receiver.send_timeout, now) {
+                Posting::Go(timeout) => timeout,
                 Posting::Later => {
                     next.not_before = now + RETRY_STALLED;
                     continue;
                 }
                 Posting::Gone => {
+                    // Delivered by the peer that claimed it: what it said is in the shared
+                    // log now, and this replica's groups must be judged against that.
                     state.outbox.pop_front();
+                    state.peer_delivered = true;
                     continue;
                 }
-            }
+            };
             state.in_flight = true;
             state.recent.push_back(now);
             let (http, robot, body, results, name, timeout) = (
@@ -150,7 +161,7 @@ impl Notifier {
                 next.row.body.clone(),
                 results.clone(),
                 receiver.name.clone(),
-                receiver.send_timeout,
+                timeout,
             );
             let now_ms = wall
                 .duration_since(UNIX_EPOCH)
@@ -172,9 +183,13 @@ impl Notifier {
     }
 }
 
+/// A POST cut short this close to the end of the lease would not be worth starting.
+const LEAST_POST: Duration = Duration::from_secs(2);
+
 /// Whether the next message of a receiver may be POSTed now.
 enum Posting {
-    Go,
+    /// Yes, given up after this long.
+    Go(Duration),
     Later,
     /// No longer in the shared outbox: delivered (or dropped) by another sender.
     Gone,
@@ -183,8 +198,8 @@ enum Posting {
 impl Notifier {
     /// A single aggregator counts the attempt and sends. A replica first claims the message
     /// under its lease (see [`Pg::claim`](super::store::postgres::Pg::claim)); while the
-    /// database is away it sends from its own queue only if its term outlasts the whole POST,
-    /// so no successor can start the same message meanwhile.
+    /// database is away it sends from its own queue, each POST given up before its term ends,
+    /// so that no successor can start the same message while one is under way.
     fn may_post(
         &self,
         next: &Outgoing,
@@ -197,6 +212,7 @@ impl Notifier {
                 replica,
                 epoch,
                 valid_until,
+                peer_alive_within,
             },
             Some(pg),
         ) = (permit, self.store.postgres())
@@ -204,18 +220,22 @@ impl Notifier {
             if let Err(e) = self.store.attempt_started(&next.row.msg_uuid) {
                 tracing::warn!(error = %e, "cannot count the attempt in the notification history");
             }
-            return Posting::Go;
+            return Posting::Go(send_timeout);
         };
-        match pg.claim(&next.row, replica, *epoch, send_timeout) {
-            Ok(Claim::Granted) => Posting::Go,
+        let claimed = pg.claim(&next.row, replica, *epoch, send_timeout, *peer_alive_within);
+        // A failed claim may have waited out connect and statement timeouts: the term's
+        // remainder is measured after it, not from the loop's `now`.
+        let left = valid_until.saturating_duration_since(Instant::now().max(now));
+        match claimed {
+            Ok(Claim::Granted) => Posting::Go(send_timeout),
             Ok(Claim::Wait | Claim::Refused) => Posting::Later,
             Ok(Claim::Gone) => Posting::Gone,
-            Err(e) if valid_until.saturating_duration_since(now) > send_timeout => {
+            Err(e) if left >= 2 * LEAST_POST => {
                 tracing::warn!(error = %e, "state database away: sending from the local queue under a valid lease");
-                Posting::Go
+                Posting::Go(send_timeout.min(left - LEAST_POST))
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot claim a message, and the lease may run out during a POST: waiting");
+                tracing::debug!(error = %e, "state database away and the lease nearly over: waiting");
                 Posting::Later
             }
         }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use crate::TempDir;
 
@@ -18,7 +19,8 @@ pub struct PgCluster {
     log: PathBuf,
     socket_dir: PathBuf,
     bin: PathBuf,
-    port: u16,
+    /// Chosen free at the first start (again if another process took it meanwhile).
+    port: AtomicU16,
     /// `runuser -u postgres --` when running as root.
     run_as: Option<String>,
 }
@@ -66,16 +68,12 @@ impl PgCluster {
                 .expect("chown");
             assert!(chown.success(), "chown {user} {}", base.display());
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
         let cluster = Self {
             data: base.join("data"),
             log: base.join("server.log"),
             socket_dir: base.clone(),
             bin: server_bin(),
-            port,
+            port: AtomicU16::new(free_port()),
             run_as,
             _dir: dir,
         };
@@ -98,6 +96,16 @@ impl PgCluster {
             "initdb: {}",
             String::from_utf8_lossy(&init.stderr)
         );
+        // The port was free when chosen; a parallel test may have taken it since.
+        for _ in 0..3 {
+            match cluster.try_start() {
+                Ok(()) => return cluster,
+                Err(why) if why.contains("already in use") => {
+                    cluster.port.store(free_port(), Ordering::Relaxed);
+                }
+                Err(why) => panic!("{why}"),
+            }
+        }
         cluster.start_again();
         cluster
     }
@@ -122,9 +130,15 @@ impl PgCluster {
     /// Starts the server (again, after [`stop`](Self::stop)) and waits until it accepts
     /// connections.
     pub fn start_again(&self) {
+        if let Err(why) = self.try_start() {
+            panic!("{why}");
+        }
+    }
+
+    fn try_start(&self) -> Result<(), String> {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
-            self.port,
+            self.port(),
             self.socket_dir.display()
         );
         let started = self.run(
@@ -142,12 +156,14 @@ impl PgCluster {
                 "start",
             ],
         );
-        assert!(
-            started.status.success(),
+        if started.status.success() {
+            return Ok(());
+        }
+        Err(format!(
             "pg_ctl start: {}\n{}",
             String::from_utf8_lossy(&started.stderr),
             std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        ))
     }
 
     /// Stops the server now (clients see their connections closed), as an outage would.
@@ -172,11 +188,11 @@ impl PgCluster {
 
     /// `postgres://flumewatch@127.0.0.1:PORT/postgres`.
     pub fn url(&self) -> String {
-        format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port)
+        format!("postgres://{USER}@127.0.0.1:{}/postgres", self.port())
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.port.load(Ordering::Relaxed)
     }
 
     /// The server's log, for failure messages.
@@ -187,6 +203,13 @@ impl PgCluster {
     pub fn data_dir(&self) -> &Path {
         &self.data
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Drop for PgCluster {

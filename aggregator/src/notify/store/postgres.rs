@@ -56,7 +56,16 @@ const MIGRATIONS: &[&str] = &[
     // 2: retirements, so that one made on either replica applies on both.
     "CREATE TABLE retirements (id BIGSERIAL PRIMARY KEY, host TEXT NOT NULL, agent TEXT,
         by_replica TEXT NOT NULL, at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp());",
+    // 3: what a new sender waits for: each replica's deliveries not yet in the shared log, and
+    // when the current term began.
+    "ALTER TABLE replicas ADD COLUMN unrecorded INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE sender_lease ADD COLUMN acquired_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp();",
 ];
+
+/// How long a live replica that claimed a message may take to record its delivery before
+/// another sender takes the message over (its POST ended long ago; it is waiting for the
+/// database).
+const LIVE_CLAIM_HOLDS: Duration = Duration::from_secs(60);
 
 /// A retirement made on some replica: the host, and the agent (none: the whole host).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,19 +78,25 @@ pub struct SharedRetirement {
 
 /// Runs `f` where blocking is allowed: PostgreSQL's synchronous client may not block an async
 /// worker. Needs tokio's multi-thread runtime (the aggregator's) when called from a task.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
+fn blocking<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
-        _ => f(),
+        // Inside another runtime the client's own block_on would panic: a thread of its own
+        // has no runtime to collide with.
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
     }
 }
 
 struct Connection {
     client: Option<Client>,
     /// After a failed connect: no new try before this.
-    retry_at: Option<std::time::Instant>,
+    retry_at: Option<tokio::time::Instant>,
 }
 
 /// One connection to the shared state database.
@@ -110,6 +125,16 @@ pub enum Claim {
     Refused,
     /// The message is no longer in the outbox: delivered or dropped by the one who claimed it.
     Gone,
+}
+
+impl Drop for Pg {
+    /// Closing the client blocks on its runtime, which may not happen on an async worker.
+    fn drop(&mut self) {
+        let connection = self.connection.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(client) = connection.client.take() {
+            blocking(move || drop(client));
+        }
+    }
 }
 
 impl Pg {
@@ -149,9 +174,9 @@ impl Pg {
         self.with(|_| Ok(()))
     }
 
-    pub(super) fn with<R>(
+    pub(super) fn with<R: Send>(
         &self,
-        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error>,
+        f: impl FnOnce(&mut Client) -> Result<R, postgres::Error> + Send,
     ) -> Result<R, StoreError> {
         blocking(|| {
             let mut connection = self.connection.lock().unwrap_or_else(|e| e.into_inner());
@@ -159,21 +184,26 @@ impl Pg {
                 connection.client = None;
                 if connection
                     .retry_at
-                    .is_some_and(|at| std::time::Instant::now() < at)
+                    .is_some_and(|at| tokio::time::Instant::now() < at)
                 {
                     return Err(StoreError::Unavailable("reconnecting".into()));
                 }
-                match self.config.connect(NoTls).and_then(|mut c| {
-                    migrate(&mut c)?;
-                    Ok(c)
-                }) {
+                let connected = self
+                    .config
+                    .connect(NoTls)
+                    .map_err(|e| e.to_string())
+                    .and_then(|mut c| {
+                        migrate(&mut c)?;
+                        Ok(c)
+                    });
+                match connected {
                     Ok(client) => {
                         connection.client = Some(client);
                         connection.retry_at = None;
                     }
                     Err(e) => {
-                        connection.retry_at = Some(std::time::Instant::now() + RECONNECT_PAUSE);
-                        return Err(StoreError::Unavailable(e.to_string()));
+                        connection.retry_at = Some(tokio::time::Instant::now() + RECONNECT_PAUSE);
+                        return Err(StoreError::Unavailable(e));
                     }
                 }
             }
@@ -346,7 +376,9 @@ impl Pg {
                      VALUES ($1, $2, $3, $4, $5, $6)
                      ON CONFLICT (receiver, group_key) DO UPDATE SET firing = EXCLUDED.firing,
                         resolved = EXCLUDED.resolved, sent_at = EXCLUDED.sent_at,
-                        reminders = EXCLUDED.reminders",
+                        reminders = EXCLUDED.reminders
+                     -- A delivery recorded late (after an outage) never hides a newer one.
+                     WHERE nflog.sent_at <= EXCLUDED.sent_at",
                     &[
                         &row.receiver,
                         key,
@@ -392,6 +424,12 @@ impl Pg {
         started: &[FiringRow],
         stopped: &[u64],
     ) -> Result<(), StoreError> {
+        // Both replicas write this table: rows in one order, so their transactions queue
+        // instead of deadlocking.
+        let mut started: Vec<&FiringRow> = started.iter().collect();
+        started.sort_by_key(|row| row.0);
+        let mut stopped = stopped.to_vec();
+        stopped.sort_unstable();
         self.with(|db| {
             let mut tx = db.transaction()?;
             for (fp, active, fired, place) in started {
@@ -403,7 +441,7 @@ impl Pg {
                     &[&format!("{fp:016x}"), &ms(*active), &ms(*fired), place],
                 )?;
             }
-            for fp in stopped {
+            for fp in &stopped {
                 tx.execute(
                     "DELETE FROM firing WHERE fingerprint = $1",
                     &[&format!("{fp:016x}")],
@@ -445,6 +483,9 @@ impl Pg {
                     epoch = CASE WHEN sender_lease.holder = EXCLUDED.holder
                                   AND sender_lease.expires_at > clock_timestamp()
                             THEN sender_lease.epoch ELSE sender_lease.epoch + 1 END,
+                    acquired_at = CASE WHEN sender_lease.holder = EXCLUDED.holder
+                                  AND sender_lease.expires_at > clock_timestamp()
+                            THEN sender_lease.acquired_at ELSE clock_timestamp() END,
                     expires_at = EXCLUDED.expires_at
                  WHERE sender_lease.holder = EXCLUDED.holder
                     OR sender_lease.expires_at <= clock_timestamp()
@@ -467,17 +508,21 @@ impl Pg {
         })
     }
 
-    /// Claims a message for a POST, in one statement that also checks the lease is ours
-    /// (`epoch`) and unexpired. A message another holder claimed within `send_timeout` waits:
-    /// that holder's POST may still be under way, and a second one must not overlap it.
+    /// Claims a message for a POST, in one transaction that also checks the lease is ours
+    /// (`epoch`) and unexpired. A message another holder claimed waits while that holder's
+    /// POST may be under way (`send_timeout`), and while that holder is alive (seen within
+    /// `alive_within`) for up to a minute more: it delivered, and will record it.
     pub fn claim(
         &self,
         row: &OutboxRow,
         replica: &str,
         epoch: i64,
         send_timeout: Duration,
+        alive_within: Duration,
     ) -> Result<Claim, StoreError> {
         let timeout_ms = send_timeout.as_millis() as i64;
+        let alive_ms = alive_within.as_millis() as i64;
+        let holds_ms = LIVE_CLAIM_HOLDS.as_millis() as i64;
         self.with(|db| {
             let mut tx = db.transaction()?;
             let ours = tx
@@ -491,10 +536,14 @@ impl Pg {
                 return Ok(Claim::Refused);
             }
             let Some(current) = tx.query_opt(
-                "SELECT claimed_by IS NULL OR (claimed_by = $2 AND claim_epoch = $3)
-                        OR claimed_at < clock_timestamp() - $4::bigint * interval '1 millisecond'
-                 FROM outbox WHERE id = $1 FOR UPDATE",
-                &[&row.id, &replica, &epoch, &timeout_ms],
+                "SELECT o.claimed_by IS NULL OR (o.claimed_by = $2 AND o.claim_epoch = $3)
+                        OR (o.claimed_at < clock_timestamp() - $4::bigint * interval '1 millisecond'
+                            AND NOT EXISTS (SELECT 1 FROM replicas r
+                                WHERE r.name = o.claimed_by AND r.name <> $2 AND r.role <> 'stopped'
+                                  AND r.seen_at > clock_timestamp() - $5::bigint * interval '1 millisecond'
+                                  AND o.claimed_at > clock_timestamp() - $6::bigint * interval '1 millisecond'))
+                 FROM outbox o WHERE o.id = $1 FOR UPDATE OF o",
+                &[&row.id, &replica, &epoch, &timeout_ms, &alive_ms, &holds_ms],
             )?
             else {
                 return Ok(Claim::Gone);
@@ -516,13 +565,21 @@ impl Pg {
         })
     }
 
-    /// Notes this replica alive in `role`, and returns the others.
-    pub fn heartbeat(&self, replica: &str, role: &str) -> Result<Vec<Peer>, StoreError> {
+    /// Notes this replica alive in `role`, with `unrecorded` deliveries not yet in the shared
+    /// log, and returns the others.
+    pub fn heartbeat(
+        &self,
+        replica: &str,
+        role: &str,
+        unrecorded: usize,
+    ) -> Result<Vec<Peer>, StoreError> {
+        let unrecorded = unrecorded.min(i32::MAX as usize) as i32;
         let rows = self.with(|db| {
             db.execute(
-                "INSERT INTO replicas (name, role, seen_at) VALUES ($1, $2, clock_timestamp())
-                 ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, seen_at = EXCLUDED.seen_at",
-                &[&replica, &role],
+                "INSERT INTO replicas (name, role, seen_at, unrecorded) VALUES ($1, $2, clock_timestamp(), $3)
+                 ON CONFLICT (name) DO UPDATE SET role = EXCLUDED.role, seen_at = EXCLUDED.seen_at,
+                    unrecorded = EXCLUDED.unrecorded",
+                &[&replica, &role, &unrecorded],
             )?;
             db.query(
                 "SELECT name, role, EXTRACT(EPOCH FROM clock_timestamp() - seen_at)::float8
@@ -583,8 +640,36 @@ impl Pg {
     }
 }
 
-/// Brings the schema to the newest version.
-fn migrate(db: &mut Client) -> Result<(), postgres::Error> {
+impl Pg {
+    /// Whether a new sender should wait before reading the shared log: a live peer (seen
+    /// within `alive_within`) has not reported since this term began, or still holds
+    /// deliveries it could not record (it sent while the database was away).
+    pub fn peers_settling(
+        &self,
+        replica: &str,
+        alive_within: Duration,
+    ) -> Result<bool, StoreError> {
+        let alive_ms = alive_within.as_millis() as i64;
+        let row = self.with(|db| {
+            db.query_one(
+                "SELECT EXISTS (SELECT 1 FROM replicas r, sender_lease l
+                    WHERE l.name = 'sender' AND r.name <> $1 AND r.role <> 'stopped'
+                      AND r.seen_at > clock_timestamp() - $2::bigint * interval '1 millisecond'
+                      AND (r.seen_at < l.acquired_at OR r.unrecorded > 0))",
+                &[&replica, &alive_ms],
+            )
+        })?;
+        Ok(row.get(0))
+    }
+}
+
+/// Brings the schema to the newest version; refuses a database a newer aggregator has
+/// migrated past what this one knows.
+fn migrate(db: &mut Client) -> Result<(), String> {
+    migrate_known(db).map_err(|e| e.to_string())?
+}
+
+fn migrate_known(db: &mut Client) -> Result<Result<(), String>, postgres::Error> {
     let mut tx = db.transaction()?;
     // Any constant: replicas starting together take turns.
     tx.execute("SELECT pg_advisory_xact_lock(7163029551)", &[])?;
@@ -595,6 +680,12 @@ fn migrate(db: &mut Client) -> Result<(), postgres::Error> {
             &[],
         )?
         .get(0);
+    if version as usize > MIGRATIONS.len() {
+        return Ok(Err(format!(
+            "the state database is at schema version {version}, newer than this aggregator knows ({}): run the newer aggregator",
+            MIGRATIONS.len()
+        )));
+    }
     for (index, migration) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
         tx.batch_execute(migration)?;
         tx.execute(
@@ -603,7 +694,8 @@ fn migrate(db: &mut Client) -> Result<(), postgres::Error> {
         )?;
         tracing::info!(version = index + 1, "state database schema migrated");
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

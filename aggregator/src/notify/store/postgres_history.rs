@@ -186,15 +186,25 @@ impl Pg {
         })
     }
 
-    /// Every replica hears every sidecar: each writes the fleet it knows, so the table holds
-    /// the union of their latest views (a host leaves only when retired or forgotten).
+    /// Every replica hears every sidecar, so each writes the same fleet: the last writer's
+    /// view stands. Rows in host order, upserted, so two replicas writing at once queue
+    /// behind each other instead of colliding.
     pub(super) fn remember_sidecars(&self, fleet: &[Hello]) -> Result<(), StoreError> {
+        let mut fleet: Vec<&Hello> = fleet.iter().collect();
+        fleet.sort_by(|a, b| a.host.cmp(&b.host));
+        let hosts: Vec<&str> = fleet.iter().map(|h| h.host.as_str()).collect();
         self.with(|db| {
             let mut tx = db.transaction()?;
-            tx.execute("DELETE FROM known_sidecars", &[])?;
+            tx.execute(
+                "DELETE FROM known_sidecars WHERE host <> ALL($1)",
+                &[&hosts],
+            )?;
             for hello in fleet {
                 tx.execute(
-                    "INSERT INTO known_sidecars VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO known_sidecars VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (host) DO UPDATE SET instance_id = EXCLUDED.instance_id,
+                        agents = EXCLUDED.agents, labels = EXCLUDED.labels,
+                        poll_interval_ms = EXCLUDED.poll_interval_ms, version = EXCLUDED.version",
                     &[
                         &hello.host,
                         &hello.instance_id,
