@@ -247,6 +247,9 @@ pub enum Permit {
         /// A peer seen this recently is alive (its claims and records are waited for).
         peer_alive_within: Duration,
     },
+    /// The lease is this replica's, but it has not taken the sending over yet (a peer is
+    /// still recording what it sent): send nothing yet, forget nothing.
+    TakingOver,
     /// Not the sender (or the term lapsed): send nothing.
     Withheld,
 }

@@ -186,6 +186,8 @@ impl Notifier {
                                 peer_alive_within: view.peer_missing_after,
                             }
                         }
+                        // The lease is ours but the takeover waits (see `change_term`).
+                        (_, crate::ha::Role::Sender { .. }) => Permit::TakingOver,
                         _ => Permit::Withheld,
                     }
                 }

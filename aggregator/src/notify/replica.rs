@@ -34,9 +34,13 @@ impl Notifier {
     ) -> Option<i64> {
         for state in states.iter_mut() {
             state.pending.clear();
-            state.notes.clear();
             // A POST under way keeps its entry: its outcome is recorded when it ends.
             state.outbox.truncate(usize::from(state.in_flight));
+            // Fleet changes are only this replica's to tell while it holds the lease (they
+            // are announced once, by whoever sends then).
+            if epoch.is_none() {
+                state.notes.clear();
+            }
         }
         let epoch = epoch?;
         if !self.record_unrecorded(states) {

@@ -65,10 +65,15 @@ impl Notifier {
             let held = state
                 .held_until(self.config.rate_limit_per_minute as usize)
                 .is_some_and(|until| now < until);
-            if *permit == Permit::Withheld {
-                state.pending.clear();
-                state.notes.clear();
-                continue;
+            match permit {
+                Permit::Withheld => {
+                    state.pending.clear();
+                    state.notes.clear();
+                    continue;
+                }
+                // Kept for the takeover: fleet changes are announced by this replica now.
+                Permit::TakingOver => continue,
+                Permit::Single | Permit::Lease { .. } => {}
             }
             if state.in_flight || held {
                 continue;
