@@ -168,3 +168,25 @@ async fn grpcurl_lists_describes_calls_and_checks_health() {
     sidecar.stop().await;
     aggregator.stop().await;
 }
+
+/// One aggregator on SQLite: Fleet/Status says so, with no replica, no peers and no warnings
+/// (the replica roles are in ha.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_status_of_a_single_aggregator() {
+    let aggregator = AggregatorHandle::start().await;
+    let addr = aggregator.addr.to_string();
+    let out = grpcurl_ok(&[
+        "-plaintext",
+        "-emit-defaults",
+        &addr,
+        "flumewatch.v1.Fleet/Status",
+    ]);
+    let status: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(status["stateBackend"], "sqlite", "{out}");
+    assert_eq!(status["role"], "single", "{out}");
+    assert_eq!(status["replica"], "", "{out}");
+    assert_eq!(status["peers"], Value::Array(Vec::new()), "{out}");
+    assert_eq!(status["warnings"], Value::Array(Vec::new()), "{out}");
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"), "{out}");
+    aggregator.stop().await;
+}
