@@ -63,11 +63,18 @@ impl Role {
         }
     }
 
-    /// The lease epoch this replica may send under at `now` (`Some(None)`: a single node).
-    pub fn permit(&self, now: Instant) -> Option<Option<i64>> {
+    /// The lease epoch held, valid or not.
+    pub fn epoch(&self) -> Option<i64> {
         match self {
-            Role::Single => Some(None),
-            Role::Sender { epoch, valid_until } if now < *valid_until => Some(Some(*epoch)),
+            Role::Sender { epoch, .. } => Some(*epoch),
+            _ => None,
+        }
+    }
+
+    /// The lease epoch this replica may send under at `now`.
+    pub fn valid_epoch(&self, now: Instant) -> Option<i64> {
+        match self {
+            Role::Sender { epoch, valid_until } if now < *valid_until => Some(*epoch),
             _ => None,
         }
     }
@@ -96,6 +103,11 @@ impl HaView {
         }
     }
 
+    /// Not heard from for a lease term.
+    pub fn is_missing(&self, peer: &Peer) -> bool {
+        peer.seen_ago > self.peer_missing_after
+    }
+
     /// Operator-facing warnings: no peer, a peer gone quiet, the database unreachable.
     pub fn warnings(&self) -> Vec<String> {
         if self.role == Role::Single {
@@ -111,7 +123,7 @@ impl HaView {
         for peer in &self.peers {
             if peer.role == "stopped" {
                 out.push(format!("replica {} stopped", peer.name));
-            } else if peer.seen_ago > self.peer_missing_after {
+            } else if self.is_missing(peer) {
                 out.push(format!(
                     "replica {} not seen for {}s",
                     peer.name,
@@ -177,13 +189,12 @@ pub async fn keep_lease(
         if next.store_error.is_none() {
             match peers {
                 Ok(peers) => {
-                    for peer in peers
-                        .iter()
-                        .filter(|p| p.seen_ago > next.peer_missing_after)
-                    {
-                        if !next.peers.iter().any(|old| {
-                            old.name == peer.name && old.seen_ago > next.peer_missing_after
-                        }) {
+                    for peer in peers.iter().filter(|p| next.is_missing(p)) {
+                        if !next
+                            .peers
+                            .iter()
+                            .any(|old| old.name == peer.name && next.is_missing(old))
+                        {
                             tracing::warn!(peer = %peer.name, seen_ago = ?peer.seen_ago, "the other replica has not been seen");
                         }
                     }

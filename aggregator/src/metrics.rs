@@ -302,20 +302,16 @@ pub fn render(
             .set(if ha.role.as_str() == role { 1.0 } else { 0.0 });
     }
     if ha.role != crate::ha::Role::Single {
-        let epoch = match ha.role {
-            crate::ha::Role::Sender { epoch, .. } => epoch as f64,
-            _ => 0.0,
-        };
         f.gauge("flumewatch_replica_lease_epoch")
             .get_or_create(&none)
-            .set(epoch);
+            .set(ha.role.epoch().unwrap_or(0) as f64);
         f.gauge("flumewatch_state_database_up")
             .get_or_create(&none)
             .set(if ha.store_error.is_none() { 1.0 } else { 0.0 });
         let missing = ha
             .peers
             .iter()
-            .filter(|p| p.seen_ago > ha.peer_missing_after)
+            .filter(|p| ha.is_missing(p))
             .count()
             .max(usize::from(ha.peers.is_empty()));
         f.gauge("flumewatch_replica_peers_missing")

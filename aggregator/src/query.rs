@@ -390,10 +390,7 @@ impl FleetApi for QueryService {
             state_backend: if single { "sqlite" } else { "postgres" }.to_owned(),
             replica: view.replica.clone(),
             role: view.role.as_str().to_owned(),
-            lease_epoch: match view.role {
-                crate::ha::Role::Sender { epoch, .. } => epoch,
-                _ => 0,
-            },
+            lease_epoch: view.role.epoch().unwrap_or(0),
             peers: view
                 .peers
                 .iter()
@@ -401,7 +398,7 @@ impl FleetApi for QueryService {
                     name: p.name.clone(),
                     role: p.role.clone(),
                     last_seen_ago: Some(flumewatch_proto::model::time::duration(p.seen_ago)),
-                    missing: p.seen_ago > view.peer_missing_after,
+                    missing: view.is_missing(p),
                 })
                 .collect(),
             warnings: view.warnings(),

@@ -409,27 +409,7 @@ async fn evaluate_periodically(
             }
         }
         if let (Some(me), Some(pg)) = (&replica, store.postgres()) {
-            match pg.retirements_after(retirements_seen.unwrap_or(0)) {
-                Ok(new) if retirements_seen.is_none() => {
-                    retirements_seen = Some(new.last().map_or(0, |r| r.id));
-                }
-                Ok(new) => {
-                    for r in new {
-                        retirements_seen = Some(r.id);
-                        if r.by_replica == *me {
-                            continue;
-                        }
-                        let retired = fleet.retire(
-                            &r.host,
-                            r.agent.as_deref(),
-                            crate::fleet::RetireReason::Operator,
-                            crate::fleet::Now::current(),
-                        );
-                        tracing::info!(host = %r.host, agents = ?retired, by = %r.by_replica, "retired on the other replica");
-                    }
-                }
-                Err(e) => tracing::debug!(error = %e, "cannot read the shared retirements"),
-            }
+            follow_retirements(pg, me, &fleet, &mut retirements_seen);
         }
         let membership = fleet.membership();
         if written != Some(membership) {
@@ -440,6 +420,35 @@ async fn evaluate_periodically(
                 }
             }
         }
+    }
+}
+
+/// Applies the retirements other replicas made since the last id seen. The first read only
+/// sets where to start (`seen` is `None` until then).
+fn follow_retirements(pg: &Pg, me: &str, fleet: &Fleet, seen: &mut Option<i64>) {
+    let new = match pg.retirements_after(seen.unwrap_or(0)) {
+        Ok(new) => new,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the shared retirements");
+            return;
+        }
+    };
+    if seen.is_none() {
+        *seen = Some(new.last().map_or(0, |r| r.id));
+        return;
+    }
+    for r in new {
+        *seen = Some(r.id);
+        if r.by_replica == me {
+            continue;
+        }
+        let retired = fleet.retire(
+            &r.host,
+            r.agent.as_deref(),
+            crate::fleet::RetireReason::Operator,
+            crate::fleet::Now::current(),
+        );
+        tracing::info!(host = %r.host, agents = ?retired, by = %r.by_replica, "retired on the other replica");
     }
 }
 

@@ -8,6 +8,7 @@ pub mod load;
 pub mod procstat;
 pub mod relay;
 pub mod replay;
+pub mod replicas;
 pub mod trace_player;
 
 use std::net::SocketAddr;

@@ -157,17 +157,6 @@ fn says_bad(snapshot: &Snapshot) -> bool {
     !snapshot.outcome.is_ok() || snapshot.components.iter().any(|c| !c.problems.is_empty())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
     let mut runner = TestRunner::new_with_rng(
@@ -257,7 +246,7 @@ async fn ten_thousand_hostile_payloads_are_all_reported_as_bad_scrapes() {
             started.elapsed() < Duration::from_secs(240),
             "not every payload was reported in 240 s"
         );
-        if let Some(kib) = rss_kib(pid) {
+        if let Some(kib) = procstat::rss_kib(pid) {
             rss.push(kib);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -94,16 +94,12 @@ impl NotifyHandle {
         host: &str,
         agent: Option<&str>,
     ) -> Result<(), store::StoreError> {
-        match (&self.store, &self.ha) {
-            (Some(store), Some(view)) => match store.postgres() {
-                Some(pg) => {
-                    let replica = view.borrow().replica.clone();
-                    pg.share_retirement(host, agent, &replica)
-                }
-                None => Ok(()),
-            },
-            _ => Ok(()),
-        }
+        let (Some(pg), Some(view)) = (self.store.as_ref().and_then(Store::postgres), &self.ha)
+        else {
+            return Ok(());
+        };
+        let replica = view.borrow().replica.clone();
+        pg.share_retirement(host, agent, &replica)
     }
 
     /// Replaces the silences with the shared store's (a replica's peer may have changed them).

@@ -161,7 +161,7 @@ impl Notifier {
                 None => Permit::Single,
                 Some(view) => {
                     let view = view.borrow().clone();
-                    let epoch = view.role.permit(now).flatten();
+                    let epoch = view.role.valid_epoch(now);
                     if epoch != term {
                         term = self.change_term(
                             epoch,

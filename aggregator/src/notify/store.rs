@@ -21,6 +21,7 @@ pub mod history;
 mod known;
 pub mod postgres;
 mod postgres_history;
+mod postgres_sharing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -297,32 +298,30 @@ impl Store {
             .map(|(k, f, r)| format!("{k}\t{}\t{}", fps_text(f), fps_text(r)))
             .collect::<Vec<_>>()
             .join("\n");
-        let mut db = match self.db() {
-            Ok(db) => db,
-            Err(pg) => {
-                return pg.queue(&message, &body, &groups, &msg_uuid, now, keep_since);
+        let entry = NewEntry {
+            receiver: message.receiver,
+            msg_uuid: &msg_uuid,
+            title: message.title,
+            reason: message.reason,
+            body_bytes: body.len(),
+            alerts: message.alerts,
+            created_at: now,
+        };
+        let id = match self.db() {
+            Err(pg) => pg.queue(&body, &groups, &entry, keep_since)?,
+            Ok(mut db) => {
+                let tx = db.transaction()?;
+                tx.execute(
+                    "INSERT INTO outbox (receiver, body, groups, created_at, msg_uuid) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![message.receiver, body, groups, ms(now), msg_uuid],
+                )?;
+                let id = tx.last_insert_rowid();
+                history::insert(&tx, &entry)?;
+                history::prune(&tx, keep_since)?;
+                tx.commit()?;
+                id
             }
         };
-        let tx = db.transaction()?;
-        tx.execute(
-            "INSERT INTO outbox (receiver, body, groups, created_at, msg_uuid) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![message.receiver, body, groups, ms(now), msg_uuid],
-        )?;
-        let id = tx.last_insert_rowid();
-        history::insert(
-            &tx,
-            &NewEntry {
-                receiver: message.receiver,
-                msg_uuid: &msg_uuid,
-                title: message.title,
-                reason: message.reason,
-                body_bytes: body.len(),
-                alerts: message.alerts,
-                created_at: now,
-            },
-        )?;
-        history::prune(&tx, keep_since)?;
-        tx.commit()?;
         Ok(OutboxRow {
             id,
             receiver: message.receiver.to_owned(),

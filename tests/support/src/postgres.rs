@@ -4,7 +4,7 @@
 //! is shut down and removed on drop. As root the server runs as the `postgres` user, since
 //! PostgreSQL refuses to run as root.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU16, Ordering};
 
@@ -193,15 +193,6 @@ impl PgCluster {
 
     pub fn port(&self) -> u16 {
         self.port.load(Ordering::Relaxed)
-    }
-
-    /// The server's log, for failure messages.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data
     }
 }
 
