@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use flumewatch_proto::model::snapshot::{ComponentKind, Gauge};
 use flumewatch_proto::model::time::{duration, from_duration, timestamp};
 use flumewatch_proto::v1 as pb;
 
@@ -86,13 +85,10 @@ impl TryFrom<pb::Hello> for Hello {
 
 pub fn agent_summary(view: &AgentView) -> pb::AgentSummary {
     let state = &view.state;
-    let latest = state.latest.as_deref();
+    let latest = state.latest.as_ref();
     let max_fill = latest
-        .into_iter()
-        .flat_map(|s| &s.components)
-        .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
-        .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
-        .fold(-1.0_f64, f64::max);
+        .and_then(|s| s.max_channel_fill)
+        .map_or(-1.0, |fill| fill.max(-1.0));
     pb::AgentSummary {
         host: state.host.clone(),
         agent: state.agent.clone(),
@@ -106,7 +102,7 @@ pub fn agent_summary(view: &AgentView) -> pb::AgentSummary {
         last_seen: state.last_seen.map(timestamp),
         last_outcome: latest.map(|s| pb::ScrapeOutcome::from(&s.outcome)),
         consecutive_failures: state.consecutive_failures,
-        component_count: latest.map_or(0, |s| s.components.len() as u32),
+        component_count: latest.map_or(0, |s| s.component_count),
         sidecar_version: view.sidecar.hello.version.clone(),
         poll_interval: Some(duration(view.sidecar.hello.poll_interval)),
         max_channel_fill_percentage: max_fill,
@@ -135,7 +131,7 @@ pub fn agent_detail(view: &AgentView, history: usize) -> pb::GetAgentResponse {
     let state = &view.state;
     pb::GetAgentResponse {
         summary: Some(agent_summary(view)),
-        latest: state.latest.as_deref().map(pb::Snapshot::from),
+        latest: state.latest.as_ref().map(crate::fleet::Latest::proto),
         rates: state.rates().iter().map(component_rates).collect(),
         history: state.history.protos(history),
         snapshots_received: state.received,

@@ -138,10 +138,9 @@ impl Ingest for IngestService {
 }
 
 thread_local! {
-    /// What the next snapshot is decoded into: the snapshot the previous one displaced from
-    /// its agent (see `Fleet::record_into`), so decoding reuses its strings and arrays. One per
-    /// runtime thread rather than one per stream: at 10 000 streams a buffer each would keep a
-    /// second copy of every agent's snapshot.
+    /// What every snapshot is decoded into, reusing its strings and arrays: agents keep their
+    /// snapshots as bytes (see `Fleet::record_into`), so one buffer per runtime thread serves
+    /// every stream and stays in cache. One per stream would keep 10 000 decoded snapshots.
     static DECODE_BUFFER: std::cell::RefCell<Snapshot> = std::cell::RefCell::new(Snapshot::default());
 }
 

@@ -189,7 +189,10 @@ pub fn render(
                 .set(age);
         }
         // Values only while they are current: never stale numbers presented as fresh.
-        let Some(snapshot) = latest_ok.filter(|_| sidecar.connected) else {
+        let Some(snapshot) = latest_ok
+            .filter(|_| sidecar.connected)
+            .map(|l| l.snapshot())
+        else {
             continue;
         };
         for component in snapshot.components.iter().filter(|c| !c.is_stopped()) {

@@ -150,7 +150,7 @@ async fn hostile_streams_are_refused_and_hostile_snapshots_skipped() {
     );
     assert_eq!(view.state.history.len(), 1, "only the fine one is kept");
     assert_eq!(
-        view.state.latest.as_ref().unwrap().components[0].name,
+        view.state.latest.as_ref().unwrap().snapshot().components[0].name,
         "fine"
     );
 

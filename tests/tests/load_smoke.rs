@@ -42,7 +42,7 @@ async fn two_hundred_streams_for_ten_seconds_are_all_judged() {
     assert_eq!(agents.len(), 200);
     let components: Vec<usize> = agents
         .iter()
-        .map(|a| a.state.latest.as_ref().unwrap().components.len())
+        .map(|a| a.state.latest.as_ref().unwrap().snapshot().components.len())
         .collect();
     assert!(components.iter().all(|n| (10..=30).contains(n)));
     assert_eq!(components.iter().min(), Some(&10));

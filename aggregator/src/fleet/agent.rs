@@ -1,10 +1,11 @@
-//! What the aggregator keeps for one Flume agent: latest snapshot, bounded history, and the
-//! rates between its two newest good polls (worked out from the history when asked).
+//! What the aggregator keeps for one Flume agent: its newest snapshot (as wire bytes), bounded
+//! history, and the rates between its two newest good polls (worked out from the history when
+//! asked).
 
-use std::sync::Arc;
 use std::time::SystemTime;
 
-use flumewatch_proto::model::snapshot::Snapshot;
+use flumewatch_proto::model::decode::decode_into;
+use flumewatch_proto::model::snapshot::{ComponentKind, Gauge, ScrapeOutcome, Snapshot};
 use flumewatch_proto::v1 as pb;
 use prost::Message;
 
@@ -35,8 +36,81 @@ impl HistoryEntry {
         }
     }
 
+    pub fn bytes(&self) -> &[u8] {
+        &self.encoded
+    }
+
     pub fn into_bytes(self) -> Box<[u8]> {
         self.encoded
+    }
+}
+
+/// An agent's newest snapshot by scrape time. Rules judge a snapshot as it arrives, decoded
+/// into the ingest thread's buffer; afterwards only views read it, so it is kept as the bytes
+/// that came (1–2 KiB for 20 components where the decoded form takes ~20 KiB, most of it cold
+/// memory that every new snapshot would otherwise be decoded into), with what the agent list
+/// and the health checks read at hand.
+#[derive(Debug, Clone)]
+pub struct Latest {
+    pub seq: u64,
+    pub scraped_at: SystemTime,
+    pub outcome: ScrapeOutcome,
+    pub component_count: u32,
+    /// The fullest running channel's fill percentage, when one reports it.
+    pub max_channel_fill: Option<f64>,
+    encoded: Vec<u8>,
+}
+
+impl Latest {
+    fn new(snapshot: &Snapshot, encoded: &[u8]) -> Self {
+        let mut latest = Self {
+            seq: 0,
+            scraped_at: SystemTime::UNIX_EPOCH,
+            outcome: ScrapeOutcome::Ok,
+            component_count: 0,
+            max_channel_fill: None,
+            encoded: Vec::new(),
+        };
+        latest.replace(snapshot, encoded);
+        latest
+    }
+
+    /// Takes `snapshot`'s place, reusing the byte buffer (snapshots of one agent are about the
+    /// same size every time).
+    fn replace(&mut self, snapshot: &Snapshot, encoded: &[u8]) {
+        self.seq = snapshot.seq;
+        self.scraped_at = snapshot.scraped_at;
+        self.outcome.clone_from(&snapshot.outcome);
+        self.component_count = snapshot.components.len() as u32;
+        self.max_channel_fill = snapshot
+            .components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
+            .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
+            .reduce(f64::max);
+        self.encoded.clear();
+        self.encoded.extend_from_slice(encoded);
+    }
+
+    /// The snapshot, decoded again.
+    pub fn snapshot(&self) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        if decode_into(&self.encoded, &mut snapshot).is_err() {
+            // Cannot happen: the bytes decoded on arrival (or are our own encoding). Say what
+            // is known rather than nothing.
+            snapshot = Snapshot {
+                seq: self.seq,
+                scraped_at: self.scraped_at,
+                outcome: self.outcome.clone(),
+                ..Snapshot::default()
+            };
+        }
+        snapshot
+    }
+
+    /// The snapshot as its wire message.
+    pub fn proto(&self) -> pb::Snapshot {
+        pb::Snapshot::decode(self.encoded.as_slice()).unwrap_or_else(|_| (&self.snapshot()).into())
     }
 }
 
@@ -44,8 +118,8 @@ impl HistoryEntry {
 pub struct AgentState {
     pub host: String,
     pub agent: String,
-    /// Newest snapshot by scrape time: what alerts are judged on.
-    pub latest: Option<Arc<Snapshot>>,
+    /// Newest snapshot by scrape time: what alerts were last judged on.
+    pub latest: Option<Latest>,
     /// Recent snapshots oldest first, replays included, at most `history_len`.
     pub history: History,
     pub last_seen: Option<SystemTime>,
@@ -73,39 +147,40 @@ impl AgentState {
         }
     }
 
-    /// Takes one snapshot in sequence order. Replayed snapshots land in the history; only one
-    /// at least as new as the current latest becomes the latest. Returns whether it did, and
-    /// the snapshot it displaced when nothing else holds it (a buffer to decode the next one
-    /// into). `reset`: a component of it restarted since the previous good poll.
+    /// Takes one snapshot in sequence order, `entry` being its wire bytes. Replayed snapshots
+    /// land in the history; only one at least as new as the current latest becomes the
+    /// latest. Returns whether it did. `reset`: a component of it restarted since the previous
+    /// good poll.
     pub fn apply(
         &mut self,
-        snapshot: Arc<Snapshot>,
-        entry: Option<HistoryEntry>,
+        snapshot: &Snapshot,
+        entry: HistoryEntry,
         now: SystemTime,
         history_len: usize,
         reset: bool,
-    ) -> (bool, Option<Snapshot>) {
+    ) -> bool {
         self.received += 1;
         self.last_seen = Some(now);
-        if history_len > 0 {
-            let entry = entry.unwrap_or_else(|| HistoryEntry::new(&snapshot));
-            self.history.push(entry, history_len);
-        }
         let is_newest = self
             .latest
             .as_ref()
             .is_none_or(|latest| snapshot.scraped_at >= latest.scraped_at);
-        if !is_newest {
-            return (false, Arc::into_inner(snapshot));
+        if is_newest {
+            if snapshot.outcome.is_ok() {
+                self.consecutive_failures = 0;
+                self.resets += u64::from(reset);
+            } else {
+                self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            }
+            match &mut self.latest {
+                Some(latest) => latest.replace(snapshot, entry.bytes()),
+                None => self.latest = Some(Latest::new(snapshot, entry.bytes())),
+            }
         }
-        if snapshot.outcome.is_ok() {
-            self.consecutive_failures = 0;
-            self.resets += u64::from(reset);
-        } else {
-            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        if history_len > 0 {
+            self.history.push(entry, history_len);
         }
-        let displaced = self.latest.replace(snapshot);
-        (true, displaced.and_then(Arc::into_inner))
+        is_newest
     }
 
     /// Rates between the newest snapshot, when it is good, and the newest good one before it
@@ -122,6 +197,8 @@ impl AgentState {
             .filter(|s| s.seq != latest.seq && s.outcome.is_ok())
             .filter(|s| s.scraped_at < latest.scraped_at)
             .max_by_key(|s| s.scraped_at);
-        previous.map_or_else(Vec::new, |previous| rates::compute(&previous, latest))
+        previous.map_or_else(Vec::new, |previous| {
+            rates::compute(&previous, &latest.snapshot())
+        })
     }
 }

@@ -2,7 +2,6 @@
 //! sidecars and clusters. Tells the notifier when the set of firing or resolved alerts changed.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use flumewatch_proto::model::snapshot::Snapshot;
 use tokio::time::Instant;
@@ -106,9 +105,9 @@ impl Fleet {
         self.record_into(host, stream_id, &mut { snapshot }, entry, now)
     }
 
-    /// [`Self::record_with`] that takes the snapshot out of `buffer` and leaves in it the one
-    /// this displaced, when nothing else holds that (an empty one otherwise): decoding the
-    /// next snapshot into it reuses its allocations.
+    /// [`Self::record_with`] on a snapshot decoded into `buffer`, which stays the caller's:
+    /// agents keep their snapshots as bytes, so one buffer per ingest thread serves every
+    /// agent and stays in cache.
     pub fn record_into(
         &self,
         host: &str,
@@ -151,17 +150,14 @@ impl Fleet {
             agent.duplicates += 1;
             return Recorded::Duplicate;
         }
-        let snapshot = Arc::new(std::mem::take(buffer));
+        let snapshot = &*buffer;
         agent
             .eval
             .series
             .set_poll_interval(sidecar.hello.poll_interval);
-        let reset = agent.eval.series.observe(&snapshot, &rules.specs);
-        let (newest, displaced) =
-            agent.apply(snapshot.clone(), entry, now.wall, self.history_len, reset);
-        if let Some(displaced) = displaced {
-            *buffer = displaced;
-        }
+        let reset = agent.eval.series.observe(snapshot, &rules.specs);
+        let entry = entry.unwrap_or_else(|| HistoryEntry::new(snapshot));
+        let newest = agent.apply(snapshot, entry, now.wall, self.history_len, reset);
         if newest && !snapshot.backfill {
             let before = announced(agent.eval.alerts.values());
             let started = Instant::now();
@@ -182,7 +178,7 @@ impl Fleet {
             evaluator.agent(
                 &mut agent.eval,
                 &agent.agent,
-                agent.latest.as_ref(),
+                Some(snapshot),
                 agent.consecutive_failures,
                 &sidecar.facts(),
             );

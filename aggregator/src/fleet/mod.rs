@@ -22,7 +22,7 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use agent::{AgentState, HistoryEntry};
+pub use agent::{AgentState, HistoryEntry, Latest};
 pub use clock::Now;
 pub use evaluate::Recorded;
 pub use retire::{RetireReason, Retired};

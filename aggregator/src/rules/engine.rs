@@ -8,7 +8,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use flumewatch_proto::model::snapshot::{Component, ComponentKind, Snapshot};
@@ -85,7 +84,7 @@ impl Evaluator<'_> {
         &mut self,
         eval: &mut AgentEval,
         agent: &str,
-        latest: Option<&Arc<Snapshot>>,
+        latest: Option<&Snapshot>,
         consecutive_failures: u32,
         sidecar: &SidecarFacts<'_>,
     ) {
