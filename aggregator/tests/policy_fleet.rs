@@ -58,8 +58,12 @@ async fn a_slow_sink_that_still_drains_is_not_stalled() {
 // ── ClusterDegraded ─────────────────────────────────────────────────────────────────────────
 
 async fn cluster_with_failing(failing: usize) -> World {
+    cluster_of(10, failing).await
+}
+
+async fn cluster_of(size: usize, failing: usize) -> World {
     let mut w = World::new();
-    let hosts: Vec<String> = (0..10).map(|i| format!("bj-{i:02}")).collect();
+    let hosts: Vec<String> = (0..size).map(|i| format!("bj-{i:04}")).collect();
     for host in &hosts {
         w.connect(host, &[("cluster", "bj-log")]);
     }
@@ -99,6 +103,17 @@ async fn one_of_ten_agents_down_is_not_a_degraded_cluster() {
         "{:?}",
         w.summary()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cluster_larger_than_one_tick_slice_is_counted_whole() {
+    // The tick judges agents a slice at a time (the fleet lock is let go in between): the
+    // cluster's share must still count every agent of every slice once.
+    let w = cluster_of(1_200, 300).await;
+    assert_eq!(w.firing("FlumeAgentDown").len(), 300);
+    let firing = w.firing("ClusterDegraded");
+    assert_eq!(firing.len(), 1, "{:?}", w.summary());
+    assert_eq!(firing[0].value, 25.0, "300 of 1 200 agents");
 }
 
 // ── Replays ─────────────────────────────────────────────────────────────────────────────────

@@ -26,6 +26,10 @@ use crate::alert::AlertStatus;
 /// A poll interval counts as at least this long when judging a sidecar's silence.
 const MIN_POLL_FOR_SILENCE: Duration = Duration::from_secs(10);
 
+/// Per cluster rule (by index), per group (its `group_by` label's value): agents, and agents
+/// with a firing critical alert.
+pub type ClusterTally = BTreeMap<usize, BTreeMap<String, (usize, usize)>>;
+
 /// Identifies a target within one agent: the rule and, for component rules, the component.
 pub type TargetKey = (usize, Option<(ComponentKind, String)>);
 
@@ -236,30 +240,46 @@ impl Evaluator<'_> {
         }
     }
 
-    /// Judges every group of agents sharing a label value. `agents` yields, per agent, its
-    /// sidecar labels and whether it has a firing critical alert.
-    pub fn clusters<'l>(
+    /// Counts one agent, with its sidecar's `labels`, into every cluster rule's groups;
+    /// `critical`: it (or its sidecar) has a firing critical alert.
+    pub fn tally(
+        &self,
+        tally: &mut ClusterTally,
+        labels: &BTreeMap<String, String>,
+        critical: bool,
+    ) {
+        for (index, rule) in self.rules.rules.iter().enumerate() {
+            if rule.scope != Scope::Cluster || !rule.applies_to_labels(labels) {
+                continue;
+            }
+            let Some(group) = labels.get(&rule.group_by) else {
+                continue;
+            };
+            let groups = tally.entry(index).or_default();
+            // Looked up by reference: no allocation per agent and tick.
+            let counts = match groups.get_mut(group.as_str()) {
+                Some(counts) => counts,
+                None => groups.entry(group.clone()).or_default(),
+            };
+            counts.0 += 1;
+            counts.1 += usize::from(critical);
+        }
+    }
+
+    /// Judges every group of agents sharing a label value, as [`Self::tally`] counted them.
+    pub fn clusters(
         &mut self,
         alerts: &mut HashMap<(usize, String), Tracked>,
-        agents: impl Iterator<Item = (&'l BTreeMap<String, String>, bool)> + Clone,
+        tally: &ClusterTally,
     ) {
         for (index, rule) in self.rules.rules.iter().enumerate() {
             if rule.scope != Scope::Cluster {
                 continue;
             }
-            let mut groups: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
-            for (labels, critical) in agents.clone() {
-                if !rule.applies_to_labels(labels) {
-                    continue;
-                }
-                if let Some(group) = labels.get(&rule.group_by) {
-                    let entry = groups.entry(group.as_str()).or_default();
-                    entry.0 += 1;
-                    entry.1 += usize::from(critical);
-                }
-            }
             let empty = BTreeMap::new();
-            for (group, (total, critical)) in &groups {
+            let no_groups = BTreeMap::new();
+            let groups = tally.get(&index).unwrap_or(&no_groups);
+            for (group, (total, critical)) in groups {
                 let facts = ClusterFacts {
                     critical: *critical,
                     total: *total,
@@ -275,7 +295,7 @@ impl Evaluator<'_> {
                 };
                 self.step(
                     alerts,
-                    (index, (*group).to_owned()),
+                    (index, group.clone()),
                     rule,
                     value,
                     &target,
@@ -286,7 +306,7 @@ impl Evaluator<'_> {
             // A group that emptied out stops holding.
             let gone: Vec<(usize, String)> = alerts
                 .keys()
-                .filter(|(i, g)| *i == index && !groups.contains_key(g.as_str()))
+                .filter(|(i, group)| *i == index && !groups.contains_key(group))
                 .cloned()
                 .collect();
             for key in gone {
