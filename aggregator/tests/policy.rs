@@ -160,6 +160,68 @@ async fn a_sidecar_polling_on_time_is_not_silent() {
 // ── ChannelFilling ──────────────────────────────────────────────────────────────────────────
 
 #[tokio::test(start_paused = true)]
+async fn a_firing_alert_shows_its_latest_figures_and_a_reloaded_language() {
+    use flumewatch_aggregator::rules::{Language, RuleSet};
+    // Annotations are rendered again only when what they show changes (or the rules are
+    // reloaded): a new figure must still reach them, and an unchanged one keep them.
+    let mut w = World::new();
+    w.connect("h1", &[]);
+    let mut body = sample("steady-load-t15s.json");
+    let fill = |body: &mut serde_json::Value, percent: u32| {
+        set(body, "CHANNEL.mem1", "ChannelSize", percent * 100);
+        set(
+            body,
+            "CHANNEL.mem1",
+            "ChannelFillPercentage",
+            format!("{percent}.0"),
+        );
+    };
+    let summary = |w: &World| {
+        let firing = w.firing("ChannelFilling");
+        assert_eq!(firing.len(), 1, "{:?}", w.summary());
+        firing[0].annotations["summary"].clone()
+    };
+    fill(&mut body, 85);
+    for _ in 0..2 {
+        w.poll("h1", &body);
+        w.advance(10 * SEC).await;
+    }
+    assert_eq!(summary(&w), "Channel mem1 is 85% full");
+    fill(&mut body, 90);
+    w.poll("h1", &body);
+    assert_eq!(summary(&w), "Channel mem1 is 90% full");
+    assert_eq!(w.firing("ChannelFilling")[0].value, 90.0);
+    w.advance(10 * SEC).await;
+    w.poll("h1", &body);
+    assert_eq!(summary(&w), "Channel mem1 is 90% full");
+    // The same rule (name and severity), reworded: the alert is kept and reads the new words.
+    let reworded = RuleSet::from_text(
+        "rules.toml",
+        r#"
+use_defaults = false
+[[rule]]
+name = "ChannelFilling"
+severity = "warning"
+kinds = ["channel"]
+for_polls = 2
+condition = { value = "ChannelFillPercentage", op = ">=", threshold = 80 }
+summary = { en = "{component} at {value}%" }
+"#,
+    )
+    .expect("valid rules");
+    w.fleet
+        .set_rules(std::sync::Arc::new(reworded), Language::En);
+    w.advance(10 * SEC).await;
+    w.poll("h1", &body);
+    assert_eq!(summary(&w), "mem1 at 90%");
+    w.fleet
+        .set_rules(std::sync::Arc::new(RuleSet::defaults()), Language::Zh);
+    w.advance(10 * SEC).await;
+    w.poll("h1", &body);
+    assert_eq!(summary(&w), "通道 mem1 使用率 90%");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_filling_channel_is_forecast_then_warned_at_80_then_critical_when_full() {
     let mut w = World::new();
     w.connect("h1", &[]);

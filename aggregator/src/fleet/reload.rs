@@ -36,7 +36,7 @@ impl Fleet {
             let alerts = std::mem::take(&mut agent.eval.alerts);
             agent.eval.alerts = alerts
                 .into_iter()
-                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v)))
+                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v.render_again())))
                 .collect();
             if windows_changed {
                 agent.eval.series = Default::default();
@@ -46,13 +46,13 @@ impl Fleet {
             let alerts = std::mem::take(&mut sidecar.alerts);
             sidecar.alerts = alerts
                 .into_iter()
-                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v)))
+                .filter_map(|((i, t), v)| Some(((new_index(i)?, t), v.render_again())))
                 .collect();
         }
         let clusters = std::mem::take(&mut state.cluster_alerts);
         state.cluster_alerts = clusters
             .into_iter()
-            .filter_map(|((i, g), v)| Some(((new_index(i)?, g), v)))
+            .filter_map(|((i, g), v)| Some(((new_index(i)?, g), v.render_again())))
             .collect();
         let mut health = vec![RuleHealth::default(); rules.rules.len()];
         for (old, kept) in remap.iter().enumerate() {

@@ -74,6 +74,37 @@ pub(super) fn new_alert(rule: &Rule, target: &Target<'_>, wall: SystemTime) -> A
     }
 }
 
+/// A digest of everything [`update`] reads. Rendering the annotations takes dozens of
+/// allocations, and a firing alert's figures rarely change from one poll to the next: an
+/// alert is rendered again only when its digest does.
+pub(super) fn render_inputs(target: &Target<'_>, value: f64, language: Language) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.to_bits().hash(&mut hasher);
+    (language as u8).hash(&mut hasher);
+    target.host.hash(&mut hasher);
+    target.agent.hash(&mut hasher);
+    target.group.hash(&mut hasher);
+    target.labels.hash(&mut hasher);
+    for component in [target.component, target.peer] {
+        let Some(c) = component else {
+            0u8.hash(&mut hasher);
+            continue;
+        };
+        (c.kind as i32).hash(&mut hasher);
+        c.kind_name.hash(&mut hasher);
+        c.name.hash(&mut hasher);
+        for gauge in [
+            Gauge::ChannelSize,
+            Gauge::ChannelCapacity,
+            Gauge::ChannelFillPercentage,
+        ] {
+            c.gauge(gauge).map(f64::to_bits).hash(&mut hasher);
+        }
+    }
+    hasher.finish()
+}
+
 /// The condition holds with `value`: the alert shows it, and what the target looks like now.
 pub(super) fn update(
     alert: &mut Alert,

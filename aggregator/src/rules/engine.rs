@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use flumewatch_proto::model::snapshot::{Component, ComponentKind, Snapshot};
 use tokio::time::Instant;
 
-use super::compose::{new_alert, update, Target};
+use super::compose::{new_alert, render_inputs, update, Target};
 use super::condition::{Metric, Scope};
 use super::facts::{AgentFacts, ClusterFacts, ComponentFacts, Fixed};
 use super::series::AgentSeries;
@@ -366,7 +366,11 @@ impl Evaluator<'_> {
                 .step(value.is_some(), on_poll, self.now, &rule.hold),
         };
         if let Some(v) = value {
-            update(&mut tracked.alert, rule, target, v, self.language);
+            let inputs = render_inputs(target, v, self.language);
+            if tracked.rendered != Some(inputs) {
+                update(&mut tracked.alert, rule, target, v, self.language);
+                tracked.rendered = Some(inputs);
+            }
         }
         if !settle(tracked, transition, rule, target.host, self.wall, self.now) {
             alerts.remove(&key);

@@ -24,6 +24,8 @@ pub struct Tracked {
     /// What the condition said at the last evaluation (ticks replay it).
     pub(super) holds: bool,
     pub(super) resolved_at: Option<Instant>,
+    /// [`super::compose::render_inputs`] of what the alert shows; `None` before the first render.
+    pub(super) rendered: Option<u64>,
 }
 
 impl Tracked {
@@ -35,7 +37,14 @@ impl Tracked {
             seen: pass,
             holds: false,
             resolved_at: None,
+            rendered: None,
         }
+    }
+
+    /// Its rule may read differently now (a reload): the next evaluation renders it afresh.
+    pub fn render_again(mut self) -> Self {
+        self.rendered = None;
+        self
     }
 }
 
