@@ -7,6 +7,7 @@
 //! aggregator's monotonic clock, so a sidecar's clock skew cannot fire or resolve anything.
 
 use std::cell::{Cell, RefCell};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
@@ -341,9 +342,14 @@ impl Evaluator<'_> {
             }
             return;
         }
-        let tracked = alerts
-            .entry(key.clone())
-            .or_insert_with(|| Tracked::new(new_alert(rule, target, self.wall), pass));
+        // One hash lookup and no copy of the key, kept or removed below.
+        let mut entry = match alerts.entry(key) {
+            Entry::Occupied(occupied) => occupied,
+            Entry::Vacant(vacant) => {
+                vacant.insert_entry(Tracked::new(new_alert(rule, target, self.wall), pass))
+            }
+        };
+        let tracked = entry.get_mut();
         tracked.seen = pass;
         tracked.holds = value.is_some();
         let restored = match (value, &tracked.tracker.phase) {
@@ -373,7 +379,7 @@ impl Evaluator<'_> {
             }
         }
         if !settle(tracked, transition, rule, target.host, self.wall, self.now) {
-            alerts.remove(&key);
+            entry.remove();
         }
     }
 }
