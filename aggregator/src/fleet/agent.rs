@@ -147,6 +147,28 @@ impl AgentState {
         }
     }
 
+    /// A copy for views: everything but the rule windows and alert lifecycles (tens of KiB
+    /// an agent that no view reads; /metrics copies every agent on each scrape, under the
+    /// fleet lock). The history only `with_history` (GetAgent).
+    pub fn view(&self, with_history: bool) -> Self {
+        Self {
+            host: self.host.clone(),
+            agent: self.agent.clone(),
+            latest: self.latest.clone(),
+            history: if with_history {
+                self.history.clone()
+            } else {
+                History::default()
+            },
+            last_seen: self.last_seen,
+            consecutive_failures: self.consecutive_failures,
+            received: self.received,
+            duplicates: self.duplicates,
+            resets: self.resets,
+            eval: AgentEval::default(),
+        }
+    }
+
     /// Takes one snapshot in sequence order, `entry` being its wire bytes. Replayed snapshots
     /// land in the history; only one at least as new as the current latest becomes the
     /// latest. Returns whether it did. `reset`: a component of it restarted since the previous

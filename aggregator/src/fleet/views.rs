@@ -9,7 +9,8 @@ use super::{AgentState, Fleet};
 use crate::alert::Alert;
 use crate::rules::engine::RuleHealth;
 
-/// An agent with its sidecar's view, for queries.
+/// An agent with its sidecar's view, for queries: its state without rule windows or alerts
+/// (see [`AgentState::view`]).
 #[derive(Debug, Clone)]
 pub struct AgentView {
     pub state: AgentState,
@@ -43,7 +44,7 @@ impl Fleet {
                     .iter()
                     .all(|(k, v)| sidecar.hello.labels.get(k) == Some(v));
                 matches.then(|| AgentView {
-                    state: a.clone(),
+                    state: a.view(false),
                     sidecar: sidecar.clone(),
                 })
             })
@@ -76,7 +77,7 @@ impl Fleet {
             .get(host)
             .ok_or_else(|| LookupError::UnknownHost(host.to_owned()))?;
         Ok(AgentView {
-            state: found.clone(),
+            state: found.view(true),
             sidecar: sidecar.clone(),
         })
     }
@@ -92,6 +93,8 @@ impl Fleet {
             .chain(state.cluster_alerts.values())
             .map(|t| t.alert.clone())
             .collect();
+        // Sorted after the fleet is let go: ingest waits for the lock, not for the sort.
+        drop(state);
         alerts.sort_by(|a, b| {
             b.severity
                 .cmp(&a.severity)
