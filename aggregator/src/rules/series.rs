@@ -155,9 +155,11 @@ struct ComponentSeries {
     previous_counters: Vec<(Counter, u64)>,
     last_seen: Millis,
     /// Parallel to the counter specs of this kind (`AgentSeries::observe` keeps the order).
-    tracks: Vec<Track>,
+    /// Boxed slices, allocated at their exact length: collecting a filtered iterator into a
+    /// `Vec` would round a sink's 10 tracks up to room for 16.
+    tracks: Box<[Track]>,
     /// Parallel to the gauge specs of this kind.
-    trends: Vec<GaugeTrack>,
+    trends: Box<[GaugeTrack]>,
 }
 
 /// Everything windowed about one agent.
@@ -198,6 +200,11 @@ impl AgentSeries {
         }
         self.newest = now;
         let at = self.offset(now);
+        if self.components.is_empty() {
+            // The first snapshot lists all of them: room for exactly that many, where pushing
+            // one by one would leave room for 32 after 20.
+            self.components.reserve_exact(snapshot.components.len());
+        }
         let mut restarted = false;
         let mut any_reset = false;
         for (position, component) in snapshot
@@ -215,13 +222,11 @@ impl AgentSeries {
             let index = match found {
                 Some(index) => index,
                 None => {
-                    let tracks = specs
-                        .iter()
-                        .filter(|s| s.kind == component.kind)
-                        .map(|_| Track::default())
-                        .collect();
-                    let mut trends = Vec::new();
-                    for spec in all.gauges.iter().filter(|s| s.kind == component.kind) {
+                    let count = specs.iter().filter(|s| s.kind == component.kind).count();
+                    let tracks = vec![Track::default(); count].into_boxed_slice();
+                    let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
+                    let mut trends = Vec::with_capacity(gauge_specs.clone().count());
+                    for spec in gauge_specs {
                         let mut trend = GaugeTrack::default();
                         trend.reserve(most_points(spec.retention, spec.resolution.max(poll)));
                         trend.record(at.into(), component.gauge(spec.gauge), false, spec);
@@ -234,7 +239,7 @@ impl AgentSeries {
                         previous_counters: component.counters.clone(),
                         last_seen: now,
                         tracks,
-                        trends,
+                        trends: trends.into_boxed_slice(),
                     });
                     let series = self.components.last_mut().expect("just pushed");
                     let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
