@@ -10,6 +10,7 @@ mod detection;
 pub mod engine;
 mod facts;
 pub mod file;
+mod ring;
 pub mod series;
 pub mod state;
 pub mod template;
