@@ -151,6 +151,10 @@ fn diff(older: &[u8], newer: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < tail {
         let zeros_from = i;
+        // Most of the tail is unchanged: skip it a word at a time.
+        while i + 8 <= tail && old_tail[i..i + 8] == new_tail[i..i + 8] {
+            i += 8;
+        }
         while i < tail && old_tail[i] == new_tail[i] {
             i += 1;
         }

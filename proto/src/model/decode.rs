@@ -21,6 +21,33 @@ use super::snapshot::{Component, ComponentKind, Counter, Flag, Gauge, ScrapeOutc
 use super::time::from_timestamp;
 
 /// Why bytes did not become a snapshot.
+/// prost's varint decoder with the one-byte case inlined: tags, lengths, enum values and
+/// small counters are one byte, and a 20-component snapshot holds over a thousand of them.
+#[inline(always)]
+fn varint_fast(buf: &mut &[u8]) -> Result<u64, prost::DecodeError> {
+    match buf.split_first() {
+        Some((&byte, rest)) if byte < 0x80 => {
+            *buf = rest;
+            Ok(u64::from(byte))
+        }
+        _ => decode_varint(buf),
+    }
+}
+
+/// prost's `decode_key`, with one-byte keys (every field here) decoded inline; anything
+/// else, errors included, goes through prost's.
+#[inline(always)]
+fn field_key(buf: &mut &[u8]) -> Result<(u32, WireType), prost::DecodeError> {
+    match buf.split_first() {
+        Some((&byte, rest)) if byte < 0x80 && byte >> 3 != 0 => {
+            let wire_type = WireType::try_from(u64::from(byte & 0x07))?;
+            *buf = rest;
+            Ok((u32::from(byte >> 3), wire_type))
+        }
+        _ => decode_key(buf),
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     /// Not a protobuf `Snapshot` at all: the stream that carried it is broken.
@@ -62,7 +89,7 @@ fn length_delimited<'a>(buf: &mut &'a [u8], wire_type: WireType) -> Result<&'a [
     if wire_type != WireType::LengthDelimited {
         return Err(wire("invalid wire type"));
     }
-    let len = decode_varint(buf)?;
+    let len = varint_fast(buf)?;
     if len > buf.len() as u64 {
         return Err(wire("buffer underflow"));
     }
@@ -75,7 +102,7 @@ fn varint(buf: &mut &[u8], wire_type: WireType) -> Result<u64, DecodeError> {
     if wire_type != WireType::Varint {
         return Err(wire("invalid wire type"));
     }
-    Ok(decode_varint(buf)?)
+    Ok(varint_fast(buf)?)
 }
 
 fn text<'a>(buf: &mut &'a [u8], wire_type: WireType) -> Result<&'a str, DecodeError> {
@@ -89,13 +116,30 @@ fn set_text(target: &mut String, value: &str) {
     target.push_str(value);
 }
 
+/// Reads a text field into `target`, which still holds what the buffer's previous snapshot
+/// had there: a component's name is the same every poll, and equal bytes are valid UTF-8
+/// already, so neither the check nor the copy is needed then.
+fn reuse_text(
+    buf: &mut &[u8],
+    wire_type: WireType,
+    target: &mut String,
+) -> Result<(), DecodeError> {
+    let bytes = length_delimited(buf, wire_type)?;
+    if target.as_bytes() != bytes {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| wire("invalid string value: data is not UTF-8 encoded"))?;
+        set_text(target, text);
+    }
+    Ok(())
+}
+
 fn skip(buf: &mut &[u8], wire_type: WireType, tag: u32) -> Result<(), DecodeError> {
     Ok(skip_field(wire_type, tag, buf, DecodeContext::default())?)
 }
 
 fn timestamp(mut buf: &[u8], ts: &mut Ts) -> Result<(), DecodeError> {
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
+        let (tag, wire_type) = field_key(&mut buf)?;
         match tag {
             1 => ts.seconds = varint(&mut buf, wire_type)? as i64,
             2 => ts.nanos = varint(&mut buf, wire_type)? as i32,
@@ -109,7 +153,7 @@ fn timestamp(mut buf: &[u8], ts: &mut Ts) -> Result<(), DecodeError> {
 fn pair(mut buf: &[u8], value_wire: WireType) -> Result<(i32, u64), DecodeError> {
     let (mut key, mut value) = (0, 0);
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
+        let (tag, wire_type) = field_key(&mut buf)?;
         match tag {
             1 => key = varint(&mut buf, wire_type)? as i32,
             2 if value_wire == WireType::SixtyFourBit => {
@@ -137,6 +181,9 @@ struct ComponentExtras {
     /// `unknown` after the map entries, as the conversion from the generated type does.
     strangers: Vec<(&'static str, i32, String)>,
     values: Values,
+    /// The names were on the wire (otherwise what the buffer held is cleared).
+    saw_kind_name: bool,
+    saw_name: bool,
 }
 
 fn component(
@@ -145,14 +192,20 @@ fn component(
     x: &mut ComponentExtras,
 ) -> Result<(), DecodeError> {
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(&mut buf)?;
+        let (tag, wire_type) = field_key(&mut buf)?;
         match tag {
             1 => {
                 let kind = varint(&mut buf, wire_type)? as i32;
                 c.kind = ComponentKind::try_from(kind).unwrap_or(ComponentKind::Unspecified);
             }
-            2 => set_text(&mut c.kind_name, text(&mut buf, wire_type)?),
-            3 => set_text(&mut c.name, text(&mut buf, wire_type)?),
+            2 => {
+                reuse_text(&mut buf, wire_type, &mut c.kind_name)?;
+                x.saw_kind_name = true;
+            }
+            3 => {
+                reuse_text(&mut buf, wire_type, &mut c.name)?;
+                x.saw_name = true;
+            }
             4 => timestamp(
                 length_delimited(&mut buf, wire_type)?,
                 x.start.get_or_insert_default(),
@@ -196,7 +249,7 @@ fn component(
                 let mut entry = length_delimited(&mut buf, wire_type)?;
                 let (mut key, mut value) = ("", "");
                 while entry.has_remaining() {
-                    let (tag, wire_type) = decode_key(&mut entry)?;
+                    let (tag, wire_type) = field_key(&mut entry)?;
                     match tag {
                         1 => key = text(&mut entry, wire_type)?,
                         2 => value = text(&mut entry, wire_type)?,
@@ -212,11 +265,10 @@ fn component(
     Ok(())
 }
 
-/// Empties `c` for reuse, keeping its allocations (a name absent from the wire is empty).
+/// Empties `c` for reuse, keeping its allocations. The names stay, to be compared with the
+/// wire's (see `reuse_text`); one absent from the wire is cleared after decoding.
 fn reset(c: &mut Component) {
     c.kind = ComponentKind::Unspecified;
-    c.kind_name.clear();
-    c.name.clear();
     c.start_time_ms = None;
     c.stop_time_ms = None;
     c.counters.clear();
@@ -248,12 +300,15 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
     let mut used = 0;
     // The first component over a limit, reported after the snapshot-wide limits.
     let mut component_over: Option<String> = None;
-    out.agent.clear();
+    let mut saw_agent = false;
     while buf.has_remaining() {
-        let (tag, wire_type) = decode_key(buf)?;
+        let (tag, wire_type) = field_key(buf)?;
         match tag {
             1 => seq = varint(buf, wire_type)?,
-            2 => set_text(&mut out.agent, text(buf, wire_type)?),
+            2 => {
+                reuse_text(buf, wire_type, &mut out.agent)?;
+                saw_agent = true;
+            }
             3 => timestamp(
                 length_delimited(buf, wire_type)?,
                 scraped_at.get_or_insert_default(),
@@ -263,7 +318,7 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
                 let mut inner = length_delimited(buf, wire_type)?;
                 let o = outcome.get_or_insert_default();
                 while inner.has_remaining() {
-                    let (tag, wire_type) = decode_key(&mut inner)?;
+                    let (tag, wire_type) = field_key(&mut inner)?;
                     match tag {
                         1 => o.status = varint(&mut inner, wire_type)? as i32,
                         2 => o.http_status = varint(&mut inner, wire_type)? as u32,
@@ -282,6 +337,12 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
                 reset(c);
                 let mut x = ComponentExtras::default();
                 component(inner, c, &mut x)?;
+                if !x.saw_kind_name {
+                    c.kind_name.clear();
+                }
+                if !x.saw_name {
+                    c.name.clear();
+                }
                 if component_over.is_none() {
                     component_over = component_over_limit(
                         &c.kind_name,
@@ -303,6 +364,9 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
         }
     }
     out.components.truncate(used);
+    if !saw_agent {
+        out.agent.clear();
+    }
 
     let invalid = |error| DecodeError::Invalid { seq, error };
     if seq == 0 {
