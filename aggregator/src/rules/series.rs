@@ -4,16 +4,18 @@
 //! Only counters some rule reads are tracked, each at the resolution and for the retention its
 //! windows need: a 70-minute window at 10 s polls keeps ~60 points, not 420 snapshots.
 //!
-//! A point is 8 bytes: its time in milliseconds since the agent's time origin (u32) and the
-//! increase since the point before it (i32), in a ring sized once per track.
+//! A point is its time in milliseconds since the agent's time origin (u32), kept once per
+//! component and window spec ([`super::clocks`]), and per track the increase since the point
+//! before it (i32), or nothing while the track's increases are all zero.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{ComponentKind, Gauge, Snapshot};
 
+use super::clocks::Clocks;
 use super::condition::{CounterExpr, Func};
-use super::ring::Ring;
+use super::counters::{Dense, Previous};
 use super::trend::{GaugeSpec, GaugeTrack};
 use flumewatch_proto::model::resets::reset_against;
 
@@ -118,47 +120,19 @@ fn millis(t: SystemTime) -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-#[derive(Debug, Clone, Default)]
-struct Track {
-    /// Increase over the newest poll interval; `None` right after a reset or on the first poll.
-    last_delta: Option<i64>,
-    /// Oldest first, spaced by the spec's resolution (the newest always present).
-    points: Ring<Step>,
-}
-
-/// One point of a counter window. An increase over a window is the sum of the steps after its
-/// base point up to its end point (at most ~25 of them), where a running sum would make it
-/// one subtraction but take twice the room.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Step {
-    /// Milliseconds since the agent's time origin.
-    at: u32,
-    /// The expression's increase (over non-reset intervals) since the previous point; the
-    /// oldest point's is never read. Exact while one step — one resolution interval, or one
-    /// poll interval after a gap in polling — moves the expression by less than 2^31 events
-    /// (11.9 M events/s at the coarsest default resolution, 180 s). Beyond that it saturates
-    /// at ±(2^31 − 1), keeping its sign, so `> 0` and `== 0` verdicts still hold.
-    increase: i32,
-}
-
-/// `increase` as a step's, saturated.
-fn step_increase(increase: i64) -> i32 {
-    increase.clamp(i32::MIN.into(), i32::MAX.into()) as i32
-}
-
 #[derive(Debug, Clone)]
 struct ComponentSeries {
     kind: ComponentKind,
     name: String,
     /// The previous poll's StartTime and counters: deltas and resets are judged against them.
     previous_start: Option<u64>,
-    previous_counters: Vec<(Counter, u64)>,
+    previous_counters: Previous,
     last_seen: Millis,
-    /// Parallel to the counter specs of this kind (`AgentSeries::observe` keeps the order).
-    /// Boxed slices, allocated at their exact length: collecting a filtered iterator into a
-    /// `Vec` would round a sink's 10 tracks up to room for 16.
-    tracks: Box<[Track]>,
-    /// Parallel to the gauge specs of this kind.
+    /// Tracks parallel to the counter specs of this kind (`AgentSeries::observe` keeps the
+    /// order).
+    windows: Clocks,
+    /// Parallel to the gauge specs of this kind. A boxed slice, allocated at its exact length:
+    /// collecting a filtered iterator into a `Vec` would round it up.
     trends: Box<[GaugeTrack]>,
 }
 
@@ -222,8 +196,13 @@ impl AgentSeries {
             let index = match found {
                 Some(index) => index,
                 None => {
-                    let count = specs.iter().filter(|s| s.kind == component.kind).count();
-                    let tracks = vec![Track::default(); count].into_boxed_slice();
+                    let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
+                    let mut windows =
+                        Clocks::new(kind_specs.map(|s| (s.retention, s.resolution)), poll);
+                    // The first poll of a component is a point with no increase.
+                    windows.push(at, std::iter::empty());
+                    let mut previous_counters = Previous::default();
+                    previous_counters.set(&Dense::of(&component.counters));
                     let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
                     let mut trends = Vec::with_capacity(gauge_specs.clone().count());
                     for spec in gauge_specs {
@@ -236,46 +215,32 @@ impl AgentSeries {
                         kind: component.kind,
                         name: component.name.clone(),
                         previous_start: component.start_time_ms,
-                        previous_counters: component.counters.clone(),
+                        previous_counters,
                         last_seen: now,
-                        tracks,
+                        windows,
                         trends: trends.into_boxed_slice(),
                     });
-                    let series = self.components.last_mut().expect("just pushed");
-                    let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
-                    for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
-                        push_point(&mut track.points, at, 0, spec, poll);
-                    }
                     continue;
                 }
             };
             let series = &mut self.components[index];
-            let before = Dense::of(&series.previous_counters);
+            let before = series.previous_counters.dense();
             let after = Dense::of(&component.counters);
             let reset = reset_against(series.previous_start, |c| before.get(c), component);
             any_reset |= reset;
             restarted |= reset && series.previous_start != component.start_time_ms;
             let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
-            for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
-                track.last_delta = if reset {
-                    None
-                } else {
-                    delta(&before, &after, spec.expr)
-                };
-                push_point(
-                    &mut track.points,
-                    at,
-                    track.last_delta.unwrap_or(0),
-                    spec,
-                    poll,
-                );
-            }
+            let deltas = kind_specs.map(|spec| match reset {
+                true => None,
+                false => delta(&before, &after, spec.expr),
+            });
+            series.windows.push(at, deltas);
             let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
             for (trend, spec) in series.trends.iter_mut().zip(gauge_specs) {
                 trend.record(at.into(), component.gauge(spec.gauge), reset, spec);
             }
             series.previous_start = component.start_time_ms;
-            series.previous_counters.clone_from(&component.counters);
+            series.previous_counters.set(&after);
             series.last_seen = now;
         }
         if restarted {
@@ -306,18 +271,7 @@ impl AgentSeries {
     fn rebase(&mut self, origin: Millis) {
         let by = origin - self.origin.unwrap_or(origin);
         for series in &mut self.components {
-            for track in &mut series.tracks {
-                while track
-                    .points
-                    .front()
-                    .is_some_and(|p| Millis::from(p.at) < by)
-                {
-                    track.points.pop_front();
-                }
-                // What is left is at or after `by`, so it fits in u32 and nothing goes negative.
-                let by = u32::try_from(by).unwrap_or(u32::MAX);
-                track.points.for_each_mut(|p| p.at -= by);
-            }
+            series.windows.rebase(by);
             for trend in &mut series.trends {
                 trend.rebase(by);
             }
@@ -341,6 +295,8 @@ impl AgentSeries {
         Some(&self.components[index])
     }
 
+    /// The component's windows and the index of the first of its tracks that can answer
+    /// `func` of `expr`.
     fn track(
         &self,
         kind: ComponentKind,
@@ -348,14 +304,13 @@ impl AgentSeries {
         expr: CounterExpr,
         func: Func,
         specs: &[SeriesSpec],
-    ) -> Option<&Track> {
+    ) -> Option<(&Clocks, usize)> {
         let series = self.component(kind, name)?;
-        specs
+        let track = specs
             .iter()
             .filter(|s| s.kind == kind)
-            .zip(&series.tracks)
-            .find(|(spec, _)| spec.expr == expr && spec.fits(func))
-            .map(|(_, track)| track)
+            .position(|spec| spec.expr == expr && spec.fits(func))?;
+        Some((&series.windows, track))
     }
 
     /// Increase of `expr` over the newest poll interval.
@@ -366,9 +321,8 @@ impl AgentSeries {
         expr: CounterExpr,
         specs: &[SeriesSpec],
     ) -> Option<f64> {
-        self.track(kind, name, expr, Func::Delta, specs)?
-            .last_delta
-            .map(|d| d as f64)
+        let (windows, track) = self.track(kind, name, expr, Func::Delta, specs)?;
+        windows.delta(track).map(|d| d as f64)
     }
 
     /// Increase over `[newest − offset − window, newest − offset]`. With `full`, `None` unless
@@ -385,37 +339,14 @@ impl AgentSeries {
             window: window.length,
             offset: window.offset,
         };
-        let track = self.track(kind, name, expr, func, specs)?;
+        let (windows, track) = self.track(kind, name, expr, func, specs)?;
         let end = self.since_origin(self.newest) - window.offset.as_millis() as Millis;
         let start = end - window.length.as_millis() as Millis;
         // Polls are a few milliseconds late or early: a poll that many ms inside the window
         // still starts it, or a 10 s window at 10 s polls would often span two intervals.
         let jitter = (window.length.as_millis() as Millis / 20).min(JITTER_MS);
-        let at = |p: Step| Millis::from(p.at);
-        // Newest first: the window's end point, then back to its base (the newest point at or
-        // before its start), adding up the steps after the base.
-        let mut points = track.points.iter().rev();
-        let end_point = points.find(|p| at(*p) <= end)?;
-        let mut increase: i64 = 0;
-        let mut point = end_point;
-        let base = loop {
-            if at(point) <= start + jitter {
-                break point;
-            }
-            match points.next() {
-                Some(older) => {
-                    increase += i64::from(point.increase);
-                    point = older;
-                }
-                None if window.full => return None,
-                // A short history: the oldest point is the base.
-                None => break point,
-            }
-        };
-        Some((
-            increase as f64,
-            Duration::from_millis((at(end_point) - at(base)).max(0) as u64),
-        ))
+        let (increase, span) = windows.increase(track, start, end, jitter, window.full)?;
+        Some((increase as f64, Duration::from_millis(span.max(0) as u64)))
     }
 
     /// Change per second of a component's gauge over `window` ending at the newest data.
@@ -445,31 +376,6 @@ impl AgentSeries {
     }
 }
 
-/// One poll's counters of one component, indexed by counter: the tracks of a component read
-/// a handful of counters each, and a lookup here is one load where the list is a scan.
-struct Dense([Option<u64>; COUNTER_SLOTS]);
-
-/// Every counter the model knows fits (the enum's values are 0..=32).
-const COUNTER_SLOTS: usize = 33;
-
-impl Dense {
-    fn of(counters: &[(Counter, u64)]) -> Self {
-        let mut dense = [None; COUNTER_SLOTS];
-        // A counter listed twice (a hostile sender) counts as its first entry, as
-        // `Component::counter` and the reset check read it.
-        for &(counter, value) in counters {
-            if let Some(slot @ None) = dense.get_mut(counter as usize) {
-                *slot = Some(value);
-            }
-        }
-        Self(dense)
-    }
-
-    fn get(&self, counter: Counter) -> Option<u64> {
-        *self.0.get(counter as usize)?
-    }
-}
-
 fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
     let diff = |c| Some(now.get(c)? as i64 - before.get(c)? as i64);
     let mut d = diff(expr.counter)?;
@@ -477,42 +383,6 @@ fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
         d -= diff(minus)?;
     }
     Some(d)
-}
-
-/// Records the poll at `at` (ms since the origin) that moved the expression by `increase`.
-fn push_point(points: &mut Ring<Step>, at: u32, increase: i64, spec: &SeriesSpec, poll: Duration) {
-    let resolution = spec.resolution.as_millis() as Millis;
-    if points.capacity() == 0 {
-        // Spacing never drops below the resolution or the poll interval: this is all the
-        // track will hold, where doubling growth would leave up to half of it unused.
-        *points = Ring::with_capacity(most_points(spec.retention, spec.resolution.max(poll)));
-    }
-    // Keep the newest exact; merge it into the previous point while they are closer than the
-    // resolution, so point spacing never drops below it.
-    let close = match (
-        points.len().checked_sub(2).and_then(|i| points.get(i)),
-        points.back(),
-    ) {
-        (Some(before), Some(newest)) => {
-            Millis::from(newest.at) - Millis::from(before.at) < resolution
-        }
-        _ => false,
-    };
-    match points.back_mut() {
-        Some(newest) if close => {
-            newest.at = at;
-            newest.increase = step_increase(i64::from(newest.increase) + increase);
-        }
-        _ => points.push_back(Step {
-            at,
-            increase: step_increase(increase),
-        }),
-    }
-    // Keep one point at or before the oldest window start as the base.
-    let horizon = Millis::from(at) - spec.retention.as_millis() as Millis;
-    while points.len() > 2 && points.get(1).is_some_and(|p| Millis::from(p.at) <= horizon) {
-        points.pop_front();
-    }
 }
 
 #[cfg(test)]

@@ -1,34 +1,12 @@
+use super::super::clocks::step_increase;
 use super::*;
 use flumewatch_proto::model::snapshot::Component;
+use flumewatch_proto::model::snapshot::Counter;
 
 fn only(counters: SeriesSpec) -> Specs {
     Specs {
         counters: vec![counters],
         gauges: Vec::new(),
-    }
-}
-
-#[test]
-fn a_counter_listed_twice_reads_as_its_first_entry() {
-    // As `Component::counter` and `counters_reset` read it: deltas and the reset check
-    // (now through this array) mean the same counter value.
-    let twice = [
-        (Counter::EventDrainSuccessCount, 100),
-        (Counter::EventDrainSuccessCount, 5),
-    ];
-    assert_eq!(
-        Dense::of(&twice).get(Counter::EventDrainSuccessCount),
-        Some(100)
-    );
-}
-
-#[test]
-fn every_counter_has_a_dense_slot() {
-    // Counter values are consecutive from 0 (proto3 enum); the last one names the size.
-    for value in 0..100 {
-        if let Ok(counter) = Counter::try_from(value) {
-            assert!((counter as usize) < COUNTER_SLOTS, "{counter:?}");
-        }
     }
 }
 
@@ -123,7 +101,7 @@ fn points_stay_bounded_by_retention_and_resolution() {
     for t in 0..3600 {
         series.observe(&snap(t, 1, t), &all);
     }
-    let points = series.components[0].tracks[0].points.len();
+    let points = series.components[0].windows.points(0).0;
     assert!(points <= POINTS_PER_WINDOW as usize + 3, "{points} points");
     let (v, span) = series
         .increase(ComponentKind::Sink, "k1", FAILS, window(60, true), &specs)
@@ -216,7 +194,7 @@ fn same_as_reference(polls: impl IntoIterator<Item = (u64, u64, u64)>, poll: Dur
         series.observe(&snap_ms(ms, start, fails), &all);
         for (i, (reference, spec)) in references.iter_mut().zip(&specs).enumerate() {
             // The first poll of a component is a point with no increase.
-            let delta = series.components[0].tracks[i].last_delta;
+            let delta = series.components[0].windows.delta(i);
             reference.push(ms as Millis, if first { None } else { delta }, spec);
             for full in [false, true] {
                 let window = Window {
@@ -353,12 +331,166 @@ fn default_windows_never_outgrow_the_room_reserved_for_them() {
     let mut tracks = 0;
     for component in &series.components {
         let specs = all.counters.iter().filter(|s| s.kind == component.kind);
-        for (track, spec) in component.tracks.iter().zip(specs) {
+        for (track, spec) in specs.enumerate() {
             let room = most_points(spec.retention, spec.resolution.max(poll));
-            assert_eq!(track.points.capacity(), room, "{spec:?}");
-            assert!(track.points.len() <= room);
+            let (len, capacity) = component.windows.points(track);
+            assert_eq!(capacity, room, "{spec:?}");
+            assert!(len <= room);
             tracks += 1;
         }
     }
     assert!(tracks >= 10, "{tracks} tracks");
+}
+
+const DRAINED: CounterExpr = CounterExpr {
+    counter: Counter::EventDrainSuccessCount,
+    minus: None,
+};
+
+/// Fails not yet drained: moves either way, and cancels to zero while both move alike.
+const FAILS_LESS_DRAINED: CounterExpr = CounterExpr {
+    counter: Counter::EventWriteFail,
+    minus: Some(Counter::EventDrainSuccessCount),
+};
+
+fn snap_counters(ms: u64, start: u64, fails: u64, drained: u64) -> Snapshot {
+    let mut snapshot = snap_ms(ms, start, fails);
+    snapshot.components[0].counters[1].1 = drained;
+    snapshot
+}
+
+#[test]
+fn tracks_sharing_a_clock_match_the_reference_as_their_columns_come_and_go() {
+    // Three expressions per window, so each clock serves three tracks: one that moves in
+    // bursts with long quiet stretches between (its column comes and goes), one that moves
+    // only in a few bursts, one that often cancels to zero. Deltas for the reference are
+    // computed here, not read back from the series.
+    let windows = [(10, 0), (60, 0), (600, 0), (3600, 600)];
+    let exprs = [FAILS, DRAINED, FAILS_LESS_DRAINED];
+    let mut specs = Vec::new();
+    for &(window, offset) in &windows {
+        for expr in exprs {
+            specs.push(SeriesSpec {
+                expr,
+                ..spec_with_offset(window, offset)
+            });
+        }
+    }
+    let all = Specs {
+        counters: specs.clone(),
+        gauges: Vec::new(),
+    };
+    let mut series = AgentSeries::default();
+    series.set_poll_interval(Duration::from_secs(1));
+    let mut references: Vec<Reference> = specs.iter().map(|_| Reference::default()).collect();
+    let mut rng = fastrand::Rng::with_seed(19);
+    let mut ms: u64 = 1_700_000_000_000;
+    let (mut fails, mut drained, mut start) = (0u64, 0u64, 1u64);
+    let mut previous: Option<(u64, u64, u64)> = None;
+    let (mut with_columns, mut without_columns) = (0, 0);
+    for poll in 0..40_000u64 {
+        ms += match rng.u32(0..200) {
+            0 => rng.u64(60_000..600_000),
+            1..=5 => rng.u64(1..900),
+            _ => rng.u64(990..1010),
+        };
+        // Bursts of a few minutes in every ~2 hours; the drain counter in a few of them.
+        let phase = poll % 7_200;
+        if phase < 240 {
+            if rng.bool() {
+                fails += rng.u64(0..50);
+            }
+            if poll % 21_600 < 240 && rng.u32(0..3) != 0 {
+                drained += if rng.bool() {
+                    fails.saturating_sub(drained)
+                } else {
+                    1
+                };
+            }
+        }
+        if rng.u32(0..5_000) == 0 {
+            start += 1;
+            (fails, drained) = (0, 0);
+        }
+        series.observe(&snap_counters(ms, start, fails, drained), &all);
+        let reset = previous.is_some_and(|(s, f, d)| s != start || fails < f || drained < d);
+        let deltas = [
+            fails as i64 - previous.map_or(0, |p| p.1 as i64),
+            drained as i64 - previous.map_or(0, |p| p.2 as i64),
+            0,
+        ];
+        let deltas = [deltas[0], deltas[1], deltas[0] - deltas[1]];
+        for (i, (reference, spec)) in references.iter_mut().zip(&specs).enumerate() {
+            let delta = (previous.is_some() && !reset).then_some(deltas[i % 3]);
+            reference.push(ms as Millis, delta, spec);
+            let got = series.delta(ComponentKind::Sink, "k1", spec.expr, &specs);
+            assert_eq!(got, delta.map(|d| d as f64), "delta at {ms} ms, {spec:?}");
+            for full in [false, true] {
+                let offset = spec_offset(spec);
+                let window = Window {
+                    length: spec.retention - offset,
+                    offset,
+                    full,
+                };
+                // The first track of the expression whose window fits is this one: the
+                // shorter windows' tracks reach back too little.
+                let got = series.increase(ComponentKind::Sink, "k1", spec.expr, window, &specs);
+                let want = reference.increase(series.newest, window);
+                assert_eq!(got, want, "at {ms} ms, {window:?}, {spec:?}");
+            }
+        }
+        previous = Some((start, fails, drained));
+        let windows_of = &series.components[0].windows;
+        assert_eq!(
+            windows_of.clock_count(),
+            windows.len(),
+            "one clock per window"
+        );
+        for i in 0..specs.len() {
+            if windows_of.has_column(i) {
+                with_columns += 1;
+            } else {
+                without_columns += 1;
+            }
+        }
+        if phase == 7_199 {
+            // A quiet stretch longer than every retention: nothing moved within any ring.
+            let none = (0..specs.len()).all(|i| !windows_of.has_column(i));
+            assert!(none, "columns dropped after {poll} polls");
+        }
+    }
+    assert!(with_columns > 0 && without_columns > with_columns);
+}
+
+#[test]
+fn a_track_that_never_moves_keeps_no_column_and_answers_zero() {
+    let specs = [spec(FAILS, 60), spec(DRAINED, 60)];
+    let all = Specs {
+        counters: specs.to_vec(),
+        gauges: Vec::new(),
+    };
+    let mut series = AgentSeries::default();
+    series.set_poll_interval(Duration::from_secs(10));
+    for t in (0..600).step_by(10) {
+        series.observe(&snap(t, 1, 0), &all);
+    }
+    let windows = &series.components[0].windows;
+    assert!(!windows.has_column(0), "EventWriteFail never moved");
+    assert!(
+        windows.has_column(1),
+        "EventDrainSuccessCount moves every poll"
+    );
+    assert_eq!(windows.clock_count(), 1);
+    assert_eq!(
+        series.increase(ComponentKind::Sink, "k1", FAILS, window(60, true), &specs),
+        Some((0.0, Duration::from_secs(60)))
+    );
+    assert_eq!(
+        series.increase(ComponentKind::Sink, "k1", DRAINED, window(60, true), &specs),
+        Some((60.0, Duration::from_secs(60)))
+    );
+    assert_eq!(
+        series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
+        Some(0.0)
+    );
 }
