@@ -3,14 +3,15 @@
 //! policy, counted by a wrapping global allocator. Prints figures; asserts nothing.
 //!
 //! `cargo bench -p flumewatch-aggregator --bench windows_memory` (AGENTS and POLLS in the
-//! environment override the defaults).
+//! environment override the defaults; HEALTHY=1 keeps every failure counter still, as in a
+//! healthy fleet, where by default every counter moves).
 
 use std::alloc::System;
 use std::time::{Duration, UNIX_EPOCH};
 
 use flumewatch_aggregator::rules::series::AgentSeries;
 use flumewatch_aggregator::rules::RuleSet;
-use flumewatch_proto::model::snapshot::{Component, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{Component, Counter, Gauge, Snapshot};
 use flumewatch_sidecar::flume::parse_metrics;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -37,13 +38,23 @@ fn twenty(template: &[Component]) -> Vec<Component> {
         .collect()
 }
 
-/// Poll `step`: every counter moved on by 10 events per poll, channel sizes wobbling so the
-/// gauge trends hold distinct readings.
-fn snapshot(template: &[Component], step: u64) -> Snapshot {
+/// Whether a counter counts failures (stays still in a healthy fleet).
+fn failure(counter: Counter) -> bool {
+    let name = format!("{counter:?}");
+    ["Fail", "Error", "Rollback"]
+        .iter()
+        .any(|f| name.contains(f))
+}
+
+/// Poll `step`: every counter moved on by 10 events per poll (with `healthy`, every counter but
+/// the failure counters), channel sizes wobbling so the gauge trends hold distinct readings.
+fn snapshot(template: &[Component], step: u64, healthy: bool) -> Snapshot {
     let mut components = template.to_vec();
     for c in &mut components {
-        for (_, v) in &mut c.counters {
-            *v += step * 10;
+        for (counter, v) in &mut c.counters {
+            if !(healthy && failure(*counter)) {
+                *v += step * 10;
+            }
         }
         for (g, v) in &mut c.gauges {
             if *g == Gauge::ChannelSize {
@@ -77,6 +88,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn main() {
     let agents = env_or("AGENTS", AGENTS as u64) as usize;
     let polls = env_or("POLLS", POLLS);
+    let healthy = env_or("HEALTHY", 0) != 0;
     let specs = RuleSet::defaults().specs;
     let template = twenty(&template());
     // The agents' vector is allocated before counting starts: only what the windows hold is
@@ -90,7 +102,7 @@ fn main() {
     }
     let mut observing = Duration::ZERO;
     for step in 0..polls {
-        let snapshot = snapshot(&template, step);
+        let snapshot = snapshot(&template, step, healthy);
         let started = std::time::Instant::now();
         for series in &mut fleet {
             series.observe(&snapshot, &specs);
@@ -101,9 +113,14 @@ fn main() {
     let observed = agents as u64 * polls;
     println!(
         "windows_memory: {agents} agents x {polls} polls at 1 s, 20 components, default policy \
-         ({} counter tracks, {} gauge trends per kind set)",
+         ({} counter tracks, {} gauge trends per kind set), {}",
         specs.counters.len(),
-        specs.gauges.len()
+        specs.gauges.len(),
+        if healthy {
+            "failure counters still"
+        } else {
+            "every counter moving"
+        }
     );
     println!(
         "heap bytes per agent: {} ({:.1} KiB); inline size of AgentSeries: {} bytes",

@@ -4,8 +4,10 @@
 //! Conditions are data (enums), not strings evaluated at run time; `file` is the only place
 //! that reads rule text.
 
+mod clocks;
 mod compose;
 pub mod condition;
+mod counters;
 mod detection;
 pub mod engine;
 mod facts;

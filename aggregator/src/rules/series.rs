@@ -4,16 +4,18 @@
 //! Only counters some rule reads are tracked, each at the resolution and for the retention its
 //! windows need: a 70-minute window at 10 s polls keeps ~60 points, not 420 snapshots.
 //!
-//! A point is 8 bytes: its time in milliseconds since the agent's time origin (u32) and the
-//! increase since the point before it (i32), in a ring sized once per track.
+//! A point is its time in milliseconds since the agent's time origin (u32), kept once per
+//! component and window spec ([`super::clocks`]), and per track the increase since the point
+//! before it (i32), or nothing while the track's increases are all zero.
 
 use std::collections::VecDeque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use flumewatch_proto::model::snapshot::{ComponentKind, Counter, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{ComponentKind, Gauge, Snapshot};
 
+use super::clocks::Clocks;
 use super::condition::{CounterExpr, Func};
-use super::ring::Ring;
+use super::counters::{Dense, Previous};
 use super::trend::{GaugeSpec, GaugeTrack};
 use flumewatch_proto::model::resets::reset_against;
 
@@ -118,47 +120,19 @@ fn millis(t: SystemTime) -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-#[derive(Debug, Clone, Default)]
-struct Track {
-    /// Increase over the newest poll interval; `None` right after a reset or on the first poll.
-    last_delta: Option<i64>,
-    /// Oldest first, spaced by the spec's resolution (the newest always present).
-    points: Ring<Step>,
-}
-
-/// One point of a counter window. An increase over a window is the sum of the steps after its
-/// base point up to its end point (at most ~25 of them), where a running sum would make it
-/// one subtraction but take twice the room.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Step {
-    /// Milliseconds since the agent's time origin.
-    at: u32,
-    /// The expression's increase (over non-reset intervals) since the previous point; the
-    /// oldest point's is never read. Exact while one step — one resolution interval, or one
-    /// poll interval after a gap in polling — moves the expression by less than 2^31 events
-    /// (11.9 M events/s at the coarsest default resolution, 180 s). Beyond that it saturates
-    /// at ±(2^31 − 1), keeping its sign, so `> 0` and `== 0` verdicts still hold.
-    increase: i32,
-}
-
-/// `increase` as a step's, saturated.
-fn step_increase(increase: i64) -> i32 {
-    increase.clamp(i32::MIN.into(), i32::MAX.into()) as i32
-}
-
 #[derive(Debug, Clone)]
 struct ComponentSeries {
     kind: ComponentKind,
     name: String,
     /// The previous poll's StartTime and counters: deltas and resets are judged against them.
     previous_start: Option<u64>,
-    previous_counters: Vec<(Counter, u64)>,
+    previous_counters: Previous,
     last_seen: Millis,
-    /// Parallel to the counter specs of this kind (`AgentSeries::observe` keeps the order).
-    /// Boxed slices, allocated at their exact length: collecting a filtered iterator into a
-    /// `Vec` would round a sink's 10 tracks up to room for 16.
-    tracks: Box<[Track]>,
-    /// Parallel to the gauge specs of this kind.
+    /// Tracks parallel to the counter specs of this kind (`AgentSeries::observe` keeps the
+    /// order).
+    windows: Clocks,
+    /// Parallel to the gauge specs of this kind. A boxed slice, allocated at its exact length:
+    /// collecting a filtered iterator into a `Vec` would round it up.
     trends: Box<[GaugeTrack]>,
 }
 
@@ -222,8 +196,13 @@ impl AgentSeries {
             let index = match found {
                 Some(index) => index,
                 None => {
-                    let count = specs.iter().filter(|s| s.kind == component.kind).count();
-                    let tracks = vec![Track::default(); count].into_boxed_slice();
+                    let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
+                    let mut windows =
+                        Clocks::new(kind_specs.map(|s| (s.retention, s.resolution)), poll);
+                    // The first poll of a component is a point with no increase.
+                    windows.push(at, std::iter::empty());
+                    let mut previous_counters = Previous::default();
+                    previous_counters.set(&Dense::of(&component.counters));
                     let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
                     let mut trends = Vec::with_capacity(gauge_specs.clone().count());
                     for spec in gauge_specs {
@@ -236,46 +215,32 @@ impl AgentSeries {
                         kind: component.kind,
                         name: component.name.clone(),
                         previous_start: component.start_time_ms,
-                        previous_counters: component.counters.clone(),
+                        previous_counters,
                         last_seen: now,
-                        tracks,
+                        windows,
                         trends: trends.into_boxed_slice(),
                     });
-                    let series = self.components.last_mut().expect("just pushed");
-                    let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
-                    for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
-                        push_point(&mut track.points, at, 0, spec, poll);
-                    }
                     continue;
                 }
             };
             let series = &mut self.components[index];
-            let before = Dense::of(&series.previous_counters);
+            let before = series.previous_counters.dense();
             let after = Dense::of(&component.counters);
             let reset = reset_against(series.previous_start, |c| before.get(c), component);
             any_reset |= reset;
             restarted |= reset && series.previous_start != component.start_time_ms;
             let kind_specs = specs.iter().filter(|s| s.kind == component.kind);
-            for (track, spec) in series.tracks.iter_mut().zip(kind_specs) {
-                track.last_delta = if reset {
-                    None
-                } else {
-                    delta(&before, &after, spec.expr)
-                };
-                push_point(
-                    &mut track.points,
-                    at,
-                    track.last_delta.unwrap_or(0),
-                    spec,
-                    poll,
-                );
-            }
+            let deltas = kind_specs.map(|spec| match reset {
+                true => None,
+                false => delta(&before, &after, spec.expr),
+            });
+            series.windows.push(at, deltas);
             let gauge_specs = all.gauges.iter().filter(|s| s.kind == component.kind);
             for (trend, spec) in series.trends.iter_mut().zip(gauge_specs) {
                 trend.record(at.into(), component.gauge(spec.gauge), reset, spec);
             }
             series.previous_start = component.start_time_ms;
-            series.previous_counters.clone_from(&component.counters);
+            series.previous_counters.set(&after);
             series.last_seen = now;
         }
         if restarted {
@@ -306,18 +271,7 @@ impl AgentSeries {
     fn rebase(&mut self, origin: Millis) {
         let by = origin - self.origin.unwrap_or(origin);
         for series in &mut self.components {
-            for track in &mut series.tracks {
-                while track
-                    .points
-                    .front()
-                    .is_some_and(|p| Millis::from(p.at) < by)
-                {
-                    track.points.pop_front();
-                }
-                // What is left is at or after `by`, so it fits in u32 and nothing goes negative.
-                let by = u32::try_from(by).unwrap_or(u32::MAX);
-                track.points.for_each_mut(|p| p.at -= by);
-            }
+            series.windows.rebase(by);
             for trend in &mut series.trends {
                 trend.rebase(by);
             }
@@ -341,6 +295,8 @@ impl AgentSeries {
         Some(&self.components[index])
     }
 
+    /// The component's windows and the index of the first of its tracks that can answer
+    /// `func` of `expr`.
     fn track(
         &self,
         kind: ComponentKind,
@@ -348,14 +304,13 @@ impl AgentSeries {
         expr: CounterExpr,
         func: Func,
         specs: &[SeriesSpec],
-    ) -> Option<&Track> {
+    ) -> Option<(&Clocks, usize)> {
         let series = self.component(kind, name)?;
-        specs
+        let track = specs
             .iter()
             .filter(|s| s.kind == kind)
-            .zip(&series.tracks)
-            .find(|(spec, _)| spec.expr == expr && spec.fits(func))
-            .map(|(_, track)| track)
+            .position(|spec| spec.expr == expr && spec.fits(func))?;
+        Some((&series.windows, track))
     }
 
     /// Increase of `expr` over the newest poll interval.
@@ -366,9 +321,8 @@ impl AgentSeries {
         expr: CounterExpr,
         specs: &[SeriesSpec],
     ) -> Option<f64> {
-        self.track(kind, name, expr, Func::Delta, specs)?
-            .last_delta
-            .map(|d| d as f64)
+        let (windows, track) = self.track(kind, name, expr, Func::Delta, specs)?;
+        windows.delta(track).map(|d| d as f64)
     }
 
     /// Increase over `[newest − offset − window, newest − offset]`. With `full`, `None` unless
@@ -385,37 +339,14 @@ impl AgentSeries {
             window: window.length,
             offset: window.offset,
         };
-        let track = self.track(kind, name, expr, func, specs)?;
+        let (windows, track) = self.track(kind, name, expr, func, specs)?;
         let end = self.since_origin(self.newest) - window.offset.as_millis() as Millis;
         let start = end - window.length.as_millis() as Millis;
         // Polls are a few milliseconds late or early: a poll that many ms inside the window
         // still starts it, or a 10 s window at 10 s polls would often span two intervals.
         let jitter = (window.length.as_millis() as Millis / 20).min(JITTER_MS);
-        let at = |p: Step| Millis::from(p.at);
-        // Newest first: the window's end point, then back to its base (the newest point at or
-        // before its start), adding up the steps after the base.
-        let mut points = track.points.iter().rev();
-        let end_point = points.find(|p| at(*p) <= end)?;
-        let mut increase: i64 = 0;
-        let mut point = end_point;
-        let base = loop {
-            if at(point) <= start + jitter {
-                break point;
-            }
-            match points.next() {
-                Some(older) => {
-                    increase += i64::from(point.increase);
-                    point = older;
-                }
-                None if window.full => return None,
-                // A short history: the oldest point is the base.
-                None => break point,
-            }
-        };
-        Some((
-            increase as f64,
-            Duration::from_millis((at(end_point) - at(base)).max(0) as u64),
-        ))
+        let (increase, span) = windows.increase(track, start, end, jitter, window.full)?;
+        Some((increase as f64, Duration::from_millis(span.max(0) as u64)))
     }
 
     /// Change per second of a component's gauge over `window` ending at the newest data.
@@ -445,31 +376,6 @@ impl AgentSeries {
     }
 }
 
-/// One poll's counters of one component, indexed by counter: the tracks of a component read
-/// a handful of counters each, and a lookup here is one load where the list is a scan.
-struct Dense([Option<u64>; COUNTER_SLOTS]);
-
-/// Every counter the model knows fits (the enum's values are 0..=32).
-const COUNTER_SLOTS: usize = 33;
-
-impl Dense {
-    fn of(counters: &[(Counter, u64)]) -> Self {
-        let mut dense = [None; COUNTER_SLOTS];
-        // A counter listed twice (a hostile sender) counts as its first entry, as
-        // `Component::counter` and the reset check read it.
-        for &(counter, value) in counters {
-            if let Some(slot @ None) = dense.get_mut(counter as usize) {
-                *slot = Some(value);
-            }
-        }
-        Self(dense)
-    }
-
-    fn get(&self, counter: Counter) -> Option<u64> {
-        *self.0.get(counter as usize)?
-    }
-}
-
 fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
     let diff = |c| Some(now.get(c)? as i64 - before.get(c)? as i64);
     let mut d = diff(expr.counter)?;
@@ -479,407 +385,6 @@ fn delta(before: &Dense, now: &Dense, expr: CounterExpr) -> Option<i64> {
     Some(d)
 }
 
-/// Records the poll at `at` (ms since the origin) that moved the expression by `increase`.
-fn push_point(points: &mut Ring<Step>, at: u32, increase: i64, spec: &SeriesSpec, poll: Duration) {
-    let resolution = spec.resolution.as_millis() as Millis;
-    if points.capacity() == 0 {
-        // Spacing never drops below the resolution or the poll interval: this is all the
-        // track will hold, where doubling growth would leave up to half of it unused.
-        *points = Ring::with_capacity(most_points(spec.retention, spec.resolution.max(poll)));
-    }
-    // Keep the newest exact; merge it into the previous point while they are closer than the
-    // resolution, so point spacing never drops below it.
-    let close = match (
-        points.len().checked_sub(2).and_then(|i| points.get(i)),
-        points.back(),
-    ) {
-        (Some(before), Some(newest)) => {
-            Millis::from(newest.at) - Millis::from(before.at) < resolution
-        }
-        _ => false,
-    };
-    match points.back_mut() {
-        Some(newest) if close => {
-            newest.at = at;
-            newest.increase = step_increase(i64::from(newest.increase) + increase);
-        }
-        _ => points.push_back(Step {
-            at,
-            increase: step_increase(increase),
-        }),
-    }
-    // Keep one point at or before the oldest window start as the base.
-    let horizon = Millis::from(at) - spec.retention.as_millis() as Millis;
-    while points.len() > 2 && points.get(1).is_some_and(|p| Millis::from(p.at) <= horizon) {
-        points.pop_front();
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use flumewatch_proto::model::snapshot::Component;
-
-    fn only(counters: SeriesSpec) -> Specs {
-        Specs {
-            counters: vec![counters],
-            gauges: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn a_counter_listed_twice_reads_as_its_first_entry() {
-        // As `Component::counter` and `counters_reset` read it: deltas and the reset check
-        // (now through this array) mean the same counter value.
-        let twice = [
-            (Counter::EventDrainSuccessCount, 100),
-            (Counter::EventDrainSuccessCount, 5),
-        ];
-        assert_eq!(
-            Dense::of(&twice).get(Counter::EventDrainSuccessCount),
-            Some(100)
-        );
-    }
-
-    #[test]
-    fn every_counter_has_a_dense_slot() {
-        // Counter values are consecutive from 0 (proto3 enum); the last one names the size.
-        for value in 0..100 {
-            if let Ok(counter) = Counter::try_from(value) {
-                assert!((counter as usize) < COUNTER_SLOTS, "{counter:?}");
-            }
-        }
-    }
-
-    fn spec(expr: CounterExpr, window_secs: u64) -> SeriesSpec {
-        let mut spec = SeriesSpec {
-            kind: ComponentKind::Sink,
-            expr,
-            retention: Duration::ZERO,
-            resolution: Duration::ZERO,
-        };
-        spec.serve(Func::Increase {
-            window: Duration::from_secs(window_secs),
-            offset: Duration::ZERO,
-        });
-        spec
-    }
-
-    fn snap(t: u64, start: u64, fails: u64) -> Snapshot {
-        let sink = Component {
-            kind: ComponentKind::Sink,
-            kind_name: "SINK".into(),
-            name: "k1".into(),
-            start_time_ms: Some(start),
-            counters: vec![
-                (Counter::EventWriteFail, fails),
-                (Counter::EventDrainSuccessCount, t),
-            ],
-            ..Component::default()
-        };
-        flumewatch_testkit::snapshot::ok(t, UNIX_EPOCH + Duration::from_secs(t), vec![sink])
-    }
-
-    fn window(secs: u64, full: bool) -> Window {
-        Window {
-            length: Duration::from_secs(secs),
-            offset: Duration::ZERO,
-            full,
-        }
-    }
-
-    const FAILS: CounterExpr = CounterExpr {
-        counter: Counter::EventWriteFail,
-        minus: None,
-    };
-
-    #[test]
-    fn increase_over_a_window_skips_the_reset_interval() {
-        let specs = [spec(FAILS, 60)];
-        let all = only(specs[0].clone());
-        let mut series = AgentSeries::default();
-        // 1 failure every 10 s for 100 s, then a restart (counter back to 0), then 2 more.
-        for t in (0..=100).step_by(10) {
-            series.observe(&snap(1000 + t, 1, t / 10), &all);
-        }
-        let inc = |s: &AgentSeries, full| {
-            s.increase(ComponentKind::Sink, "k1", FAILS, window(60, full), &specs)
-        };
-        assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
-        series.observe(&snap(1110, 2, 0), &all);
-        assert_eq!(
-            series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
-            None,
-            "no delta right after a reset"
-        );
-        series.observe(&snap(1120, 2, 2), &all);
-        assert_eq!(
-            series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
-            Some(2.0)
-        );
-        // Window 1060..1120: +1 (1070), +1, +1, +1 (1100), reset (0), +2 → 6.
-        assert_eq!(inc(&series, true).map(|(v, _)| v), Some(6.0));
-        assert_eq!(series.resets_within(Duration::from_secs(60)), 1);
-    }
-
-    #[test]
-    fn a_short_history_is_not_a_full_window() {
-        let specs = [spec(FAILS, 600)];
-        let all = only(specs[0].clone());
-        let mut series = AgentSeries::default();
-        series.observe(&snap(0, 1, 0), &all);
-        series.observe(&snap(10, 1, 0), &all);
-        let inc =
-            |full| series.increase(ComponentKind::Sink, "k1", FAILS, window(600, full), &specs);
-        assert_eq!(inc(true), None);
-        assert_eq!(inc(false).map(|(v, d)| (v, d.as_secs())), Some((0.0, 10)));
-    }
-
-    #[test]
-    fn points_stay_bounded_by_retention_and_resolution() {
-        let specs = [spec(FAILS, 60)];
-        let all = only(specs[0].clone());
-        let mut series = AgentSeries::default();
-        for t in 0..3600 {
-            series.observe(&snap(t, 1, t), &all);
-        }
-        let points = series.components[0].tracks[0].points.len();
-        assert!(points <= POINTS_PER_WINDOW as usize + 3, "{points} points");
-        let (v, span) = series
-            .increase(ComponentKind::Sink, "k1", FAILS, window(60, true), &specs)
-            .expect("covered");
-        assert!(
-            (60.0..=63.0).contains(&v) && span.as_secs() >= 60,
-            "{v} over {span:?}"
-        );
-    }
-
-    /// The windows as they were kept before 8-byte points: (epoch ms, running sum) in a
-    /// `VecDeque`, read by subtracting sums. The compact track must answer exactly as this.
-    #[derive(Default)]
-    struct Reference {
-        sum: i64,
-        points: VecDeque<(Millis, i64)>,
-    }
-
-    impl Reference {
-        fn push(&mut self, now: Millis, delta: Option<i64>, spec: &SeriesSpec) {
-            self.sum += delta.unwrap_or(0);
-            let resolution = spec.resolution.as_millis() as Millis;
-            let points = &mut self.points;
-            match points.len() {
-                n if n >= 2 && points[n - 1].0 - points[n - 2].0 < resolution => {
-                    points[n - 1] = (now, self.sum)
-                }
-                _ => points.push_back((now, self.sum)),
-            }
-            let horizon = now - spec.retention.as_millis() as Millis;
-            while points.len() > 2 && points[1].0 <= horizon {
-                points.pop_front();
-            }
-        }
-
-        fn increase(&self, newest: Millis, window: Window) -> Option<(f64, Duration)> {
-            let end = newest - window.offset.as_millis() as Millis;
-            let start = end - window.length.as_millis() as Millis;
-            let jitter = (window.length.as_millis() as Millis / 20).min(JITTER_MS);
-            let &(end_t, end_sum) = self.points.iter().rev().find(|(t, _)| *t <= end)?;
-            let base = self.points.iter().rev().find(|(t, _)| *t <= start + jitter);
-            let (start_t, start_sum) = match base {
-                Some(&point) => point,
-                None if window.full => return None,
-                None => *self.points.front()?,
-            };
-            Some((
-                (end_sum - start_sum) as f64,
-                Duration::from_millis((end_t - start_t).max(0) as u64),
-            ))
-        }
-    }
-
-    fn snap_ms(ms: u64, start: u64, fails: u64) -> Snapshot {
-        let mut snapshot = snap(0, start, fails);
-        snapshot.scraped_at = UNIX_EPOCH + Duration::from_millis(ms);
-        snapshot
-    }
-
-    fn spec_with_offset(window_secs: u64, offset_secs: u64) -> SeriesSpec {
-        let mut spec = spec(FAILS, 1);
-        spec.retention = Duration::ZERO;
-        spec.resolution = Duration::ZERO;
-        spec.serve(Func::Increase {
-            window: Duration::from_secs(window_secs),
-            offset: Duration::from_secs(offset_secs),
-        });
-        spec
-    }
-
-    /// Feeds `polls` (epoch ms, counter value, start time) to a series and to the reference,
-    /// comparing every window after every poll.
-    fn same_as_reference(polls: impl IntoIterator<Item = (u64, u64, u64)>, poll: Duration) {
-        let specs = [
-            spec_with_offset(10, 0),
-            spec_with_offset(60, 0),
-            spec_with_offset(600, 0),
-            spec_with_offset(3600, 600),
-        ];
-        let all = Specs {
-            counters: specs.to_vec(),
-            gauges: Vec::new(),
-        };
-        let mut series = AgentSeries::default();
-        series.set_poll_interval(poll);
-        let mut references: Vec<Reference> = specs.iter().map(|_| Reference::default()).collect();
-        let mut compared = 0;
-        for (ms, fails, start) in polls {
-            let first = series.components.is_empty();
-            series.observe(&snap_ms(ms, start, fails), &all);
-            for (i, (reference, spec)) in references.iter_mut().zip(&specs).enumerate() {
-                // The first poll of a component is a point with no increase.
-                let delta = series.components[0].tracks[i].last_delta;
-                reference.push(ms as Millis, if first { None } else { delta }, spec);
-                for full in [false, true] {
-                    let window = Window {
-                        length: spec.retention - spec_offset(spec),
-                        offset: spec_offset(spec),
-                        full,
-                    };
-                    let got = series.increase(ComponentKind::Sink, "k1", FAILS, window, &specs);
-                    let want = reference.increase(series.newest, window);
-                    assert_eq!(got, want, "at {ms} ms, {window:?}");
-                    compared += 1;
-                }
-            }
-        }
-        assert!(compared > 0);
-    }
-
-    /// The offset `spec_with_offset` was given (only the hour window has one).
-    fn spec_offset(spec: &SeriesSpec) -> Duration {
-        if spec.retention == Duration::from_secs(4200) {
-            Duration::from_secs(600)
-        } else {
-            Duration::ZERO
-        }
-    }
-
-    #[test]
-    fn increases_match_the_running_sum_windows_on_a_long_random_series() {
-        let mut rng = fastrand::Rng::with_seed(7);
-        let mut ms = 1_700_000_000_000;
-        let (mut fails, mut start) = (0, 1);
-        let polls = (0..6000).map(move |_| {
-            // Mostly 1 s polls a few ms off, sometimes bunched or late, now and then a gap.
-            ms += match rng.u32(0..100) {
-                0 => rng.u64(60_000..2_000_000),
-                1..=5 => rng.u64(1..900),
-                _ => rng.u64(990..1010),
-            };
-            match rng.u32(0..200) {
-                0 => {
-                    start += 1; // a restart: the counter starts over
-                    fails = rng.u64(0..3);
-                }
-                1..=100 => fails += rng.u64(0..1000),
-                _ => {}
-            }
-            (ms, fails, start)
-        });
-        same_as_reference(polls, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn the_time_origin_moves_up_without_changing_an_answer() {
-        // Polls every 5 minutes for 60 days: the origin is rebased twice (at 24.8 days, then
-        // 12.4 days later) and the hour window is compared all along.
-        let day = 86_400_000;
-        let polls = (0..60 * 288u64).map(|i| (1_700_000_000_000 + i * 300_000, i * 3, 1));
-        same_as_reference(polls, Duration::from_secs(300));
-
-        let specs = [spec_with_offset(3600, 600)];
-        let all = only(specs[0].clone());
-        let mut series = AgentSeries::default();
-        let first = 1_700_000_000_000;
-        for i in 0..60 * 288u64 {
-            series.observe(&snap_ms(first + i * 300_000, 1, i), &all);
-        }
-        let origin = series.origin.expect("set") as u64;
-        assert!(origin > first + 30 * day, "rebased: origin {origin}");
-        let newest = series.newest as u64;
-        assert!(newest - origin <= (1 << 31), "offsets stay in range");
-
-        // Silent for 100 days (past the whole u32 range): every old point goes, nothing
-        // underflows, and the series goes on from the new poll.
-        let back = newest + 100 * day;
-        series.observe(&snap_ms(back, 1, 60 * 288 + 10), &all);
-        series.observe(&snap_ms(back + 300_000, 1, 60 * 288 + 14), &all);
-        let window = Window {
-            length: Duration::from_secs(3600),
-            offset: Duration::ZERO,
-            full: false,
-        };
-        assert_eq!(
-            series.increase(ComponentKind::Sink, "k1", FAILS, window, &specs),
-            Some((4.0, Duration::from_secs(300)))
-        );
-        assert_eq!(series.origin, Some(back as Millis - REBASE_KEEPS));
-    }
-
-    #[test]
-    fn a_step_past_the_i32_range_saturates_keeping_its_sign() {
-        let specs = [spec(FAILS, 60)];
-        let all = only(specs[0].clone());
-        let mut series = AgentSeries::default();
-        let huge = 3_000_000_000; // more than 2^31 events in one poll
-        for (t, fails) in [(0, 0), (10, huge), (20, huge + 5)] {
-            series.observe(&snap(t, 1, fails), &all);
-        }
-        assert_eq!(
-            series.delta(ComponentKind::Sink, "k1", FAILS, &specs),
-            Some(5.0),
-            "the newest poll's delta is exact"
-        );
-        let (increase, _) = series
-            .increase(ComponentKind::Sink, "k1", FAILS, window(60, false), &specs)
-            .expect("tracked");
-        assert_eq!(increase, f64::from(i32::MAX) + 5.0);
-        assert_eq!(step_increase(-3_000_000_000), i32::MIN);
-        assert_eq!(step_increase(-5), -5);
-    }
-
-    #[test]
-    fn default_windows_never_outgrow_the_room_reserved_for_them() {
-        use flumewatch_sidecar::flume::parse_metrics;
-        let template =
-            parse_metrics(&flumewatch_testkit::sample("multi-component-agent.json")).unwrap();
-        let all = super::super::RuleSet::defaults().specs;
-        let poll = Duration::from_secs(1);
-        let mut series = AgentSeries::default();
-        series.set_poll_interval(poll);
-        let mut rng = fastrand::Rng::with_seed(3);
-        // Two hours of 1 s polls up to 100 ms off their schedule.
-        for step in 0..7200u64 {
-            let mut components = template.clone();
-            for c in &mut components {
-                for (_, v) in &mut c.counters {
-                    *v += step * rng.u64(0..20);
-                }
-            }
-            let at = UNIX_EPOCH
-                + Duration::from_millis(1_795_000_000_000 + step * 1000 + rng.u64(0..200));
-            let snapshot = flumewatch_testkit::snapshot::ok(step, at, components);
-            series.observe(&snapshot, &all);
-        }
-        let mut tracks = 0;
-        for component in &series.components {
-            let specs = all.counters.iter().filter(|s| s.kind == component.kind);
-            for (track, spec) in component.tracks.iter().zip(specs) {
-                let room = most_points(spec.retention, spec.resolution.max(poll));
-                assert_eq!(track.points.capacity(), room, "{spec:?}");
-                assert!(track.points.len() <= room);
-                tracks += 1;
-            }
-        }
-        assert!(tracks >= 10, "{tracks} tracks");
-    }
-}
+#[path = "series_tests.rs"]
+mod tests;
