@@ -10,8 +10,8 @@ use tokio::time::Instant;
 use flumewatch_proto::ingest_raw::ingest_server::Ingest;
 use flumewatch_proto::ingest_raw::report_request::Message as Inbound;
 use flumewatch_proto::ingest_raw::ReportRequest;
-use flumewatch_proto::model::decode::{decode_into, DecodeError};
-use flumewatch_proto::model::snapshot::Snapshot;
+use flumewatch_proto::model::decode::{decode_reusing, DecodeError};
+use flumewatch_proto::model::snapshot::{Component, Snapshot};
 use flumewatch_proto::v1 as pb;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -141,7 +141,9 @@ thread_local! {
     /// What every snapshot is decoded into, reusing its strings and arrays: agents keep their
     /// snapshots as bytes (see `Fleet::record_into`), so one buffer per runtime thread serves
     /// every stream and stays in cache. One per stream would keep 10 000 decoded snapshots.
-    static DECODE_BUFFER: std::cell::RefCell<Snapshot> = std::cell::RefCell::new(Snapshot::default());
+    /// With it, the components a smaller snapshot left over (see `decode_reusing`).
+    static DECODE_BUFFER: std::cell::RefCell<(Snapshot, Vec<Component>)> =
+        std::cell::RefCell::new((Snapshot::default(), Vec::new()));
 }
 
 struct StreamTask {
@@ -254,11 +256,16 @@ impl StreamTask {
     /// acknowledge, if any. Bytes that are not a snapshot end the stream, as a message tonic
     /// could not decode would.
     fn store(&self, bytes: &[u8]) -> Result<Option<u64>, Status> {
-        DECODE_BUFFER.with_borrow_mut(|buffer| self.store_with(bytes, buffer))
+        DECODE_BUFFER.with_borrow_mut(|(buffer, spare)| self.store_with(bytes, buffer, spare))
     }
 
-    fn store_with(&self, bytes: &[u8], buffer: &mut Snapshot) -> Result<Option<u64>, Status> {
-        match decode_into(bytes, buffer) {
+    fn store_with(
+        &self,
+        bytes: &[u8],
+        buffer: &mut Snapshot,
+        spare: &mut Vec<Component>,
+    ) -> Result<Option<u64>, Status> {
+        match decode_reusing(bytes, buffer, spare) {
             Ok(()) => {
                 let seq = buffer.seq;
                 // History keeps the message as it came: never encoded again.

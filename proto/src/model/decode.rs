@@ -288,7 +288,21 @@ struct Outcome {
 
 /// Decodes `bytes` into `out`, overwriting it. On an error `out` holds no meaningful
 /// snapshot (but is still safe to reuse).
-pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeError> {
+pub fn decode_into(bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeError> {
+    decode_reusing(bytes, out, &mut Vec::new())
+}
+
+/// Components a decode buffer keeps beyond its snapshot's, for the next larger one.
+const MAX_SPARE: usize = 64;
+
+/// [`decode_into`] keeping the components a shorter snapshot leaves over in `spare` (and
+/// taking them back for a longer one): one buffer decoding agents of 10 and 30 components in
+/// turn would otherwise free and allocate 20 components' arrays every time.
+pub fn decode_reusing(
+    mut bytes: &[u8],
+    out: &mut Snapshot,
+    spare: &mut Vec<Component>,
+) -> Result<(), DecodeError> {
     let buf = &mut bytes;
     let mut seq = 0;
     let mut scraped_at: Option<Ts> = None;
@@ -330,7 +344,7 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
             6 => {
                 let inner = length_delimited(buf, wire_type)?;
                 if used == out.components.len() {
-                    out.components.push(Component::default());
+                    out.components.push(spare.pop().unwrap_or_default());
                 }
                 let c = &mut out.components[used];
                 used += 1;
@@ -363,7 +377,8 @@ pub fn decode_into(mut bytes: &[u8], out: &mut Snapshot) -> Result<(), DecodeErr
             _ => skip(buf, wire_type, tag)?,
         }
     }
-    out.components.truncate(used);
+    let room = MAX_SPARE.saturating_sub(spare.len());
+    spare.extend(out.components.drain(used..).take(room));
     if !saw_agent {
         out.agent.clear();
     }

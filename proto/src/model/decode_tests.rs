@@ -133,6 +133,24 @@ proptest! {
     }
 
     #[test]
+    fn spare_components_change_nothing(snapshots in proptest::collection::vec(snapshot(), 1..6)) {
+        // One buffer and one spare pool across snapshots of every size, as an ingest thread
+        // decodes agents of 10 and 30 components in turn.
+        let mut scratch = Snapshot::default();
+        let mut spare = Vec::new();
+        for wire in snapshots.iter().chain(snapshots.iter().rev()) {
+            let bytes = wire.encode_to_vec();
+            let got = decode_reusing(&bytes, &mut scratch, &mut spare).map(|()| scratch.clone());
+            match (reference(&bytes), got) {
+                (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+                (Err(DecodeError::Wire(_)), Err(DecodeError::Wire(_))) => {}
+                (a, b) => prop_assert_eq!(a, b),
+            }
+            prop_assert!(spare.len() <= MAX_SPARE);
+        }
+    }
+
+    #[test]
     fn damaged_bytes_fail_or_decode_like_the_generated_type(
         original in snapshot(),
         cuts in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
