@@ -1,8 +1,10 @@
 //! Judging: one agent on each new snapshot, and the periodic pass over hold-downs, silent
 //! sidecars and clusters. Tells the notifier when the set of firing or resolved alerts changed.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
+use std::time::SystemTime;
 
 use flumewatch_proto::model::snapshot::Snapshot;
 use tokio::time::Instant;
@@ -11,11 +13,32 @@ use super::sidecar::SidecarState;
 use super::{AgentState, Fleet, HistoryEntry, Now, State};
 use crate::alert::AlertStatus;
 use crate::notify::firing::RESTORE_WINDOW;
-use crate::rules::engine::{self, ClusterTally, Evaluator, SidecarFacts, Tracked};
+use crate::rules::engine::{self, ClusterTally, Evaluator, RuleHealth, SidecarFacts, Tracked};
+use crate::rules::{Language, RuleSet};
 
 /// Agents judged per hold of the fleet lock on a tick. A pass over 10 000 agents takes about
 /// 20 ms: held throughout, it would stall every stream's ingest that long, every tick.
 const TICK_SLICE: usize = 500;
+
+/// One evaluation's [`Evaluator`] over the fleet's rules, at `now`.
+fn evaluator<'a>(
+    rules: &'a RuleSet,
+    language: Language,
+    now: Now,
+    health: &'a mut Vec<RuleHealth>,
+    restored: &'a RefCell<HashMap<u64, (SystemTime, SystemTime)>>,
+    resolve_restored: bool,
+) -> Evaluator<'a> {
+    Evaluator {
+        rules,
+        language,
+        now: now.mono,
+        wall: now.wall,
+        health,
+        restored,
+        resolve_restored,
+    }
+}
 
 /// What became of one snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,15 +179,8 @@ impl Fleet {
             let resolve_restored = snapshot.outcome.is_ok()
                 && !restored_places.is_empty()
                 && restored_places.remove(&(host.to_owned(), agent.agent.clone()));
-            let mut evaluator = Evaluator {
-                rules,
-                language: *language,
-                now: now.mono,
-                wall: now.wall,
-                health,
-                restored,
-                resolve_restored,
-            };
+            let mut evaluator =
+                evaluator(rules, *language, now, health, restored, resolve_restored);
             evaluator.agent(
                 &mut agent.eval,
                 &agent.agent,
@@ -199,15 +215,7 @@ impl Fleet {
                 restored,
                 ..
             } = &mut *guard;
-            let mut evaluator = Evaluator {
-                rules,
-                language: *language,
-                now: now.mono,
-                wall: now.wall,
-                health,
-                restored,
-                resolve_restored: false,
-            };
+            let mut evaluator = evaluator(rules, *language, now, health, restored, false);
             let slice = match resume.take() {
                 Some(next) => agents.range_mut((Bound::Included(next), Bound::Unbounded)),
                 None => agents.range_mut::<(String, String), _>(..),
@@ -264,15 +272,7 @@ impl Fleet {
         }
         let before = announced(sidecars.values().flat_map(|s| s.alerts.values()));
         let restored = &*restored;
-        let mut evaluator = Evaluator {
-            rules,
-            language: *language,
-            now: now.mono,
-            wall: now.wall,
-            health,
-            restored,
-            resolve_restored: false,
-        };
+        let mut evaluator = evaluator(rules, *language, now, health, restored, false);
         for sidecar in sidecars.values_mut() {
             let SidecarState {
                 hello,
