@@ -9,7 +9,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use flumewatch_aggregator::fleet::{Fleet, Hello, Now};
 use flumewatch_aggregator::rules::{Language, RuleSet};
 use flumewatch_proto::model::snapshot::{Component, Snapshot};
-use flumewatch_sidecar::flume::parse_metrics;
+
+mod support;
+use support::{template, twenty};
 
 const AGENTS: usize = 10_000;
 
@@ -17,10 +19,6 @@ struct Agent {
     host: String,
     stream: u64,
     seq: u64,
-}
-
-fn template() -> Vec<Component> {
-    parse_metrics(&flumewatch_testkit::sample("multi-component-agent.json")).expect("parses")
 }
 
 /// The template with every counter moved on by `step` polls of 10 events.
@@ -106,18 +104,6 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10);
     group.bench_function("tick_whole_fleet", |b| b.iter(|| fleet.tick(now())));
     group.finish();
-}
-
-/// 20 components: the first 20 of the template repeated with numbered names, as the load
-/// generator's agents.
-fn twenty(template: &[Component]) -> Vec<Component> {
-    (0..20)
-        .map(|i| {
-            let mut c = template[i % template.len()].clone();
-            c.name = format!("{}{}", c.name, i / template.len());
-            c
-        })
-        .collect()
 }
 
 /// What the Ingest stream does with one arriving 20-component snapshot, minus the network:

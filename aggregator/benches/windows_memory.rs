@@ -12,8 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use flumewatch_aggregator::rules::series::AgentSeries;
 use flumewatch_aggregator::rules::RuleSet;
 use flumewatch_proto::model::snapshot::{Component, Counter, Gauge, Snapshot};
-use flumewatch_sidecar::flume::parse_metrics;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+mod support;
+use support::{template, twenty};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -22,21 +24,6 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// A few hundred more so every track has also dropped points (steady state, not growth).
 const POLLS: u64 = 4500;
 const AGENTS: usize = 200;
-
-fn template() -> Vec<Component> {
-    parse_metrics(&flumewatch_testkit::sample("multi-component-agent.json")).expect("parses")
-}
-
-/// As `evaluate.rs`: the first 20 components of the template repeated with numbered names.
-fn twenty(template: &[Component]) -> Vec<Component> {
-    (0..20)
-        .map(|i| {
-            let mut c = template[i % template.len()].clone();
-            c.name = format!("{}{}", c.name, i / template.len());
-            c
-        })
-        .collect()
-}
 
 /// Whether a counter counts failures (stays still in a healthy fleet).
 fn failure(counter: Counter) -> bool {

@@ -1,5 +1,6 @@
-//! A fixed-capacity ring of small `Copy` points: the storage of every counter window and gauge
-//! trend, one allocation sized once for all the points a window can hold.
+//! A fixed-capacity ring of small `Copy` points: the storage of every gauge trend (counter
+//! windows share one ring of times per component, see `clocks`), one allocation sized once for
+//! all the points a window can hold.
 //!
 //! `VecDeque` would do the same job with a 32-byte header and room to grow by doubling; a
 //! window knows its bound up front (points are spaced by its resolution or the poll
