@@ -2,6 +2,7 @@
 //! history, and the rates between its two newest good polls (worked out from the history when
 //! asked).
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use flumewatch_proto::model::decode::decode_into;
@@ -18,7 +19,8 @@ use crate::rules::engine::AgentEval;
 #[derive(Debug, Clone)]
 pub struct HistoryEntry {
     pub seq: u64,
-    encoded: Box<[u8]>,
+    /// Shared with [`Latest`] while this is the agent's newest snapshot: one copy of it.
+    encoded: Arc<[u8]>,
 }
 
 impl HistoryEntry {
@@ -40,7 +42,7 @@ impl HistoryEntry {
         &self.encoded
     }
 
-    pub fn into_bytes(self) -> Box<[u8]> {
+    pub fn into_bytes(self) -> Arc<[u8]> {
         self.encoded
     }
 }
@@ -58,26 +60,26 @@ pub struct Latest {
     pub component_count: u32,
     /// The fullest running channel's fill percentage, when one reports it.
     pub max_channel_fill: Option<f64>,
-    encoded: Vec<u8>,
+    /// The same bytes as the history's newest entry, not a copy.
+    encoded: Arc<[u8]>,
 }
 
 impl Latest {
-    fn new(snapshot: &Snapshot, encoded: &[u8]) -> Self {
+    fn new(snapshot: &Snapshot, encoded: Arc<[u8]>) -> Self {
         let mut latest = Self {
             seq: 0,
             scraped_at: SystemTime::UNIX_EPOCH,
             outcome: ScrapeOutcome::Ok,
             component_count: 0,
             max_channel_fill: None,
-            encoded: Vec::new(),
+            encoded: encoded.clone(),
         };
         latest.replace(snapshot, encoded);
         latest
     }
 
-    /// Takes `snapshot`'s place, reusing the byte buffer (snapshots of one agent are about the
-    /// same size every time).
-    fn replace(&mut self, snapshot: &Snapshot, encoded: &[u8]) {
+    /// Takes `snapshot`'s place.
+    fn replace(&mut self, snapshot: &Snapshot, encoded: Arc<[u8]>) {
         self.seq = snapshot.seq;
         self.scraped_at = snapshot.scraped_at;
         self.outcome.clone_from(&snapshot.outcome);
@@ -88,8 +90,7 @@ impl Latest {
             .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
             .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
             .reduce(f64::max);
-        self.encoded.clear();
-        self.encoded.extend_from_slice(encoded);
+        self.encoded = encoded;
     }
 
     /// The snapshot, decoded again.
@@ -110,7 +111,7 @@ impl Latest {
 
     /// The snapshot as its wire message.
     pub fn proto(&self) -> pb::Snapshot {
-        pb::Snapshot::decode(self.encoded.as_slice()).unwrap_or_else(|_| (&self.snapshot()).into())
+        pb::Snapshot::decode(&*self.encoded).unwrap_or_else(|_| (&self.snapshot()).into())
     }
 }
 
@@ -195,8 +196,8 @@ impl AgentState {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             }
             match &mut self.latest {
-                Some(latest) => latest.replace(snapshot, entry.bytes()),
-                None => self.latest = Some(Latest::new(snapshot, entry.bytes())),
+                Some(latest) => latest.replace(snapshot, entry.encoded.clone()),
+                None => self.latest = Some(Latest::new(snapshot, entry.encoded.clone())),
             }
         }
         if history_len > 0 {

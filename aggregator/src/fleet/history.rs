@@ -8,6 +8,7 @@
 //! newest (whole) entry backwards; only GetAgent reads, so the cost falls there.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use flumewatch_proto::model::snapshot::Snapshot;
 use flumewatch_proto::v1 as pb;
@@ -17,8 +18,8 @@ use super::HistoryEntry;
 
 #[derive(Debug, Clone)]
 enum Form {
-    /// The message itself.
-    Whole(Box<[u8]>),
+    /// The message itself (the newest one shared with the agent's `Latest`).
+    Whole(Arc<[u8]>),
     /// The message as a difference from the next newer entry's message (see `diff`).
     Diff(Box<[u8]>),
 }
@@ -118,7 +119,8 @@ impl History {
         self.entries
             .iter()
             .map(|e| match &e.form {
-                Form::Whole(b) | Form::Diff(b) => b.len(),
+                Form::Whole(b) => b.len(),
+                Form::Diff(b) => b.len(),
             })
             .sum()
     }
