@@ -60,6 +60,9 @@ pub struct LoadReport {
     pub acked: u64,
     /// Send → ack, in microseconds, sorted.
     pub latencies_us: Vec<u32>,
+    /// The same by the minute of the run the snapshot was sent in, each sorted: the first
+    /// minute holds the fleet connecting and every alert starting, the others the steady state.
+    pub latencies_by_minute_us: Vec<Vec<u32>>,
     /// From the first stream opened to the last ack.
     pub elapsed: Duration,
     /// CPU the generator itself used over the run (every thread).
@@ -68,16 +71,29 @@ pub struct LoadReport {
 
 impl LoadReport {
     pub fn quantile_ms(&self, q: f64) -> f64 {
-        if self.latencies_us.is_empty() {
-            return f64::NAN;
-        }
-        let index = ((self.latencies_us.len() - 1) as f64 * q).round() as usize;
-        f64::from(self.latencies_us[index]) / 1000.0
+        quantile_ms(&self.latencies_us, q)
+    }
+
+    /// `q` of each minute's latencies, in milliseconds.
+    pub fn quantile_by_minute_ms(&self, q: f64) -> Vec<f64> {
+        self.latencies_by_minute_us
+            .iter()
+            .map(|minute| quantile_ms(minute, q))
+            .collect()
     }
 
     pub fn accepted_per_second(&self) -> f64 {
         self.acked as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
+}
+
+/// `q` of sorted microsecond latencies, in milliseconds.
+fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted_us.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted_us[index]) / 1000.0
 }
 
 /// One simulated agent: its components encoded once, as the tail of a `Snapshot` message,
@@ -247,7 +263,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
             agent,
             period,
             phase,
-            stop_at,
+            (started, stop_at),
             sent.clone(),
         ));
     }
@@ -256,8 +272,18 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
         if let Ok(Some((acked, latencies))) = result {
             report.streams_opened += 1;
             report.acked += acked;
-            report.latencies_us.extend(latencies);
+            for (minute, latency) in latencies {
+                let minute = usize::from(minute);
+                if report.latencies_by_minute_us.len() <= minute {
+                    report.latencies_by_minute_us.resize(minute + 1, Vec::new());
+                }
+                report.latencies_by_minute_us[minute].push(latency);
+                report.latencies_us.push(latency);
+            }
         }
+    }
+    for minute in &mut report.latencies_by_minute_us {
+        minute.sort_unstable();
     }
     report.elapsed = started.elapsed();
     report.generator_cpu = own_cpu().saturating_sub(cpu_at_start);
@@ -266,16 +292,17 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
     Ok(report)
 }
 
-/// One simulated sidecar; returns (acknowledged snapshots, their latencies in µs).
+/// One simulated sidecar; returns (acknowledged snapshots, for each the minute of the run it
+/// was sent in and its latency in µs).
 async fn stream(
     channel: Channel,
     host: String,
     mut agent: Agent,
     period: Duration,
     phase: Duration,
-    stop_at: Instant,
+    (started, stop_at): (Instant, Instant),
     sent: Arc<AtomicU64>,
-) -> Option<(u64, Vec<u32>)> {
+) -> Option<(u64, Vec<(u16, u32)>)> {
     let (tx, rx) = mpsc::channel::<ReportRequest>(4);
     tx.send(ReportRequest {
         message: Some(Message::Hello(pb::Hello {
@@ -312,7 +339,9 @@ async fn stream(
                 let mut queue = in_flight.lock().expect("in-flight lock");
                 while queue.front().is_some_and(|(seq, _)| *seq <= ack.acked_seq) {
                     let (_, at) = queue.pop_front().expect("checked");
-                    latencies.push(now.duration_since(at).as_micros().min(u32::MAX as u128) as u32);
+                    let minute = (at.duration_since(started).as_secs() / 60).min(u16::MAX.into());
+                    let latency = now.duration_since(at).as_micros().min(u32::MAX as u128);
+                    latencies.push((minute as u16, latency as u32));
                     acked += 1;
                 }
             }

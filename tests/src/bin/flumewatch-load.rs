@@ -133,6 +133,19 @@ async fn main() -> anyhow::Result<()> {
         report.quantile_ms(0.99),
         report.quantile_ms(1.0),
     );
+    let by_minute = |q| {
+        report
+            .quantile_by_minute_ms(q)
+            .iter()
+            .map(|ms| format!("{ms:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "send→ack by minute sent (ms): p50 [{}], p99 [{}]",
+        by_minute(0.5),
+        by_minute(0.99)
+    );
     let generator = report.generator_cpu.as_secs_f64();
     println!(
         "generator CPU {:.1} s over {:.1} s = {:.0}% of one core, {:.1} µs per snapshot sent",
