@@ -2,11 +2,8 @@
 //! stored in order and acknowledged.
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -16,8 +13,9 @@ use flumewatch_proto::ingest_raw::ReportRequest;
 use flumewatch_proto::model::decode::{decode_reusing, DecodeError};
 use flumewatch_proto::model::snapshot::{Component, Snapshot};
 use flumewatch_proto::v1 as pb;
-use tokio_stream::Stream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::config::AckPolicy;
@@ -25,6 +23,9 @@ use crate::fleet::{Fleet, Hello, HistoryEntry, Now, Recorded, Registration};
 
 /// A sidecar that connects but says nothing is holding a slot for no one.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Acks waiting to be written to one stream. Acks are cumulative, but each is awaited so a
+/// sidecar that stops reading slows only its own stream.
+const ACK_QUEUE: usize = 16;
 
 /// Counters of what the ingest service did since start, for status and metrics.
 #[derive(Debug, Default)]
@@ -74,6 +75,8 @@ impl IngestService {
     }
 }
 
+type AckSender = mpsc::Sender<Result<pb::ReportResponse, Status>>;
+
 fn ack(seq: u64) -> Result<pb::ReportResponse, Status> {
     Ok(pb::ReportResponse {
         message: Some(pb::report_response::Message::Ack(pb::Ack {
@@ -84,7 +87,7 @@ fn ack(seq: u64) -> Result<pb::ReportResponse, Status> {
 
 #[tonic::async_trait]
 impl Ingest for IngestService {
-    type ReportStream = AckStream;
+    type ReportStream = ReceiverStream<Result<pb::ReportResponse, Status>>;
 
     async fn report(
         &self,
@@ -118,21 +121,19 @@ impl Ingest for IngestService {
         let registration = self.fleet.connect(hello, Now::current());
         self.counters.streams_opened.fetch_add(1, Ordering::Relaxed);
         tracing::info!(%host, resume_after = registration.resume_after, "sidecar connected");
-        Ok(Response::new(AckStream {
-            greeting: Some(registration.resume_after),
-            inbound,
-            stopping: Box::pin(self.shutdown.clone().cancelled_owned()),
-            ack_timer: None,
-            unacked: None,
-            end: None,
-            store: StreamStore {
-                host,
-                registration,
-                fleet: self.fleet.clone(),
-                counters: self.counters.clone(),
-            },
+
+        let (tx, rx) = mpsc::channel(ACK_QUEUE);
+        // Cannot fail: the queue is empty and the receiver is held below.
+        let _ = tx.try_send(ack(registration.resume_after));
+        let stream = StreamTask {
+            host,
+            registration,
             acks: self.acks,
-        }))
+            fleet: self.fleet.clone(),
+            counters: self.counters.clone(),
+        };
+        tokio::spawn(stream.run(inbound, tx, self.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 
@@ -145,168 +146,112 @@ thread_local! {
         std::cell::RefCell::new((Snapshot::default(), Vec::new()));
 }
 
-/// One sidecar's stream, as the stream of acks hyper sends: polling it for the next ack reads,
-/// stores and judges what the sidecar sent. No task or queue of its own: a snapshot wakes only
-/// the task that writes its ack, and a sidecar that stops reading acks stops being read, which
-/// slows only its own stream. Dropping it (stream ended, reset, connection gone) disconnects
-/// the sidecar.
-pub struct AckStream {
-    /// The Hello's answer: the last sequence number already held.
-    greeting: Option<u64>,
-    inbound: Streaming<ReportRequest>,
-    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Only streams with an `ack_delay` ever arm one.
-    ack_timer: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Stored but not yet acknowledged: the newest such sequence number, how many, and when
-    /// the ack is due at the latest.
-    unacked: Option<(u64, u32, Instant)>,
-    end: Option<End>,
-    store: StreamStore,
-    acks: AckPolicy,
-}
-
-/// Why a stream ends, and the error its sender is told, if any.
-struct End {
-    reason: String,
-    error: Option<Status>,
-}
-
-impl AckStream {
-    fn finish(&mut self, reason: impl Into<String>, error: Option<Status>) {
-        self.end = Some(End {
-            reason: reason.into(),
-            error,
-        });
-    }
-
-    /// Takes one message from the sidecar; stored snapshots join the pending ack.
-    fn take(&mut self, message: ReportRequest) {
-        let arrived = Instant::now();
-        let acked = match message.message {
-            Some(Inbound::Snapshot(bytes)) => match self.store.store(&bytes) {
-                Err(status) => {
-                    let reason = format!("stream error: {}", status.message());
-                    // Tell the sender why (an oversized message, say) instead of a clean end.
-                    self.finish(reason, Some(status));
-                    return;
-                }
-                Ok(stored) => stored,
-            },
-            Some(Inbound::Stats(stats)) => {
-                let store = &self.store;
-                store
-                    .fleet
-                    .record_stats(&store.host, store.registration.stream_id, stats);
-                return;
-            }
-            Some(Inbound::Hello(_)) | None => return,
-        };
-        // None: superseded by a newer stream; acking would make the sidecar forget snapshots
-        // nobody stored.
-        let Some(seq) = acked else { return };
-        self.store
-            .counters
-            .verdict_latency
-            .0
-            .observe(arrived.elapsed().as_secs_f64());
-        // Acks only move forward: a skipped snapshot with a lower (or zero) sequence number
-        // must not replace a higher one still waiting to be acknowledged.
-        self.unacked = Some(match self.unacked {
-            Some((pending, count, due)) => (pending.max(seq), count + 1, due),
-            None => {
-                let due = arrived + self.acks.delay;
-                if !self.acks.delay.is_zero() {
-                    match &mut self.ack_timer {
-                        Some(timer) => timer.as_mut().reset(due),
-                        None => self.ack_timer = Some(Box::pin(tokio::time::sleep_until(due))),
-                    }
-                }
-                (seq, 1, due)
-            }
-        });
-    }
-}
-
-impl Stream for AckStream {
-    type Item = Result<pb::ReportResponse, Status>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
-        if let Some(seq) = this.greeting.take() {
-            return Poll::Ready(Some(ack(seq)));
-        }
-        loop {
-            if let Some(end) = &mut this.end {
-                // What was stored is acknowledged on the way out, then the error if any.
-                if let Some((seq, _, _)) = this.unacked.take() {
-                    return Poll::Ready(Some(ack(seq)));
-                }
-                return Poll::Ready(end.error.take().map(Err));
-            }
-            if this.stopping.as_mut().poll(cx).is_ready() {
-                this.finish("aggregator stopping", None);
-                continue;
-            }
-            let flush = matches!(this.unacked, Some((_, count, _)) if count >= this.acks.every);
-            // Take what is already waiting first; acknowledge when nothing is (or enough was
-            // stored, or the delay is over).
-            if !flush {
-                match Pin::new(&mut this.inbound).poll_next(cx) {
-                    Poll::Ready(Some(Ok(message))) => {
-                        this.take(message);
-                        continue;
-                    }
-                    Poll::Ready(Some(Err(status))) => {
-                        let reason = format!("stream error: {}", status.message());
-                        this.finish(reason, Some(status));
-                        continue;
-                    }
-                    Poll::Ready(None) => {
-                        this.finish("sidecar closed the stream", None);
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            let Some((seq, _, _)) = this.unacked else {
-                return Poll::Pending;
-            };
-            if !flush {
-                if let Some(timer) = &mut this.ack_timer {
-                    if timer.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                }
-            }
-            this.unacked = None;
-            return Poll::Ready(Some(ack(seq)));
-        }
-    }
-}
-
-impl Drop for AckStream {
-    fn drop(&mut self) {
-        let store = &self.store;
-        store
-            .fleet
-            .disconnect(&store.host, store.registration.stream_id, Now::current());
-        let reason = self.end.as_ref().map_or(
-            "stream dropped (the sidecar or its connection went away)",
-            |end| end.reason.as_str(),
-        );
-        tracing::info!(host = %store.host, %reason, "sidecar disconnected");
-    }
-}
-
-/// What one stream stores into the fleet.
-struct StreamStore {
+struct StreamTask {
     host: String,
     registration: Registration,
+    acks: AckPolicy,
     fleet: Fleet,
     counters: Arc<IngestCounters>,
 }
 
-impl StreamStore {
+impl StreamTask {
+    async fn run(
+        self,
+        mut inbound: Streaming<ReportRequest>,
+        tx: AckSender,
+        shutdown: CancellationToken,
+    ) {
+        // Stored but not yet acknowledged: the newest such sequence number, how many, and
+        // when the ack is due at the latest.
+        let mut unacked: Option<(u64, u32, Instant)> = None;
+        let reason = loop {
+            let message = match unacked {
+                Some((seq, count, due)) => {
+                    let flush = count >= self.acks.every;
+                    let wait = !flush && !self.acks.delay.is_zero();
+                    // Take what is already waiting first; acknowledge when nothing is (or
+                    // enough was stored, or the delay is over).
+                    let next = tokio::select! {
+                        biased;
+                        _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                        message = inbound.message(), if !flush => Some(message),
+                        _ = tokio::time::sleep_until(due), if wait => None,
+                        _ = std::future::ready(()), if !wait => None,
+                    };
+                    match next {
+                        Some(message) => message,
+                        None => {
+                            // Cleared once sent: a shutdown meanwhile still acks it on the way out.
+                            let sent = tokio::select! {
+                                biased;
+                                _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                                sent = tx.send(ack(seq)) => sent,
+                            };
+                            if sent.is_err() {
+                                break "sidecar stopped reading".to_owned();
+                            }
+                            unacked = None;
+                            continue;
+                        }
+                    }
+                }
+                None => tokio::select! {
+                    biased;
+                    _ = shutdown.cancelled() => break "aggregator stopping".to_owned(),
+                    message = inbound.message() => message,
+                },
+            };
+            let message = match message {
+                Ok(Some(message)) => message,
+                Ok(None) => break "sidecar closed the stream".to_owned(),
+                Err(status) => {
+                    let reason = format!("stream error: {}", status.message());
+                    // Tell the sender why (an oversized message, say) instead of a clean end.
+                    let _ = tx.try_send(Err(status));
+                    break reason;
+                }
+            };
+            let arrived = Instant::now();
+            let acked = match message.message {
+                Some(Inbound::Snapshot(bytes)) => match self.store(&bytes) {
+                    Err(status) => {
+                        let reason = format!("stream error: {}", status.message());
+                        let _ = tx.try_send(Err(status));
+                        break reason;
+                    }
+                    Ok(stored) => stored,
+                },
+                Some(Inbound::Stats(stats)) => {
+                    self.fleet
+                        .record_stats(&self.host, self.registration.stream_id, stats);
+                    continue;
+                }
+                Some(Inbound::Hello(_)) | None => continue,
+            };
+            // None: superseded by a newer stream; acking would make the sidecar forget
+            // snapshots nobody stored.
+            if let Some(seq) = acked {
+                self.counters
+                    .verdict_latency
+                    .0
+                    .observe(arrived.elapsed().as_secs_f64());
+                // Acks only move forward: a skipped snapshot with a lower (or zero) sequence
+                // number must not replace a higher one still waiting to be acknowledged.
+                unacked = Some(match unacked {
+                    Some((pending, count, due)) => (pending.max(seq), count + 1, due),
+                    None => (seq, 1, arrived + self.acks.delay),
+                });
+            }
+        };
+        if let Some((seq, _, _)) = unacked {
+            // What was stored is acknowledged on the way out when the sidecar still listens.
+            let _ = tx.try_send(ack(seq));
+        }
+        self.fleet
+            .disconnect(&self.host, self.registration.stream_id, Now::current());
+        tracing::info!(host = %self.host, %reason, "sidecar disconnected");
+    }
+
     /// Stores one snapshot, as the bytes that arrived, and returns the sequence number to
     /// acknowledge, if any. Bytes that are not a snapshot end the stream, as a message tonic
     /// could not decode would.
