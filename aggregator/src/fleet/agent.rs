@@ -225,3 +225,38 @@ impl AgentState {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn scraped(seq: u64, at_secs: u64) -> Snapshot {
+        Snapshot {
+            seq,
+            agent: "a1".into(),
+            scraped_at: SystemTime::UNIX_EPOCH + Duration::from_secs(at_secs),
+            ..Snapshot::default()
+        }
+    }
+
+    #[test]
+    fn the_newest_snapshot_is_held_once_and_a_replay_keeps_latest() {
+        let mut agent = AgentState::new("h", "a1");
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let newest = scraped(1, 20);
+        assert!(agent.apply(&newest, HistoryEntry::new(&newest), now, 10, false));
+        let latest = agent.latest.clone().expect("latest");
+        // This clone, the agent's Latest and the history's newest entry: one copy of the bytes.
+        assert_eq!(Arc::strong_count(&latest.encoded), 3);
+
+        // A replayed older snapshot lands in the history only; Latest still reads the newest.
+        let replayed = scraped(2, 10);
+        assert!(!agent.apply(&replayed, HistoryEntry::new(&replayed), now, 10, false));
+        let latest = agent.latest.as_ref().expect("latest");
+        assert_eq!((latest.seq, latest.snapshot().seq), (1, 1));
+        assert_eq!(agent.history.seqs().collect::<Vec<_>>(), [1, 2]);
+        let held: Vec<u64> = agent.history.snapshots().iter().map(|s| s.seq).collect();
+        assert_eq!(held, [1, 2]);
+    }
+}
