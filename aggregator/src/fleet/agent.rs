@@ -65,32 +65,21 @@ pub struct Latest {
 }
 
 impl Latest {
-    fn new(snapshot: &Snapshot, encoded: Arc<[u8]>) -> Self {
-        let mut latest = Self {
-            seq: 0,
-            scraped_at: SystemTime::UNIX_EPOCH,
-            outcome: ScrapeOutcome::Ok,
-            component_count: 0,
-            max_channel_fill: None,
-            encoded: encoded.clone(),
-        };
-        latest.replace(snapshot, encoded);
-        latest
-    }
-
-    /// Takes `snapshot`'s place.
-    fn replace(&mut self, snapshot: &Snapshot, encoded: Arc<[u8]>) {
-        self.seq = snapshot.seq;
-        self.scraped_at = snapshot.scraped_at;
-        self.outcome.clone_from(&snapshot.outcome);
-        self.component_count = snapshot.components.len() as u32;
-        self.max_channel_fill = snapshot
-            .components
-            .iter()
-            .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
-            .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
-            .reduce(f64::max);
-        self.encoded = encoded;
+    /// `snapshot`, whose wire bytes are `encoded`.
+    fn of(snapshot: &Snapshot, encoded: Arc<[u8]>) -> Self {
+        Self {
+            seq: snapshot.seq,
+            scraped_at: snapshot.scraped_at,
+            outcome: snapshot.outcome.clone(),
+            component_count: snapshot.components.len() as u32,
+            max_channel_fill: snapshot
+                .components
+                .iter()
+                .filter(|c| c.kind == ComponentKind::Channel && !c.is_stopped())
+                .filter_map(|c| c.gauge(Gauge::ChannelFillPercentage))
+                .reduce(f64::max),
+            encoded,
+        }
     }
 
     /// The snapshot, decoded again.
@@ -195,10 +184,7 @@ impl AgentState {
             } else {
                 self.consecutive_failures = self.consecutive_failures.saturating_add(1);
             }
-            match &mut self.latest {
-                Some(latest) => latest.replace(snapshot, entry.encoded.clone()),
-                None => self.latest = Some(Latest::new(snapshot, entry.encoded.clone())),
-            }
+            self.latest = Some(Latest::of(snapshot, entry.encoded.clone()));
         }
         if history_len > 0 {
             self.history.push(entry, history_len);
@@ -232,12 +218,8 @@ mod tests {
     use std::time::Duration;
 
     fn scraped(seq: u64, at_secs: u64) -> Snapshot {
-        Snapshot {
-            seq,
-            agent: "a1".into(),
-            scraped_at: SystemTime::UNIX_EPOCH + Duration::from_secs(at_secs),
-            ..Snapshot::default()
-        }
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at_secs);
+        flumewatch_testkit::snapshot::ok(seq, at, Vec::new())
     }
 
     #[test]
