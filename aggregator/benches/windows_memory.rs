@@ -11,7 +11,8 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use flumewatch_aggregator::rules::series::AgentSeries;
 use flumewatch_aggregator::rules::RuleSet;
-use flumewatch_proto::model::snapshot::{Component, Counter, Gauge, Snapshot};
+use flumewatch_proto::model::snapshot::{Component, Gauge, Snapshot};
+use flumewatch_testkit::snapshot::counts_failures;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
 mod support;
@@ -25,21 +26,13 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 const POLLS: u64 = 4500;
 const AGENTS: usize = 200;
 
-/// Whether a counter counts failures (stays still in a healthy fleet).
-fn failure(counter: Counter) -> bool {
-    let name = format!("{counter:?}");
-    ["Fail", "Error", "Rollback"]
-        .iter()
-        .any(|f| name.contains(f))
-}
-
 /// Poll `step`: every counter moved on by 10 events per poll (with `healthy`, every counter but
 /// the failure counters), channel sizes wobbling so the gauge trends hold distinct readings.
 fn snapshot(template: &[Component], step: u64, healthy: bool) -> Snapshot {
     let mut components = template.to_vec();
     for c in &mut components {
         for (counter, v) in &mut c.counters {
-            if !(healthy && failure(*counter)) {
+            if !(healthy && counts_failures(*counter)) {
                 *v += step * 10;
             }
         }
