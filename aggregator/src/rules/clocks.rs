@@ -190,8 +190,8 @@ impl Clocks {
     fn record(&mut self, t: usize, delta: Option<i64>) {
         let track = &mut self.tracks[t];
         track.has_delta = delta.is_some();
-        track.last_delta = delta.unwrap_or(0);
         let increase = delta.unwrap_or(0);
+        track.last_delta = increase;
         let clock = self.clocks[usize::from(track.clock)];
         if track.column == NO_COLUMN {
             if increase == 0 {
