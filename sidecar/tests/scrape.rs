@@ -164,3 +164,63 @@ async fn connections_are_kept_and_one_the_server_closed_is_replaced() {
         "the closed connection replaced once, the second kept"
     );
 }
+
+/// Answers every request on a connection, later than the client's settle time and in two
+/// pieces (head, then body), the way a busy Jetty does. Returns its address and the
+/// connections accepted.
+async fn slow_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds");
+    let addr = listener.local_addr().expect("addr");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                loop {
+                    while !head.ends_with(b"\r\n\r\n") {
+                        match stream.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    head.clear();
+                    // The simulated server's own slowness, not synchronisation.
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                    let answer =
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                    if stream.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    if stream.write_all(body).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn an_answer_slower_than_the_settle_time_is_waited_for_on_a_kept_connection() {
+    let body: &'static [u8] = Box::leak(sample("steady-load-t15s.json").into_boxed_slice());
+    let (addr, accepted) = slow_server(body).await;
+    let url = format!("http://{addr}/metrics").parse().unwrap();
+    let client = client(1 << 20);
+    for poll in 0..3 {
+        let snapshot = scrape(&client, "a1", &url).await;
+        assert_eq!(snapshot.outcome, ScrapeOutcome::Ok, "poll {poll}");
+        assert_eq!(snapshot.components.len(), 3, "poll {poll}");
+    }
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        1,
+        "the one connection carried every poll, each answer waited for"
+    );
+}

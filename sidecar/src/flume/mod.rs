@@ -5,6 +5,7 @@ mod client;
 mod http;
 mod json;
 mod parse;
+mod socket;
 
 use std::time::SystemTime;
 
