@@ -109,9 +109,23 @@ async fn failures_are_snapshots_that_say_why() {
     );
 }
 
-/// Answers with `Content-Length`; closes the first connection after its first answer (as Jetty
-/// does to an idle one), keeps the others. Returns its address and the connections accepted.
-async fn counting_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// How the test server answers each request.
+#[derive(Debug, Clone, Copy)]
+enum Answering {
+    /// At once, in one write; the first connection is closed after its first answer (as Jetty
+    /// does to an idle one), the others are kept.
+    ClosingTheFirst,
+    /// Later than the client's settle time, in two pieces (head, then body), as a busy Jetty
+    /// answers.
+    Slowly,
+}
+
+/// Answers with `Content-Length`, as `answering` says. Returns its address and the
+/// connections accepted.
+async fn test_server(
+    body: &'static [u8],
+    answering: Answering,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds");
@@ -134,9 +148,24 @@ async fn counting_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<Atom
                     head.clear();
                     let answer =
                         format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let _ = stream.write_all(&[answer.as_bytes(), body].concat()).await;
-                    if first {
-                        return;
+                    match answering {
+                        Answering::ClosingTheFirst => {
+                            let _ = stream.write_all(&[answer.as_bytes(), body].concat()).await;
+                            if first {
+                                return;
+                            }
+                        }
+                        Answering::Slowly => {
+                            // The simulated server's own slowness, not synchronisation.
+                            tokio::time::sleep(Duration::from_millis(30)).await;
+                            if stream.write_all(answer.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            if stream.write_all(body).await.is_err() {
+                                return;
+                            }
+                        }
                     }
                 }
             });
@@ -148,7 +177,7 @@ async fn counting_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<Atom
 #[tokio::test]
 async fn connections_are_kept_and_one_the_server_closed_is_replaced() {
     let body: &'static [u8] = Box::leak(sample("steady-load-t15s.json").into_boxed_slice());
-    let (addr, accepted) = counting_server(body).await;
+    let (addr, accepted) = test_server(body, Answering::ClosingTheFirst).await;
     let url = format!("http://{addr}/metrics").parse().unwrap();
     let client = client(1 << 20);
     for poll in 0..4 {
@@ -165,52 +194,10 @@ async fn connections_are_kept_and_one_the_server_closed_is_replaced() {
     );
 }
 
-/// Answers every request on a connection, later than the client's settle time and in two
-/// pieces (head, then body), the way a busy Jetty does. Returns its address and the
-/// connections accepted.
-async fn slow_server(body: &'static [u8]) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binds");
-    let addr = listener.local_addr().expect("addr");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::SeqCst);
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                loop {
-                    while !head.ends_with(b"\r\n\r\n") {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    head.clear();
-                    // The simulated server's own slowness, not synchronisation.
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                    let answer =
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
-                    if stream.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    if stream.write_all(body).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (addr, accepted)
-}
-
 #[tokio::test]
 async fn an_answer_slower_than_the_settle_time_is_waited_for_on_a_kept_connection() {
     let body: &'static [u8] = Box::leak(sample("steady-load-t15s.json").into_boxed_slice());
-    let (addr, accepted) = slow_server(body).await;
+    let (addr, accepted) = test_server(body, Answering::Slowly).await;
     let url = format!("http://{addr}/metrics").parse().unwrap();
     let client = client(1 << 20);
     for poll in 0..3 {
