@@ -9,7 +9,6 @@
 mod backoff;
 mod buffer;
 mod fanout;
-mod pacing;
 mod session;
 mod wire;
 
