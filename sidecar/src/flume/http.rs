@@ -7,27 +7,30 @@
 
 use std::io;
 
-use super::socket::{Socket, READ_SIZE};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 /// A response head larger than this is not Flume's (Jetty's default limit is 8 KiB).
 const MAX_HEAD: usize = 16 * 1024;
 /// A chunk-size or trailer line longer than this is not HTTP.
 const MAX_LINE: usize = 1024;
+/// Bytes asked of the kernel per read (and each connection's buffer to begin with); Flume's
+/// answers are about 1–3 KiB.
+const READ_SIZE: usize = 4 * 1024;
 /// A connection's read buffer is kept between polls unless an odd answer grew it past this.
 const KEEP_BUFFER: usize = 64 * 1024;
 /// How long after sending a request its answer is first read. Servers write an answer in
 /// pieces (Jetty: head, then the chunked body; Python's http.server: head, chunk, last chunk),
 /// and reading at the first byte costs a wake-up and a read per piece; a poll every few
-/// seconds loses nothing by reading a few milliseconds later, when the answer is whole (the
-/// pollers of one round also wake together then). Until then the pieces do not wake the
-/// process either ([`Socket`]). An answer not complete by then is read as it arrives.
-/// 1 ms was too short for Python's http.server: its answers to ten pollers take 2–4 ms.
-const SETTLE: std::time::Duration = std::time::Duration::from_millis(5);
+/// seconds loses nothing by reading a millisecond later, when the answer is usually whole (the
+/// pollers of one round also wake together then). An answer not complete by then is read as
+/// it arrives.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A connection to one Flume endpoint, kept between polls.
 #[derive(Debug)]
 pub(super) struct Connection {
-    socket: Socket,
+    stream: TcpStream,
     /// Read buffer, reused by every exchange; empty between them.
     buf: Vec<u8>,
 }
@@ -86,15 +89,23 @@ enum Framing {
 
 impl Connection {
     pub(super) async fn open(host: &url::Host<&str>, port: u16) -> io::Result<Self> {
+        let stream = match host {
+            url::Host::Domain(name) => TcpStream::connect((*name, port)).await?,
+            url::Host::Ipv4(ip) => TcpStream::connect((*ip, port)).await?,
+            url::Host::Ipv6(ip) => TcpStream::connect((*ip, port)).await?,
+        };
+        // One write per request; without this a pipelined second write would wait for an ACK.
+        stream.set_nodelay(true)?;
         Ok(Self {
-            socket: Socket::connect(host, port).await?,
+            stream,
             buf: Vec::with_capacity(READ_SIZE),
         })
     }
 
     /// False if the server closed this idle connection (or sent something unasked).
     pub(super) fn still_open(&self) -> bool {
-        self.socket.still_open()
+        let mut probe = [0u8; 1];
+        matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
     /// Sends `request` (a complete GET) and reads the answer, with bodies up to `max_body` bytes.
@@ -108,7 +119,7 @@ impl Connection {
             self.buf = Vec::with_capacity(READ_SIZE);
         }
         let mut reader = Reader {
-            socket: &mut self.socket,
+            stream: &mut self.stream,
             buf: &mut self.buf,
             pos: 0,
             answered: false,
@@ -116,9 +127,6 @@ impl Connection {
         let mut head_read = false;
         let result = exchange(&mut reader, request, max_body, &mut head_read).await;
         let answered = reader.answered;
-        // Idle again. If leaving the poller fails the socket is closed, and the next poll's
-        // `still_open` says so.
-        let _ = self.socket.unwatch();
         result.map_err(|error| Failure {
             error,
             answered,
@@ -133,7 +141,7 @@ async fn exchange(
     max_body: usize,
     head_read: &mut bool,
 ) -> Result<Response, WireError> {
-    reader.socket.write_all(request).await?;
+    reader.stream.write_all(request).await?;
     tokio::time::sleep(SETTLE).await;
     let head_end = reader.head().await?;
     let head = Head::parse(&reader.buf[..head_end])?;
@@ -267,7 +275,7 @@ fn split_once(bytes: &[u8], at: u8) -> Option<(&[u8], &[u8])> {
 
 /// Reads from the connection into its buffer; `pos` is where the unread part starts.
 struct Reader<'a> {
-    socket: &'a mut Socket,
+    stream: &'a mut TcpStream,
     buf: &'a mut Vec<u8>,
     pos: usize,
     answered: bool,
@@ -276,7 +284,8 @@ struct Reader<'a> {
 impl Reader<'_> {
     /// Reads more; false at the end of the stream.
     async fn fill(&mut self) -> Result<bool, WireError> {
-        let n = self.socket.read_buf(self.buf).await?;
+        self.buf.reserve(READ_SIZE);
+        let n = self.stream.read_buf(self.buf).await?;
         if n > 0 {
             self.answered = true;
         }

@@ -5,7 +5,6 @@ mod client;
 mod http;
 mod json;
 mod parse;
-mod socket;
 
 use std::time::SystemTime;
 
