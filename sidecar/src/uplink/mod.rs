@@ -9,6 +9,7 @@
 mod backoff;
 mod buffer;
 mod fanout;
+mod pacing;
 mod session;
 mod wire;
 

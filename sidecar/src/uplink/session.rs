@@ -8,6 +8,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::pacing::Pacing;
 use super::wire::{self, Message as Outbound};
 use super::{Uplink, DRAIN_GRACE};
 
@@ -89,16 +90,23 @@ pub(super) async fn run(
     );
 
     let mut newest = uplink.buffer.subscribe();
-    let mut stats_tick = tokio::time::interval(uplink.stats_every);
-    stats_tick.tick().await;
     let mut drain_deadline: Option<Instant> = None;
+    let mut pacing = Pacing::new(uplink.stats_every, Instant::now());
+    // Both timers live as long as the stream and are moved, not made anew each turn.
+    let release = sleep_until(far_future());
+    tokio::pin!(release);
+    let stats_alone = sleep_until(pacing.stats_alone_at());
+    tokio::pin!(stats_alone);
     loop {
         if drain_deadline.is_some() && uplink.buffer.is_empty() {
             return Ok(());
         }
         let next = uplink.buffer.next_after(sent);
         let has_next = next.is_some();
+        // Stopping: whatever is buffered goes now.
+        let holding = pacing.holding_until().is_some() && drain_deadline.is_none();
         let deadline = drain_deadline.unwrap_or_else(far_future);
+        let mut send_stats = false;
         tokio::select! {
             biased;
             _ = shutdown.cancelled(), if drain_deadline.is_none() => {
@@ -112,19 +120,25 @@ pub(super) async fn run(
                 Some(seq) => uplink.buffer.ack(seq),
                 None => return Err(SessionError::Closed),
             },
-            permit = tx.reserve(), if has_next => {
+            _ = &mut release, if holding => send_stats = pacing.release(Instant::now()),
+            permit = tx.reserve(), if has_next && !holding => {
                 let Ok(permit) = permit else { return Err(SessionError::Closed) };
                 let snapshot = next.expect("guarded by has_next");
                 sent = snapshot.seq;
                 permit.send(wire::ReportRequest { message: Some(wire::snapshot(snapshot)) });
             }
-            _ = newest.changed(), if !has_next => {}
-            _ = stats_tick.tick() => {
-                // Stats are advisory: skip a beat rather than wait behind snapshots.
-                let _ = tx.try_send(wire::ReportRequest {
-                    message: Some(Outbound::Stats(uplink.stats())),
-                });
+            _ = newest.changed(), if !has_next => {
+                release.as_mut().reset(pacing.round_started(Instant::now()));
             }
+            _ = &mut stats_alone => send_stats = true,
+        }
+        if send_stats {
+            // Stats are advisory: skip a beat rather than wait behind snapshots.
+            let _ = tx.try_send(wire::ReportRequest {
+                message: Some(Outbound::Stats(uplink.stats())),
+            });
+            pacing.stats_sent(Instant::now());
+            stats_alone.as_mut().reset(pacing.stats_alone_at());
         }
     }
 }
