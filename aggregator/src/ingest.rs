@@ -32,6 +32,9 @@ const ACK_QUEUE: usize = 16;
 pub struct IngestCounters {
     pub streams_opened: AtomicU64,
     pub snapshots_stored: AtomicU64,
+    /// Acks of stored snapshots sent (the Hello's resume point not counted): snapshots per ack
+    /// shows how well sidecars' rounds arrive together.
+    pub acks_sent: AtomicU64,
     pub duplicates: AtomicU64,
     pub rejected: AtomicU64,
     /// Streams refused for a missing, unknown or misbound token.
@@ -190,6 +193,7 @@ impl StreamTask {
                             if sent.is_err() {
                                 break "sidecar stopped reading".to_owned();
                             }
+                            self.counters.acks_sent.fetch_add(1, Ordering::Relaxed);
                             unacked = None;
                             continue;
                         }
@@ -245,7 +249,9 @@ impl StreamTask {
         };
         if let Some((seq, _, _)) = unacked {
             // What was stored is acknowledged on the way out when the sidecar still listens.
-            let _ = tx.try_send(ack(seq));
+            if tx.try_send(ack(seq)).is_ok() {
+                self.counters.acks_sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.fleet
             .disconnect(&self.host, self.registration.stream_id, Now::current());

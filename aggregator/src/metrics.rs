@@ -251,6 +251,9 @@ pub fn render(
     f.counter("flumewatch_snapshots_stored")
         .get_or_create(&none)
         .inc_by(counters.snapshots_stored.load(Ordering::Relaxed));
+    f.counter("flumewatch_ingest_acks_sent")
+        .get_or_create(&none)
+        .inc_by(counters.acks_sent.load(Ordering::Relaxed));
     f.counter("flumewatch_snapshots_replayed_duplicate")
         .get_or_create(&none)
         .inc_by(counters.duplicates.load(Ordering::Relaxed));

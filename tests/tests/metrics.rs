@@ -123,6 +123,9 @@ async fn promtool_accepts_metrics_that_match_the_snapshots() {
     );
     assert!(metrics.contains("flumewatch_rule_evaluation_seconds_bucket"));
     assert!(line(&metrics, "flumewatch_snapshots_stored_total", &[]).is_some());
+    assert!(
+        line(&metrics, "flumewatch_ingest_acks_sent_total", &[]).is_some_and(|l| value(l) >= 1.0)
+    );
 
     // Flume on h2 dies: its agent is down and its values disappear rather than go stale.
     flume2.server.go_down();

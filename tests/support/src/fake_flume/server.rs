@@ -23,6 +23,9 @@ pub enum Reply {
     /// 200 with this body, chunked, a few bytes at a time with a pause between (a JVM in GC
     /// trouble, or a slowloris).
     Drip { body: Vec<u8>, every: Duration },
+    /// 200 with this body, chunked, after a pause: a JVM busy elsewhere, so that agents on one
+    /// host answer a round's polls milliseconds apart.
+    Late { body: Vec<u8>, after: Duration },
 }
 
 /// Produces the reply for each request; called on every poll so counters can move.
@@ -187,6 +190,16 @@ async fn answer(
                 }
                 let _ = stream.shutdown().await;
                 return;
+            }
+            Reply::Late { body, after } => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(after) => {}
+                }
+                (
+                    chunked("200 OK", "application/json;charset=utf-8", &body),
+                    has_body,
+                )
             }
             Reply::Json(body) => (
                 chunked(
