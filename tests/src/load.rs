@@ -23,7 +23,10 @@ use tonic::transport::Channel;
 pub struct LoadConfig {
     pub aggregator: String,
     pub streams: usize,
-    /// Snapshots per second per stream.
+    /// Agents each stream reports for, as a sidecar on a host with several Flume agents: a
+    /// round of one snapshot per agent is sent together, as the sidecar sends a poll round.
+    pub agents_per_stream: usize,
+    /// Rounds per second per stream.
     pub rate: f64,
     pub duration: Duration,
     /// Components per agent, spread evenly over this range.
@@ -42,6 +45,7 @@ impl Default for LoadConfig {
         Self {
             aggregator: "http://127.0.0.1:50051".into(),
             streams: 200,
+            agents_per_stream: 1,
             rate: 1.0,
             duration: Duration::from_secs(10),
             min_components: 10,
@@ -101,6 +105,8 @@ fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
 /// with the place of every moving counter's value, so a tick patches numbers in place instead
 /// of building and encoding 20 components (the generator must leave the aggregator its core).
 struct Agent {
+    /// Its name in the stream's Hello.
+    name: String,
     /// Field 6 (components) of the Snapshot message, every component, already encoded.
     components: Vec<u8>,
     /// Where each moving counter's value sits in `components`, and its current value.
@@ -133,7 +139,7 @@ fn put_varint(value: u64, out: &mut Vec<u8>) {
 }
 
 impl Agent {
-    fn new(template: &[pb::Component], count: usize, troubled: bool) -> Self {
+    fn new(name: String, template: &[pb::Component], count: usize, troubled: bool) -> Self {
         let mut components = Vec::new();
         let mut moving = Vec::new();
         for i in 0..count {
@@ -184,7 +190,11 @@ impl Agent {
             moving.extend(places.into_iter().map(|(at, value)| (base + at, value)));
             components.extend_from_slice(&body);
         }
-        Self { components, moving }
+        Self {
+            name,
+            components,
+            moving,
+        }
     }
 
     /// The next snapshot, encoded: a fresh header, the components with every moving counter
@@ -197,7 +207,7 @@ impl Agent {
         }
         let header = pb::Snapshot {
             seq,
-            agent: "a1".into(),
+            agent: self.name.clone(),
             scraped_at: Some(flumewatch_proto::model::time::timestamp(SystemTime::now())),
             scrape_duration_ms: 2,
             outcome: Some(pb::ScrapeOutcome {
@@ -247,18 +257,25 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
         if config.ramp_per_second > 0 && i > 0 && i % config.ramp_per_second == 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let agent = Agent::new(
-            &template,
-            config.min_components + i % span,
-            i % trouble_every == 0,
-        );
+        let per_stream = config.agents_per_stream.max(1);
+        let agents = (0..per_stream)
+            .map(|j| {
+                let n = i * per_stream + j;
+                Agent::new(
+                    format!("a{}", j + 1),
+                    &template,
+                    config.min_components + n % span,
+                    n % trouble_every == 0,
+                )
+            })
+            .collect();
         let channel = channels[i % channels.len()].clone();
         // Spread the streams over the period so the load is even, not a burst a second.
         let phase = period.mul_f64(i as f64 / config.streams as f64);
         tasks.spawn(stream(
             channel,
             format!("load-{i:05}"),
-            agent,
+            agents,
             period,
             phase,
             (started, stop_at),
@@ -295,18 +312,19 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
 async fn stream(
     channel: Channel,
     host: String,
-    mut agent: Agent,
+    mut agents: Vec<Agent>,
     period: Duration,
     phase: Duration,
     (started, stop_at): (Instant, Instant),
     sent: Arc<AtomicU64>,
 ) -> Option<(u64, Vec<(u16, u32)>)> {
-    let (tx, rx) = mpsc::channel::<ReportRequest>(4);
+    // Room for a whole round, so that it is queued before the encoder runs and leaves in one write.
+    let (tx, rx) = mpsc::channel::<ReportRequest>(2 * agents.len() + 2);
     tx.send(ReportRequest {
         message: Some(Message::Hello(pb::Hello {
             host: host.clone(),
             instance_id: format!("{host}-load"),
-            agents: vec!["a1".into()],
+            agents: agents.iter().map(|a| a.name.clone()).collect(),
             labels: [("cluster".to_owned(), "load".to_owned())].into(),
             sidecar_version: "load".into(),
             poll_interval: Some(flumewatch_proto::model::time::duration(period)),
@@ -348,24 +366,26 @@ async fn stream(
     };
     let mut next = Instant::now() + phase;
     let mut seq = 0;
-    while next < stop_at {
+    'rounds: while next < stop_at {
         tokio::time::sleep_until(next).await;
-        seq += 1;
-        let snapshot = agent.tick(seq);
-        in_flight
-            .lock()
-            .expect("in-flight lock")
-            .push_back((seq, Instant::now()));
-        if tx
-            .send(ReportRequest {
-                message: Some(Message::Snapshot(snapshot)),
-            })
-            .await
-            .is_err()
-        {
-            break;
+        for agent in &mut agents {
+            seq += 1;
+            let snapshot = agent.tick(seq);
+            in_flight
+                .lock()
+                .expect("in-flight lock")
+                .push_back((seq, Instant::now()));
+            if tx
+                .send(ReportRequest {
+                    message: Some(Message::Snapshot(snapshot)),
+                })
+                .await
+                .is_err()
+            {
+                break 'rounds;
+            }
+            sent.fetch_add(1, Ordering::Relaxed);
         }
-        sent.fetch_add(1, Ordering::Relaxed);
         next += period;
     }
     // Wait for the last acks, then hang up.
@@ -384,7 +404,7 @@ mod tests {
     #[test]
     fn patched_snapshots_decode_with_moving_counters() {
         let template = template();
-        let mut agent = Agent::new(&template, 20, true);
+        let mut agent = Agent::new("a1".into(), &template, 20, true);
         let first = pb::Snapshot::decode(agent.tick(1)).expect("decodes");
         let second = pb::Snapshot::decode(agent.tick(2)).expect("decodes");
         assert_eq!((first.seq, second.seq), (1, 2));

@@ -59,3 +59,53 @@ async fn two_hundred_streams_for_ten_seconds_are_all_judged() {
     assert_eq!(alerting.len(), 20, "{alerting:?}");
     aggregator.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_sidecars_of_ten_agents_are_judged_per_agent_and_acknowledged_per_round() {
+    let aggregator = AggregatorHandle::start().await;
+    let config = LoadConfig {
+        aggregator: aggregator.url(),
+        streams: 20,
+        agents_per_stream: 10,
+        rate: 1.0,
+        duration: Duration::from_secs(5),
+        trouble: 0.1,
+        connections: 20,
+        ..LoadConfig::default()
+    };
+    let report = load::run(&config).await.expect("load runs");
+    let counters = &aggregator.counters;
+    let stored = counters
+        .snapshots_stored
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let acks = counters
+        .acks_sent
+        .load(std::sync::atomic::Ordering::Relaxed);
+    println!(
+        "load smoke, 20 streams × 10 agents: sent {}, acknowledged {}, {acks} acks, send→ack p99 {:.2} ms",
+        report.sent,
+        report.acked,
+        report.quantile_ms(0.99)
+    );
+    assert_eq!(report.streams_opened, 20);
+    assert!(report.sent >= 20 * 10 * 4, "{} sent", report.sent);
+    assert_eq!(report.acked, report.sent, "every snapshot acknowledged");
+    assert_eq!(stored, report.sent, "every snapshot stored and judged");
+    // A round is queued whole before it is encoded: it arrives in one read, is stored
+    // together and acknowledged once.
+    assert!(
+        acks * 3 <= stored,
+        "{acks} acks for {stored} snapshots: rounds were not acknowledged together"
+    );
+    let agents = aggregator.fleet.agents(&Default::default(), None);
+    assert_eq!(agents.len(), 200, "each of a stream's agents is its own");
+    let troubled: std::collections::BTreeSet<(String, String)> = aggregator
+        .fleet
+        .alerts()
+        .iter()
+        .filter(|a| a.alertname == "ChannelFilling")
+        .map(|a| (a.labels.0["host"].clone(), a.labels.0["agent"].clone()))
+        .collect();
+    assert_eq!(troubled.len(), 20, "one agent in ten: {troubled:?}");
+    aggregator.stop().await;
+}

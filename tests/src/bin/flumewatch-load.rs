@@ -15,7 +15,11 @@ struct Args {
     aggregator: String,
     #[arg(long, default_value_t = 200)]
     streams: usize,
-    /// Snapshots per second per stream.
+    /// Agents per stream, as a sidecar polling several Flume agents: each round sends one
+    /// snapshot per agent together.
+    #[arg(long, default_value_t = 1)]
+    agents_per_stream: usize,
+    /// Rounds per second per stream.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
     #[arg(long, default_value = "10s")]
@@ -84,6 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let config = LoadConfig {
         aggregator: args.aggregator,
         streams: args.streams,
+        agents_per_stream: args.agents_per_stream,
         rate: args.rate,
         duration: args.duration.into(),
         min_components: args.min_components,
@@ -122,8 +127,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let samples = samples.lock().expect("samples lock").clone();
     println!(
-        "streams {} × {}/s for {:?}: sent {}, acknowledged {} ({:.0}/s), send→ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        "streams {} × {} agents × {}/s for {:?}: sent {}, acknowledged {} ({:.0}/s), send→ack p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         report.streams_opened,
+        config.agents_per_stream,
         config.rate,
         config.duration,
         report.sent,
@@ -168,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "aggregator RSS {:.1} MiB at the end ({:.1} KiB per agent); per minute: {:?}",
             rss,
-            rss * 1024.0 / config.streams as f64,
+            rss * 1024.0 / (config.streams * config.agents_per_stream.max(1)) as f64,
             samples
                 .iter()
                 .map(|s| (s * 10.0).round() / 10.0)
