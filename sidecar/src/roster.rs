@@ -46,6 +46,11 @@ impl Roster {
         self.lock().iter().map(|a| a.name.clone()).collect()
     }
 
+    /// Agents polled: one snapshot each per round.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
     pub fn agents(&self) -> Vec<FlumeEndpoint> {
         self.lock().clone()
     }

@@ -3,13 +3,15 @@
 # replica's Python packages, runs the micro-benchmarks, the sidecar-vs-seed footprint, the alert
 # latency and the 10 000-stream load, and prints every table. Not part of the test command:
 # figures vary from run to run. Tunables (environment): LOAD_STREAMS (10000), LOAD_DURATION (5m),
-# LOAD_CONNECTIONS (= streams), FOOTPRINT_DURATION (60s), INCIDENTS (20), SKIP_CRITERION=1.
+# LOAD_CONNECTIONS (= streams), LOAD_AGENTS_PER_STREAM (1; 10 = sidecars of ten agents, each
+# round sent together), FOOTPRINT_DURATION (60s), INCIDENTS (20), SKIP_CRITERION=1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 LOAD_STREAMS=${LOAD_STREAMS:-10000}
 LOAD_DURATION=${LOAD_DURATION:-5m}
 LOAD_CONNECTIONS=${LOAD_CONNECTIONS:-$LOAD_STREAMS}
+LOAD_AGENTS_PER_STREAM=${LOAD_AGENTS_PER_STREAM:-1}
 FOOTPRINT_DURATION=${FOOTPRINT_DURATION:-60s}
 INCIDENTS=${INCIDENTS:-20}
 
@@ -48,7 +50,7 @@ echo
 $BIN/flumewatch-bench alert-latency --incidents "$INCIDENTS"
 echo
 
-echo "## Load: $LOAD_STREAMS streams × 1 snapshot/s for $LOAD_DURATION"
+echo "## Load: $LOAD_STREAMS streams × $LOAD_AGENTS_PER_STREAM agents × 1 snapshot/s for $LOAD_DURATION"
 echo
 state=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -65,5 +67,6 @@ idle=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' /proc/$agg/status)
 echo "aggregator idle RSS: $idle MiB"
 echo '```'
 $BIN/flumewatch-load --aggregator "http://127.0.0.1:$port" --streams "$LOAD_STREAMS" --rate 1 \
-  --duration "$LOAD_DURATION" --connections "$LOAD_CONNECTIONS" --pid "$agg" --metrics "127.0.0.1:$http"
+  --agents-per-stream "$LOAD_AGENTS_PER_STREAM" --duration "$LOAD_DURATION" \
+  --connections "$LOAD_CONNECTIONS" --pid "$agg" --metrics "127.0.0.1:$http"
 echo '```'

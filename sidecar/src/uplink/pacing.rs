@@ -2,14 +2,16 @@
 //!
 //! The pollers of one round finish within a few milliseconds of each other. Sent as each one
 //! finished, every snapshot cost its own HTTP/2 write, its own ack and a wake-up for each, and
-//! the stats had a timer of their own: one more wake-up every interval. Held for a moment, a
-//! round leaves in one write, is acknowledged once and carries the stats. Pure: it takes `now`.
+//! the stats had a timer of their own: one more wake-up every interval. Held until the round is
+//! whole, or for a moment at most, a round leaves in one write, is acknowledged once and
+//! carries the stats. A whole round (one agent's, or every agent answering in the same turn)
+//! leaves at once: holding it would only cost a timer's wake-up. Pure: it takes `now`.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// How long the first snapshot of a round waits for the rest.
+/// How long the first snapshot of a round waits for the rest at most.
 pub(super) const LINGER: Duration = Duration::from_millis(5);
 
 #[derive(Debug)]
@@ -19,6 +21,17 @@ pub(super) struct Pacing {
     /// A round is being held back until then.
     holding_until: Option<Instant>,
     stats_sent_at: Instant,
+}
+
+/// What to do about the snapshots waiting to be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Queued {
+    /// Nothing waits (those pushed were sent already).
+    Nothing,
+    /// Hold them, for the rest of the round, until then.
+    HoldUntil(Instant),
+    /// Send them now; with the stats if they are due.
+    SendNow { with_stats: bool },
 }
 
 impl Pacing {
@@ -31,13 +44,20 @@ impl Pacing {
         }
     }
 
-    /// A snapshot was queued while nothing was waiting: hold it for the rest of its round. A
-    /// backlog (a replay after a reconnect) is never held: it is already a batch. Returns when
-    /// the hold ends.
-    pub(super) fn round_started(&mut self, now: Instant) -> Instant {
-        let until = now + LINGER;
-        self.holding_until = Some(until);
-        until
+    /// Snapshots were queued: `waiting` are unsent, of a round of one per agent polled.
+    /// A backlog (a replay after a reconnect) is never held: it is sent as it is, already a
+    /// batch, without passing here.
+    pub(super) fn queued(&mut self, waiting: u64, agents: usize, now: Instant) -> Queued {
+        if waiting == 0 {
+            return Queued::Nothing;
+        }
+        if waiting >= agents.max(1) as u64 {
+            return Queued::SendNow {
+                with_stats: self.release(now),
+            };
+        }
+        let until = *self.holding_until.get_or_insert(now + LINGER);
+        Queued::HoldUntil(until)
     }
 
     /// Until when snapshots are held back, if they are.
@@ -70,18 +90,49 @@ mod tests {
     const EVERY: Duration = Duration::from_secs(10);
 
     #[test]
-    fn a_round_is_held_from_its_first_snapshot_for_the_linger() {
+    fn a_round_is_held_from_its_first_snapshot_until_it_is_whole_or_the_linger_ends() {
         let opened = Instant::now();
         let mut pacing = Pacing::new(EVERY, opened);
         assert_eq!(pacing.holding_until(), None, "nothing held before a round");
         let first = opened + EVERY;
-        assert_eq!(pacing.round_started(first), first + LINGER);
-        assert_eq!(pacing.holding_until(), Some(first + LINGER));
-        assert!(
-            pacing.release(first + LINGER),
-            "the stats go with the round"
+        let until = first + LINGER;
+        assert_eq!(pacing.queued(1, 10, first), Queued::HoldUntil(until));
+        let later = first + Duration::from_millis(2);
+        assert_eq!(
+            pacing.queued(4, 10, later),
+            Queued::HoldUntil(until),
+            "the hold runs from the round's first snapshot"
+        );
+        assert_eq!(pacing.holding_until(), Some(until));
+        assert_eq!(
+            pacing.queued(10, 10, later),
+            Queued::SendNow { with_stats: true },
+            "a whole round goes at once, with the stats"
         );
         assert_eq!(pacing.holding_until(), None);
+        pacing.stats_sent(later);
+        // The next round stops short of whole: it goes when the linger ends, with the stats.
+        let next = first + EVERY;
+        assert_eq!(pacing.queued(9, 10, next), Queued::HoldUntil(next + LINGER));
+        assert!(pacing.release(next + LINGER));
+        assert_eq!(pacing.holding_until(), None);
+    }
+
+    #[test]
+    fn one_agent_is_never_held_and_nothing_waiting_is_nothing() {
+        let opened = Instant::now();
+        let mut pacing = Pacing::new(EVERY, opened);
+        assert_eq!(pacing.queued(0, 1, opened + EVERY), Queued::Nothing);
+        assert_eq!(
+            pacing.queued(1, 1, opened + EVERY),
+            Queued::SendNow { with_stats: true }
+        );
+        assert_eq!(pacing.holding_until(), None);
+        // No agent polled yet (discovery finds them later): a snapshot is not held either.
+        assert!(matches!(
+            pacing.queued(1, 0, opened + EVERY),
+            Queued::SendNow { .. }
+        ));
     }
 
     #[test]
@@ -98,7 +149,7 @@ mod tests {
         ];
         for gap in gaps {
             now += gap;
-            pacing.round_started(now);
+            assert_eq!(pacing.queued(1, 2, now), Queued::HoldUntil(now + LINGER));
             now += LINGER;
             let due = pacing.release(now);
             if due {

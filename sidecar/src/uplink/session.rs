@@ -8,7 +8,7 @@ use tokio::time::{sleep_until, Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::pacing::Pacing;
+use super::pacing::{Pacing, Queued};
 use super::wire::{self, Message as Outbound};
 use super::{Uplink, DRAIN_GRACE};
 
@@ -127,8 +127,14 @@ pub(super) async fn run(
                 sent = snapshot.seq;
                 permit.send(wire::ReportRequest { message: Some(wire::snapshot(snapshot)) });
             }
-            _ = newest.changed(), if !has_next => {
-                release.as_mut().reset(pacing.round_started(Instant::now()));
+            _ = newest.changed(), if !has_next || holding => {
+                // Pushes seen while sending were sent with the rest: only the unsent count.
+                let waiting = newest.borrow_and_update().saturating_sub(sent);
+                match pacing.queued(waiting, uplink.roster.len(), Instant::now()) {
+                    Queued::Nothing => {}
+                    Queued::HoldUntil(until) => release.as_mut().reset(until),
+                    Queued::SendNow { with_stats } => send_stats = with_stats,
+                }
             }
             _ = &mut stats_alone => send_stats = true,
         }
