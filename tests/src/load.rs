@@ -265,7 +265,7 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
                     format!("a{}", j + 1),
                     &template,
                     config.min_components + n % span,
-                    n % trouble_every == 0,
+                    n.is_multiple_of(trouble_every),
                 )
             })
             .collect();
