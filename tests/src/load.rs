@@ -252,12 +252,12 @@ pub async fn run(config: &LoadConfig) -> Result<LoadReport, tonic::transport::Er
     } else {
         usize::MAX
     };
+    let per_stream = config.agents_per_stream.max(1);
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..config.streams {
         if config.ramp_per_second > 0 && i > 0 && i % config.ramp_per_second == 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let per_stream = config.agents_per_stream.max(1);
         let agents = (0..per_stream)
             .map(|j| {
                 let n = i * per_stream + j;
